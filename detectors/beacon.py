@@ -1,0 +1,222 @@
+"""The canonical beacon, its validation, and the columnar batch the core works on.
+
+A canonical beacon is one page view as the ingestion gateway stamps it (see
+``docs/architecture.md``). ``ts`` (event time, epoch ms), ``app`` and ``release`` are
+required; any subset of the metrics may be present.
+
+Validation names the field and the reason, and never raises on data:
+
+>>> beacon, reason = validate_beacon({"ts": 1763856000123, "app": "shop-web",
+...     "release": "r2", "device": "mobile", "metrics": {"LCP": 2480.0, "CLS": 0.0}})
+>>> beacon.metrics, reason
+({'LCP': 2480.0, 'CLS': 0.0}, None)
+>>> validate_beacon({"ts": 1763856000123, "app": "shop-web"})
+(None, 'release: missing')
+>>> validate_beacon({"ts": 1763856000123, "app": "a", "release": "r", "metrics": {"LCP": -3}})
+(None, 'metrics.LCP: must be >= 0, got -3')
+
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "METRICS",
+    "METRIC_LIMITS",
+    "GOOD_LIMITS",
+    "SEGMENTS",
+    "Beacon",
+    "BeaconBatch",
+    "CohortKey",
+    "validate_beacon",
+]
+
+#: Metrics a canonical beacon may carry. Milliseconds, except CLS (a unitless score).
+METRICS: tuple[str, ...] = ("LCP", "INP", "CLS", "FCP", "TTFB")
+
+#: Largest plausible value per metric. Anything above is a broken clock or a bug in a
+#: sender, not a user experience, and would make the sketch grow without need.
+METRIC_LIMITS: dict[str, float] = {
+    "LCP": 600_000.0,
+    "INP": 600_000.0,
+    "FCP": 600_000.0,
+    "TTFB": 600_000.0,
+    "CLS": 100.0,
+}
+
+#: The web-vitals "good" limits (inclusive); page views above them count as not good.
+GOOD_LIMITS: dict[str, float] = {
+    "LCP": 2500.0,
+    "INP": 200.0,
+    "CLS": 0.1,
+    "FCP": 1800.0,
+    "TTFB": 800.0,
+}
+
+#: Device classes used as segments. A beacon without a device is ``unknown``.
+SEGMENTS: tuple[str, ...] = ("mobile", "desktop", "tablet", "unknown")
+
+# 2001-09-09 .. 2286-11-20 in epoch ms: rejects seconds, microseconds and garbage.
+_TS_MIN, _TS_MAX = 1_000_000_000_000, 9_999_999_999_999
+_MAX_ERRORS = 1_000_000
+_MAX_STR = 512
+
+
+class CohortKey(NamedTuple):
+    """What a window summary is kept per: app, release, explicit cohort, segment."""
+
+    app: str
+    release: str
+    cohort: str | None
+    segment: str
+
+
+@dataclass(frozen=True)
+class Beacon:
+    """One validated canonical beacon: the fields the decision core uses.
+
+    Descriptive fields (``id``, ``session``, ``page``, ``country``, ``browser``) are the
+    ingestion gateway's business (it dedupes by id and reduces pages to routes); the core
+    neither reads nor checks them, so a sender may add any fields of its own.
+    """
+
+    ts: int
+    app: str
+    release: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    device: str = "unknown"
+    cohort: str | None = None
+
+    @property
+    def key(self) -> CohortKey:
+        return CohortKey(self.app, self.release, self.cohort, self.device)
+
+
+def _is_number(x: Any) -> bool:
+    return (type(x) is int or type(x) is float) and math.isfinite(x)
+
+
+def _check_str(obj: dict, name: str, required: bool) -> str | None:
+    """Return a reason when ``obj[name]`` is not an acceptable string."""
+    value = obj.get(name)
+    if value is None:
+        return f"{name}: missing" if required else None
+    if type(value) is not str:
+        return f"{name}: must be a string, got {type(value).__name__}"
+    if required and not value.strip():
+        return f"{name}: must not be empty"
+    if len(value) > _MAX_STR:
+        return f"{name}: longer than {_MAX_STR} characters"
+    return None
+
+
+def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
+    """Validate one decoded JSON value as a canonical beacon.
+
+    Returns ``(beacon, None)`` or ``(None, reason)``; the reason names the field first.
+    Fields the core does not use are ignored so that senders may add their own.
+    """
+    if not isinstance(obj, dict):
+        return None, f"beacon: must be a JSON object, got {type(obj).__name__}"
+    ts = obj.get("ts")
+    if ts is None:
+        return None, "ts: missing"
+    if type(ts) is not int:
+        return None, f"ts: must be an integer (epoch ms), got {type(ts).__name__}"
+    if not _TS_MIN <= ts <= _TS_MAX:
+        return None, f"ts: {ts} is not epoch milliseconds"
+    for name in ("app", "release"):
+        reason = _check_str(obj, name, required=True)
+        if reason:
+            return None, reason
+    for name in ("device", "cohort"):
+        reason = _check_str(obj, name, required=False)
+        if reason:
+            return None, reason
+    device = obj.get("device") or "unknown"
+    if device not in SEGMENTS:
+        return None, f"device: must be one of {', '.join(SEGMENTS)}, got {device!r}"
+    metrics_in = obj.get("metrics")
+    metrics: dict[str, float] = {}
+    if metrics_in is not None:
+        if not isinstance(metrics_in, dict):
+            return None, f"metrics: must be an object, got {type(metrics_in).__name__}"
+        for name, value in metrics_in.items():
+            if name not in METRIC_LIMITS:
+                return None, f"metrics.{name}: unknown metric (known: {', '.join(METRICS)})"
+            if value is None:
+                continue
+            if not _is_number(value):
+                return None, f"metrics.{name}: must be a finite number, got {value!r}"
+            if value < 0:
+                return None, f"metrics.{name}: must be >= 0, got {value!r}"
+            if value > METRIC_LIMITS[name]:
+                return None, f"metrics.{name}: {value!r} is above the limit {METRIC_LIMITS[name]:g}"
+            metrics[name] = float(value)
+    errors = obj.get("errors", 0)
+    if errors is None:
+        errors = 0
+    if type(errors) is not int or not 0 <= errors <= _MAX_ERRORS:
+        return None, f"errors: must be an integer in [0, {_MAX_ERRORS}], got {errors!r}"
+    return (
+        Beacon(
+            ts=ts,
+            app=obj["app"],
+            release=obj["release"],
+            metrics=metrics,
+            errors=errors,
+            device=device,
+            cohort=obj.get("cohort"),
+        ),
+        None,
+    )
+
+
+@dataclass
+class BeaconBatch:
+    """Many valid beacons as columns: what windows and sketches consume.
+
+    ``key[i]`` indexes ``keys``; ``metrics[name][i]`` is NaN where beacon ``i`` has no
+    value for ``name``.
+    """
+
+    ts: np.ndarray  # int64, epoch ms
+    key: np.ndarray  # int32, index into ``keys``
+    keys: list[CohortKey]
+    metrics: dict[str, np.ndarray]  # float64, NaN = absent
+    errors: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    @classmethod
+    def empty(cls) -> BeaconBatch:
+        return cls(
+            ts=np.zeros(0, np.int64),
+            key=np.zeros(0, np.int32),
+            keys=[],
+            metrics={m: np.zeros(0, np.float64) for m in METRICS},
+            errors=np.zeros(0, np.int64),
+        )
+
+    @classmethod
+    def from_beacons(cls, beacons: list[Beacon]) -> BeaconBatch:
+        """Build a batch from validated beacons (the slow, obviously-correct path)."""
+        codes: dict[CohortKey, int] = {}
+        key = [codes.setdefault(b.key, len(codes)) for b in beacons]
+        return cls(
+            ts=np.array([b.ts for b in beacons], np.int64),
+            key=np.array(key, np.int32),
+            keys=list(codes),
+            metrics={
+                m: np.array([b.metrics.get(m, math.nan) for b in beacons], np.float64)
+                for m in METRICS
+            },
+            errors=np.array([b.errors for b in beacons], np.int64),
+        )

@@ -1,0 +1,243 @@
+"""Batch decoder: raw records (bytes) → one columnar :class:`BeaconBatch` plus rejects.
+
+A record holds one beacon (a JSON object), a JSON array of beacons, or NDJSON. Many
+records are decoded together: the common case (every record valid JSON) is parsed by a
+single ``orjson.loads`` call and validated column by column with numpy; only the rows a
+column check flags go through :func:`validate_beacon` one by one, which also writes
+their reasons. Nothing in a batch raises: an invalid item comes back with its reason and
+its own bytes, so the caller can send it to a dead-letter topic.
+
+>>> result = decode_records([
+...     b'{"ts": 1763856000123, "app": "shop-web", "release": "r2", "metrics": {"LCP": 2480.0}}',
+...     b'[{"ts": 1763856000200, "app": "shop-web", "release": "r1", "errors": 2}, {"ts": "soon"}]',
+...     b'not json',
+... ])
+>>> len(result.batch), [(r.record, r.item, r.reason) for r in result.rejects]
+(2, [(1, 1, 'ts: must be an integer (epoch ms), got str'), (2, None, 'record: not valid JSON or NDJSON')])
+>>> result.batch.metrics["LCP"].tolist()
+[2480.0, nan]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detectors.beacon import (
+    _MAX_ERRORS,
+    _MAX_STR,
+    _TS_MAX,
+    _TS_MIN,
+    METRIC_LIMITS,
+    METRICS,
+    SEGMENTS,
+    BeaconBatch,
+    CohortKey,
+    validate_beacon,
+)
+
+__all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects", "split_items"]
+
+_EMPTY: dict = {}
+_NUMBER_TYPES = {int, float, type(None)}
+_METRIC_NAMES = frozenset(METRICS)
+
+
+@dataclass(frozen=True)
+class Reject:
+    """An item that could not be used: where it came from, its bytes, and why."""
+
+    record: int  # index of the record in the input sequence
+    item: int | None  # index inside the record (array or NDJSON line); None = whole record
+    raw: bytes
+    reason: str
+
+
+@dataclass
+class DecodeResult:
+    batch: BeaconBatch
+    rejects: list[Reject]
+
+
+def split_items(record: bytes) -> tuple[list[Any] | None, str | None]:
+    """Parse one record into its items: ``([obj, ...], None)`` or ``(None, reason)``.
+
+    NDJSON lines that fail to parse make the whole record fail here; use
+    :func:`decode_records`, which then rejects only the bad lines.
+    """
+    try:
+        value = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        lines = [line for line in record.split(b"\n") if line.strip()]
+        if len(lines) < 2:
+            return None, "record: not valid JSON or NDJSON"
+        try:
+            return [orjson.loads(line) for line in lines], None
+        except orjson.JSONDecodeError:
+            return None, "record: NDJSON with a line that is not valid JSON"
+    if isinstance(value, list):
+        return value, None
+    return [value], None
+
+
+def decode_records(records: Sequence[bytes]) -> DecodeResult:
+    """Decode many raw records into one batch; see the module docstring."""
+    objs: list[Any] = []
+    origin: list[tuple[int, int | None]] = []
+    rejects: list[Reject] = []
+    try:
+        # Fast path: every record is an object or an array; parse them all at once.
+        parsed = orjson.loads(b"[" + b",".join(records) + b"]") if records else []
+    except orjson.JSONDecodeError:
+        parsed = None
+    if parsed is not None and len(parsed) == len(records):
+        for r, value in enumerate(parsed):
+            if type(value) is list:
+                objs.extend(value)
+                origin.extend((r, i) for i in range(len(value)))
+            else:
+                objs.append(value)
+                origin.append((r, None))
+    else:
+        for r, record in enumerate(records):
+            _decode_one(r, record, objs, origin, rejects)
+    batch, bad = decode_objects(objs)
+    for row, reason in bad:
+        r, i = origin[row]
+        rejects.append(Reject(r, i, orjson.dumps(objs[row]) if i is not None else records[r], reason))
+    rejects.sort(key=lambda x: (x.record, -1 if x.item is None else x.item))
+    return DecodeResult(batch, rejects)
+
+
+def _decode_one(r: int, record: bytes, objs: list, origin: list, rejects: list[Reject]) -> None:
+    try:
+        value = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        lines = record.split(b"\n")
+        if sum(1 for line in lines if line.strip()) < 2:
+            rejects.append(Reject(r, None, record, "record: not valid JSON or NDJSON"))
+            return
+        for i, line in enumerate(line for line in lines if line.strip()):
+            try:
+                objs.append(orjson.loads(line))
+                origin.append((r, i))
+            except orjson.JSONDecodeError as exc:
+                rejects.append(Reject(r, i, line, f"line {i + 1}: not valid JSON ({exc.msg})"))
+        return
+    if type(value) is list:
+        objs.extend(value)
+        origin.extend((r, i) for i in range(len(value)))
+    else:
+        objs.append(value)
+        origin.append((r, None))
+
+
+def decode_objects(objs: list[Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]:
+    """Validate decoded JSON values as beacons, column by column.
+
+    Returns the batch of valid beacons (input order kept) and ``(index, reason)`` for
+    the others. Gives exactly the verdicts of :func:`validate_beacon` item by item.
+    """
+    if not objs:
+        return BeaconBatch.empty(), []
+    columns = _columns(objs)
+    if columns is None:  # a column of unexpected types: take the item-by-item path
+        return _slow(objs)
+    ts, app, release, device, cohort, metrics, errors, suspect = columns
+    bad: list[tuple[int, str]] = []
+    if suspect.any():
+        for row in np.flatnonzero(suspect):
+            beacon, reason = validate_beacon(objs[row])
+            if reason is not None:
+                bad.append((int(row), reason))
+            else:  # flagged by a coarse check but valid: keep it
+                suspect[row] = False
+        keep = ~suspect
+        ts, errors = ts[keep], errors[keep]
+        metrics = {m: v[keep] for m, v in metrics.items()}
+        idx = np.flatnonzero(keep)
+        app, release = [app[i] for i in idx], [release[i] for i in idx]
+        device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
+    codes: dict[tuple, int] = {}
+    key = [codes.setdefault(k, len(codes)) for k in zip(app, release, cohort, device)]
+    keys = [CohortKey(a, r, c, d or "unknown") for a, r, c, d in codes]
+    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors), bad
+
+
+def _columns(objs: list[Any]):
+    """Column arrays plus a mask of rows that need a closer look; None if types are off."""
+    if set(map(type, objs)) != {dict}:
+        return None
+    n = len(objs)
+    get = dict.get
+    ts_list = [get(o, "ts") for o in objs]
+    if set(map(type, ts_list)) != {int}:
+        return None
+    ts = np.array(ts_list, np.int64)
+    suspect = (ts < _TS_MIN) | (ts > _TS_MAX)
+    app = [get(o, "app") for o in objs]
+    release = [get(o, "release") for o in objs]
+    device = [get(o, "device") for o in objs]
+    cohort = [get(o, "cohort") for o in objs]
+    # Few distinct values per column: check each distinct value once.
+    for column, required in ((app, True), (release, True), (device, False), (cohort, False)):
+        distinct = set(column)
+        if not all(type(v) is str or (v is None and not required) for v in distinct):
+            return None
+        if any(_bad_string(v, required) for v in distinct):
+            suspect |= np.fromiter((_bad_string(v, required) for v in column), bool, n)
+    if not set(device) <= _DEVICE_VALUES:
+        suspect |= np.fromiter((d not in _DEVICE_VALUES for d in device), bool, n)
+    ms = [get(o, "metrics") for o in objs]
+    types = set(map(type, ms))
+    if not types <= {dict, type(None)}:
+        return None
+    if type(None) in types:
+        ms = [_EMPTY if x is None else x for x in ms]
+    names = set().union(*ms)
+    if not names <= _METRIC_NAMES:
+        return None
+    metrics: dict[str, np.ndarray] = {}
+    for m in METRICS:
+        if m not in names:
+            metrics[m] = np.full(n, np.nan)
+            continue
+        column = [get(x, m) for x in ms]
+        if not set(map(type, column)) <= _NUMBER_TYPES:
+            return None
+        values = np.array(column, np.float64)  # None becomes NaN
+        suspect |= (values < 0) | (values > METRIC_LIMITS[m])
+        metrics[m] = values
+    err_list = [get(o, "errors") for o in objs]
+    types = set(map(type, err_list))
+    if not types <= {int, type(None)}:
+        return None
+    if type(None) in types:
+        err_list = [0 if e is None else e for e in err_list]
+    errors = np.array(err_list, np.int64)
+    suspect |= (errors < 0) | (errors > _MAX_ERRORS)
+    return ts, app, release, device, cohort, metrics, errors, suspect
+
+
+_DEVICE_VALUES = frozenset((*SEGMENTS, None))
+
+
+def _bad_string(value: Any, required: bool) -> bool:
+    if value is None:
+        return required
+    return (required and not value.strip()) or len(value) > _MAX_STR
+
+
+def _slow(objs: Iterable[Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]:
+    good, bad = [], []
+    for i, obj in enumerate(objs):
+        beacon, reason = validate_beacon(obj)
+        if beacon is None:
+            bad.append((i, reason))
+        else:
+            good.append(beacon)
+    return BeaconBatch.from_beacons(good), bad

@@ -1,0 +1,320 @@
+"""Gate policies: which metrics, which statistic, what tolerances, how sure.
+
+A policy is a small YAML (or JSON) document. Everything has a default from
+``docs/statistics.md`` §6, so the shortest policy is ``name: my-policy``. A policy that
+is wrong is refused with the line, the field and the reason, never half-applied:
+
+>>> parse_policy("name: strict\\nalpha: 1.5\\n", source="strict.yaml")
+Traceback (most recent call last):
+...
+detectors.policy.PolicyError: strict.yaml:2:8: alpha: must be in (0, 1), got 1.5
+
+>>> p = parse_policy("name: web\\nmetrics:\\n  - metric: LCP\\n    rollback_tolerance: 0.1\\n")
+>>> [(m.metric, m.statistic, m.rollback_tolerance, m.promote_tolerance) for m in p.metrics]
+[('LCP', 'p75', 0.1, 0.1)]
+
+Every verdict carries ``policy.name`` and ``policy.hash``: a SHA-256 of the policy as
+resolved (defaults filled in), so two files that mean the same thing share a hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import orjson
+import yaml
+
+from detectors.beacon import METRICS, SEGMENTS
+
+__all__ = [
+    "PolicyError",
+    "MetricPolicy",
+    "Policy",
+    "DEFAULT_POLICY",
+    "parse_policy",
+    "parse_duration",
+]
+
+RATE_METRICS = ("errors",)
+STATISTICS = ("p50", "p75", "p90", "p95", "rate")
+_QUANTILE = {"p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95}
+
+# statistics.md §6: (rollback δ_R, promote δ_P) per kind of test.
+_DEFAULT_TOLERANCES = {
+    "quantile": (0.05, 0.10),
+    "CLS": (0.10, 0.20),  # share of page views with CLS > 0.1
+    "errors": (0.20, 0.30),  # share of page views with >= 1 JS error
+    "rate": (0.10, 0.20),  # share of page views over the web-vitals "good" limit
+}
+
+
+class PolicyError(ValueError):
+    """A policy was refused. The message starts with ``source:line:column:``."""
+
+
+@dataclass(frozen=True)
+class MetricPolicy:
+    """One guarded metric.
+
+    ``statistic`` is a quantile (``p75``...) compared with the conditional-exceedance
+    test, or ``rate``: for ``errors`` the share of page views with at least one JS error,
+    for a web vital the share of page views above its "good" limit (CLS > 0.1...).
+    """
+
+    metric: str
+    statistic: str
+    rollback_tolerance: float
+    promote_tolerance: float
+    min_canary: int = 1000  # beacons with the metric (quantiles) / page views (rates)
+    min_canary_events: int = 30  # rates: or this many canary events
+    alpha_weight: float = 1.0  # share of the rollback α (Bonferroni weights)
+
+    @property
+    def quantile(self) -> float | None:
+        return _QUANTILE.get(self.statistic)
+
+    @property
+    def label(self) -> str:
+        if self.statistic == "rate":
+            return "JS-error page views" if self.metric == "errors" else f"{self.metric} not-good share"
+        return f"{self.metric} {self.statistic}"
+
+
+def _default_metric(metric: str, statistic: str | None = None) -> MetricPolicy:
+    statistic = statistic or ("rate" if metric in ("errors", "CLS") else "p75")
+    kind = "quantile" if statistic != "rate" else metric if metric in ("CLS", "errors") else "rate"
+    rb, pr = _DEFAULT_TOLERANCES[kind]
+    min_canary = 1000 if statistic != "rate" else 5000
+    return MetricPolicy(metric, statistic, rb, pr, min_canary)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A resolved policy (durations in milliseconds)."""
+
+    name: str = "default"
+    metrics: tuple[MetricPolicy, ...] = field(
+        default_factory=lambda: tuple(_default_metric(m) for m in ("LCP", "INP", "CLS", "errors"))
+    )
+    segments: tuple[str, ...] = ("all",)
+    alpha: float = 0.05  # family-wise false-rollback budget over metrics × segments × looks
+    alpha_promote: float = 0.05  # per metric; promote is intersection-union, no correction
+    alpha_srm: float = 0.001
+    warmup_ms: int = 60_000
+    min_duration_ms: int = 600_000
+    max_duration_ms: int = 7_200_000
+    max_silence_ms: int = 120_000
+    min_baseline_for_threshold: int = 200
+    fast_path: bool = True
+    dry_run: bool = False
+
+    @property
+    def hash(self) -> str:
+        body = orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    @property
+    def tests(self) -> list[tuple[MetricPolicy, str]]:
+        """Every (metric, segment) hypothesis the rollback α is split over."""
+        return [(m, s) for m in self.metrics for s in self.segments]
+
+    def rollback_alpha(self, metric: MetricPolicy) -> float:
+        """Bonferroni share of α for one (metric, segment) test."""
+        total = sum(m.alpha_weight for m in self.metrics) * len(self.segments)
+        return self.alpha * metric.alpha_weight / total
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+DEFAULT_POLICY = Policy()
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, None: 1000}
+
+
+def parse_duration(text: str | int | float) -> int:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"250ms"`` or plain seconds → milliseconds.
+
+    >>> parse_duration("10m"), parse_duration(90), parse_duration("1.5h")
+    (600000, 90000, 5400000)
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"not a duration: {text!r}")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"duration must be >= 0, got {text!r}")
+        return int(round(text * 1000))
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"not a duration (use e.g. 90s, 10m, 2h): {text!r}")
+    return int(round(float(match.group(1)) * _UNIT_MS[match.group(2)]))
+
+
+# -- parsing with positions ------------------------------------------------------------------
+
+
+class _Reader:
+    """Walks a YAML node tree, turning every problem into a PolicyError with its place."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: yaml.Node, where: str, reason: str) -> PolicyError:
+        mark = node.start_mark
+        return PolicyError(f"{self.source}:{mark.line + 1}:{mark.column + 1}: {where}: {reason}")
+
+    def mapping(self, node: yaml.Node, where: str, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, where, "must be a mapping of keys to values")
+        out: dict[str, yaml.Node] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            label = f"{where}.{name}" if where else str(name)
+            if name not in allowed:
+                raise self.fail(key, label, f"unknown key (known: {', '.join(allowed)})")
+            if name in out:
+                raise self.fail(key, label, "given twice")
+            out[name] = value
+        return out
+
+    def scalar(self, node: yaml.Node, where: str) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, where, "must be a single value")
+        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+
+    def number(self, node: yaml.Node, where: str, lo: float, hi: float, *, lo_open: bool = True,
+               hi_open: bool = True, integer: bool = False) -> float:
+        value = self.scalar(node, where)
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            kind = "an integer" if integer else "a number"
+            raise self.fail(node, where, f"must be {kind}, got {value!r}")
+        below = value <= lo if lo_open else value < lo
+        above = value >= hi if hi_open else value > hi
+        if below or above:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            hi_text = "∞" if hi == float("inf") else f"{hi:g}"
+            raise self.fail(node, where, f"must be in {left}{lo:g}, {hi_text}{right}, got {value!r}")
+        return value
+
+    def choice(self, node: yaml.Node, where: str, options: tuple[str, ...]) -> str:
+        value = self.scalar(node, where)
+        if value not in options:
+            raise self.fail(node, where, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def boolean(self, node: yaml.Node, where: str) -> bool:
+        value = self.scalar(node, where)
+        if not isinstance(value, bool):
+            raise self.fail(node, where, f"must be true or false, got {value!r}")
+        return value
+
+    def duration(self, node: yaml.Node, where: str) -> int:
+        try:
+            return parse_duration(self.scalar(node, where))
+        except ValueError as exc:
+            raise self.fail(node, where, str(exc)) from None
+
+    def string(self, node: yaml.Node, where: str) -> str:
+        value = self.scalar(node, where)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, where, f"must be a non-empty string, got {value!r}")
+        return value
+
+
+_TOP_KEYS = ("name", "metrics", "segments", "alpha", "alpha_promote", "alpha_srm", "warmup",
+             "min_duration", "max_duration", "max_silence", "min_baseline_for_threshold",
+             "fast_path", "dry_run")
+_METRIC_KEYS = ("metric", "statistic", "rollback_tolerance", "promote_tolerance", "min_canary",
+                "min_canary_events", "alpha_weight")
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Parse and check a policy document; raise :class:`PolicyError` naming the place."""
+    read = _Reader(source)
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PolicyError(f"{source}:{where}: not valid YAML: {problem}") from None
+    if root is None:
+        raise PolicyError(f"{source}:1:1: policy: empty document (at least `name:` is needed)")
+    top = read.mapping(root, "", _TOP_KEYS)
+    if "name" not in top:
+        raise read.fail(root, "name", "missing (every verdict carries the policy's name)")
+    values: dict[str, Any] = {"name": read.string(top["name"], "name")}
+    for key in ("alpha", "alpha_promote", "alpha_srm"):
+        if key in top:
+            values[key] = float(read.number(top[key], key, 0, 1))
+    for key in ("warmup", "min_duration", "max_duration", "max_silence"):
+        if key in top:
+            values[f"{key}_ms"] = read.duration(top[key], key)
+    if "min_baseline_for_threshold" in top:
+        values["min_baseline_for_threshold"] = int(read.number(
+            top["min_baseline_for_threshold"], "min_baseline_for_threshold", 1, float("inf"),
+            lo_open=False, integer=True))
+    for key in ("fast_path", "dry_run"):
+        if key in top:
+            values[key] = read.boolean(top[key], key)
+    if "segments" in top:
+        node = top["segments"]
+        if not isinstance(node, yaml.SequenceNode) or not node.value:
+            raise read.fail(node, "segments", "must be a non-empty list, e.g. [all] or [mobile, desktop]")
+        segments = []
+        for i, item in enumerate(node.value):
+            segment = read.choice(item, f"segments[{i}]", ("all", *SEGMENTS))
+            if segment in segments:
+                raise read.fail(item, f"segments[{i}]", f"{segment!r} given twice")
+            segments.append(segment)
+        values["segments"] = tuple(segments)
+    if "metrics" in top:
+        values["metrics"] = _parse_metrics(read, top["metrics"])
+    policy = Policy(**values)
+    if policy.max_duration_ms <= policy.warmup_ms + policy.min_duration_ms:
+        node = top.get("max_duration", root)
+        raise read.fail(node, "max_duration", "must be longer than warmup + min_duration")
+    return policy
+
+
+def _parse_metrics(read: _Reader, node: yaml.Node) -> tuple[MetricPolicy, ...]:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise read.fail(node, "metrics", "must be a non-empty list of metrics")
+    out: list[MetricPolicy] = []
+    for i, item in enumerate(node.value):
+        where = f"metrics[{i}]"
+        fields = read.mapping(item, where, _METRIC_KEYS)
+        if "metric" not in fields:
+            raise read.fail(item, f"{where}.metric", "missing")
+        metric = read.choice(fields["metric"], f"{where}.metric", (*METRICS, *RATE_METRICS))
+        statistic = None
+        if "statistic" in fields:
+            statistic = read.choice(fields["statistic"], f"{where}.statistic", STATISTICS)
+            if metric in RATE_METRICS and statistic != "rate":
+                raise read.fail(fields["statistic"], f"{where}.statistic",
+                                f"{metric} is a rate: the statistic must be rate, got {statistic!r}")
+        m = _default_metric(metric, statistic)
+        changes: dict[str, Any] = {}
+        for key in ("rollback_tolerance", "promote_tolerance"):
+            if key in fields:
+                changes[key] = float(read.number(fields[key], f"{where}.{key}", 0, 10, lo_open=False))
+        for key in ("min_canary", "min_canary_events"):
+            if key in fields:
+                changes[key] = int(read.number(fields[key], f"{where}.{key}", 0, float("inf"),
+                                               lo_open=False, integer=True))
+        if "alpha_weight" in fields:
+            changes["alpha_weight"] = float(read.number(fields["alpha_weight"], f"{where}.alpha_weight",
+                                                        0, float("inf")))
+        m = replace(m, **changes)
+        if m.promote_tolerance < m.rollback_tolerance:
+            raise read.fail(item, where, "promote_tolerance must be >= rollback_tolerance "
+                            f"(got {m.promote_tolerance} < {m.rollback_tolerance})")
+        if any((o.metric, o.statistic) == (m.metric, m.statistic) for o in out):
+            raise read.fail(item, where, f"{m.metric} {m.statistic} is listed twice")
+        out.append(m)
+    return tuple(out)
