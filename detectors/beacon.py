@@ -99,7 +99,9 @@ class Beacon:
 
 
 def _is_number(x: Any) -> bool:
-    return (type(x) is int or type(x) is float) and math.isfinite(x)
+    if type(x) is int:
+        return abs(x) < 2**53  # exactly representable; larger ints cannot be ms or CLS anyway
+    return type(x) is float and math.isfinite(x)
 
 
 def _check_str(obj: dict, name: str, required: bool) -> str | None:

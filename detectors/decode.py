@@ -43,6 +43,7 @@ from detectors.beacon import (
 __all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects", "split_items"]
 
 _EMPTY: dict = {}
+_INT64_SAFE = 2**62
 _NUMBER_TYPES = {int, float, type(None)}
 _METRIC_NAMES = frozenset(METRICS)
 
@@ -87,27 +88,32 @@ def split_items(record: bytes) -> tuple[list[Any] | None, str | None]:
 def decode_records(records: Sequence[bytes]) -> DecodeResult:
     """Decode many raw records into one batch; see the module docstring."""
     objs: list[Any] = []
-    origin: list[tuple[int, int | None]] = []
+    origin: list[tuple[int, int | None]] | None = []
     rejects: list[Reject] = []
     try:
-        # Fast path: every record is an object or an array; parse them all at once.
-        parsed = orjson.loads(b"[" + b",".join(records) + b"]") if records else []
+        # Fast path: every record parses on its own (one object or an array). Records are
+        # parsed one by one, never joined: joined bytes could pair up two corrupt records.
+        parsed = [orjson.loads(record) for record in records]
     except orjson.JSONDecodeError:
         parsed = None
-    if parsed is not None and len(parsed) == len(records):
-        for r, value in enumerate(parsed):
-            if type(value) is list:
-                objs.extend(value)
-                origin.extend((r, i) for i in range(len(value)))
-            else:
-                objs.append(value)
-                origin.append((r, None))
+    if parsed is not None:
+        if set(map(type, parsed)) <= {dict}:
+            objs = parsed
+            origin = None  # row i is record i
+        else:
+            for r, value in enumerate(parsed):
+                if type(value) is list:
+                    objs.extend(value)
+                    origin.extend((r, i) for i in range(len(value)))
+                else:
+                    objs.append(value)
+                    origin.append((r, None))
     else:
         for r, record in enumerate(records):
             _decode_one(r, record, objs, origin, rejects)
     batch, bad = decode_objects(objs)
     for row, reason in bad:
-        r, i = origin[row]
+        r, i = (row, None) if origin is None else origin[row]
         rejects.append(Reject(r, i, orjson.dumps(objs[row]) if i is not None else records[r], reason))
     rejects.sort(key=lambda x: (x.record, -1 if x.item is None else x.item))
     return DecodeResult(batch, rejects)
@@ -177,6 +183,8 @@ def _columns(objs: list[Any]):
     ts_list = [get(o, "ts") for o in objs]
     if set(map(type, ts_list)) != {int}:
         return None
+    if max(ts_list) >= _INT64_SAFE or min(ts_list) <= -_INT64_SAFE:
+        return None  # beyond int64: let the item path say why
     ts = np.array(ts_list, np.int64)
     suspect = (ts < _TS_MIN) | (ts > _TS_MAX)
     app = [get(o, "app") for o in objs]
@@ -185,9 +193,9 @@ def _columns(objs: list[Any]):
     cohort = [get(o, "cohort") for o in objs]
     # Few distinct values per column: check each distinct value once.
     for column, required in ((app, True), (release, True), (device, False), (cohort, False)):
-        distinct = set(column)
-        if not all(type(v) is str or (v is None and not required) for v in distinct):
+        if not set(map(type, column)) <= ({str} if required else {str, type(None)}):
             return None
+        distinct = set(column)
         if any(_bad_string(v, required) for v in distinct):
             suspect |= np.fromiter((_bad_string(v, required) for v in column), bool, n)
     if not set(device) <= _DEVICE_VALUES:
@@ -209,7 +217,12 @@ def _columns(objs: list[Any]):
         column = [get(x, m) for x in ms]
         if not set(map(type, column)) <= _NUMBER_TYPES:
             return None
-        values = np.array(column, np.float64)  # None becomes NaN
+        try:
+            values = np.array(column, np.float64)  # None becomes NaN
+        except OverflowError:  # an integer too large for a float
+            return None
+        if int(np.count_nonzero(np.isnan(values))) != column.count(None):
+            return None  # a NaN that was not an absent value: the item path refuses it
         suspect |= (values < 0) | (values > METRIC_LIMITS[m])
         metrics[m] = values
     err_list = [get(o, "errors") for o in objs]
@@ -218,6 +231,8 @@ def _columns(objs: list[Any]):
         return None
     if type(None) in types:
         err_list = [0 if e is None else e for e in err_list]
+    if max(err_list) >= _INT64_SAFE or min(err_list) <= -_INT64_SAFE:
+        return None  # beyond int64: let the item path say why
     errors = np.array(err_list, np.int64)
     suspect |= (errors < 0) | (errors > _MAX_ERRORS)
     return ts, app, release, device, cohort, metrics, errors, suspect

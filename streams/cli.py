@@ -143,11 +143,11 @@ def backtest(inputs: tuple[str, ...], app: str, canary: str, baseline: str, poli
 
 def _register_optional() -> None:
     """Commands that live in their own modules."""
-    try:
-        from streams.simulate_cli import simulate_command
-    except ImportError:  # pragma: no cover - the simulator ships with rumgate
-        return
+    from streams.demo import demo
+    from streams.simulate_cli import simulate_command
+
     cli.add_command(simulate_command, "simulate")
+    cli.add_command(demo, "demo")
 
 
 _register_optional()

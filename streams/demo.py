@@ -1,0 +1,126 @@
+"""``rumgate demo``: a simulated rollout judged live in the terminal.
+
+Simulated beacons are encoded as the NDJSON records a gateway would produce, decoded by
+the batch decoder, counted into windows and judged by the gate: the path of
+``rumgate backtest``, paced so that simulated time runs ``--speed`` times faster than the
+wall clock. This version runs in-process; the live pipeline on the embedded broker
+replaces the pacing loop with Kafka topics and Faust agents.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from itertools import groupby
+
+import click
+import orjson
+
+from detectors.decode import decode_records
+from detectors.gate import Gate
+from detectors.verdict import EXIT_CODES, Verdict
+from detectors.windows import DEFAULT_WINDOW_MS, TumblingWindows
+from streams.backtest import verdicts_from_windows
+from streams.cli import _describe, _duration, load_policy_file
+from streams.simulate import SCENARIOS, Regression, generate_beacons
+
+__all__ = ["demo"]
+
+DEMO_SCENARIOS = {
+    "lcp-regression": "the canary's LCP is 15 % slower for everyone",
+    "inp-mobile": "the canary's INP is 30 % slower on mobile only",
+    "errors": "the canary has 1.5× as many page views with JS errors",
+    "clean": "the canary is as good as the baseline",
+}
+
+
+DEMO_HELP = """Watch rumgate judge a simulated canary rollout, live.
+
+100 beacons/s of realistic traffic, 5 % of it on the canary. Ends with the verdict and
+its explanation, and exits like `rumgate backtest`: 0 promote, 1 rollback, 2 hold or no
+decision, 3 error.
+
+\b
+Scenarios:""" + "".join(f"\n  {k:<15} {v}" for k, v in DEMO_SCENARIOS.items())
+
+
+@click.command(help=DEMO_HELP)
+@click.option("--scenario", type=click.Choice(sorted(DEMO_SCENARIOS)), default="lcp-regression",
+              show_default=True, help="What the canary does.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Simulation seed.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="Simulated seconds per wall-clock second.")
+@click.option("--duration", "duration_ms", default="30m", show_default=True, callback=_duration,
+              help="Longest simulated rollout.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy file (YAML).")
+def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: str | None) -> None:
+    policy = load_policy_file(policy_path)
+    sim = _scenario(scenario, duration_ms)
+    gate = Gate(policy, sim.app, sim.canary, sim.baseline)
+    windows = TumblingWindows(DEFAULT_WINDOW_MS, 0)
+    click.echo(f"rumgate demo: {scenario} ({DEMO_SCENARIOS[scenario]})")
+    click.echo(f"  app {sim.app}: canary {sim.canary} vs baseline {sim.baseline}, "
+               f"{sim.rate:g} beacons/s, {sim.canary_share:.0%} canary; policy {policy.name}; "
+               f"simulated time ×{speed:g}")
+    click.echo("  (in-process: simulated beacons → decoder → windows → gate; no broker yet)")
+    began = time.monotonic()
+    beacons = 0
+    last: Verdict | None = None
+    shown = -1
+    beacon_stream = generate_beacons(sim, seed, DEFAULT_WINDOW_MS)
+    for _, rows in groupby(beacon_stream, key=lambda b: b["ts"] // DEFAULT_WINDOW_MS):
+        records = [orjson.dumps(b) for b in rows]
+        beacons += len(records)
+        decoded = decode_records(records)
+        closed = windows.add(decoded.batch)
+        for verdict in verdicts_from_windows(gate, closed, sim.canary_share):
+            last = verdict
+            elapsed_s = verdict.inputs.get("elapsed_ms", 0) // 1000
+            # Pace simulated time against the wall clock.
+            wait = elapsed_s / speed - (time.monotonic() - began)
+            if wait > 0:
+                time.sleep(wait)
+            if elapsed_s // 30 != shown or verdict.verdict != "continue":
+                shown = elapsed_s // 30
+                click.echo(f"{_describe(verdict)}   [{beacons:,} beacons]")
+            if verdict.decided:
+                break
+        if last is not None and last.decided:
+            break
+    _finish(last, time.monotonic() - began)
+
+
+def _scenario(name: str, duration_ms: int):
+    base = SCENARIOS["stationary"]
+    regressions = {
+        "lcp-regression": (Regression("LCP", 1.15),),
+        "inp-mobile": (Regression("INP", 1.30, "mobile"),),
+        "errors": (Regression("errors", 1.5),),
+        "clean": (),
+    }[name]
+    return replace(base, duration_s=duration_ms / 1000, regressions=regressions)
+
+
+def _finish(verdict: Verdict | None, wall_s: float) -> None:
+    if verdict is None:
+        click.echo("no verdict: the simulation produced no windows")
+        sys.exit(EXIT_CODES["hold"])
+    click.echo("")
+    click.echo(f"final verdict after {verdict.inputs.get('elapsed_ms', 0) / 60_000:.1f} simulated min "
+               f"({wall_s:.0f} s): {verdict.verdict.upper()}"
+               + (f" ({verdict.severity})" if verdict.severity != "none" else ""))
+    for reason in verdict.reasons:
+        click.echo(f"  - {reason}")
+    click.echo("evidence:")
+    for m in verdict.metrics:
+        values = "" if m.canary is None else f"canary {m.canary:g} vs baseline {m.baseline:g}; "
+        bracket = []
+        if m.worse_by_at_least is not None:
+            bracket.append(f"worse by ≥ {m.worse_by_at_least:.0%}")
+        if m.not_worse_than is not None:
+            bracket.append(f"not worse than {m.not_worse_than:.0%}")
+        click.echo(f"  {m.name:<28} {m.status:<12} {values}"
+                   f"e_rollback {m.e_rollback:.3g}/{m.threshold_rollback:.3g}, n={m.n_canary}"
+                   + (f"; {', '.join(bracket)}" if bracket else ""))
+    sys.exit(EXIT_CODES[verdict.verdict])

@@ -1,0 +1,435 @@
+"""Batch decoding: records of every shape, rejects with their place, and the columnar fast
+path checked against item-by-item validation."""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detectors.beacon import METRIC_LIMITS, METRICS, SEGMENTS, CohortKey, validate_beacon
+from detectors.decode import Reject, decode_objects, decode_records
+
+TS = 1_763_856_000_000
+TS_MIN, TS_MAX = 1_000_000_000_000, 9_999_999_999_999  # epoch ms, 2001 .. 2286
+
+
+def beacon(i: int = 0, **fields) -> dict:
+    """A valid canonical beacon; ``fields`` override (a value of ``...`` removes the field)."""
+    out = {"ts": TS + i, "app": "shop-web", "release": "r2", "device": "mobile",
+           "metrics": {"LCP": 2000.0 + i}, "errors": 0, **fields}
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+def enc(*objs) -> bytes:
+    return orjson.dumps(objs[0] if len(objs) == 1 else list(objs))
+
+
+def ndjson(*lines: bytes | dict) -> bytes:
+    return b"\n".join(x if isinstance(x, bytes) else orjson.dumps(x) for x in lines) + b"\n"
+
+
+def rows(batch) -> list[tuple]:
+    """One comparable tuple per row: (ts, CohortKey, metrics with NaN as None, errors)."""
+    return [
+        (int(batch.ts[i]), batch.keys[batch.key[i]],
+         tuple(None if math.isnan(batch.metrics[m][i]) else float(batch.metrics[m][i])
+               for m in METRICS),
+         int(batch.errors[i]))
+        for i in range(len(batch))
+    ]
+
+
+def expected_rows(objs: list) -> list[tuple]:
+    """The rows item-by-item validation gives for the valid ones, in order."""
+    out = []
+    for obj in objs:
+        b, _ = validate_beacon(obj)
+        if b is not None:
+            out.append((b.ts, b.key, tuple(b.metrics.get(m) for m in METRICS), b.errors))
+    return out
+
+
+# -- record shapes -------------------------------------------------------------------------------
+
+def test_one_object_per_record_keeps_input_order():
+    records = [enc(beacon(i)) for i in (3, 1, 2)]
+    result = decode_records(records)
+    assert result.rejects == []
+    assert result.batch.ts.tolist() == [TS + 3, TS + 1, TS + 2]
+    assert result.batch.metrics["LCP"].tolist() == [2003.0, 2001.0, 2002.0]
+
+
+def test_a_json_array_record_gives_its_items_in_order_and_rejects_by_index():
+    bad = beacon(1, errors=-1)
+    result = decode_records([enc(beacon(0), bad, beacon(2))])
+    assert result.batch.ts.tolist() == [TS, TS + 2]
+    assert result.rejects == [Reject(0, 1, orjson.dumps(bad), "errors: must be an integer in "
+                                     "[0, 1000000], got -1")]
+
+
+def test_an_ndjson_record_with_a_bad_line_rejects_only_that_line():
+    record = ndjson(beacon(0), b'{"ts": 1763856000001, "app": "shop-web", "rel', beacon(2))
+    result = decode_records([record])
+    assert result.batch.ts.tolist() == [TS, TS + 2]
+    [reject] = result.rejects
+    assert (reject.record, reject.item) == (0, 1)
+    assert reject.raw == b'{"ts": 1763856000001, "app": "shop-web", "rel'
+    assert reject.reason.startswith("line 2: not valid JSON (")
+
+
+def test_an_ndjson_line_that_is_json_but_not_a_beacon_is_rejected_with_its_bytes():
+    bad = beacon(1, metrics={"LCP": -5})
+    result = decode_records([ndjson(beacon(0), bad, beacon(2), beacon(3))])
+    assert len(result.batch) == 3
+    [reject] = result.rejects
+    assert (reject.record, reject.item, reject.reason) == (0, 1, "metrics.LCP: must be >= 0, got -5")
+    assert orjson.loads(reject.raw) == bad
+
+
+def test_ndjson_tolerates_blank_lines_and_crlf():
+    record = b"\r\n".join([enc(beacon(0)), b"", b"   ", enc(beacon(1))]) + b"\r\n"
+    result = decode_records([record])
+    assert result.rejects == [] and result.batch.ts.tolist() == [TS, TS + 1]
+
+
+@pytest.mark.parametrize("record", [
+    b"not json",  # text
+    b"",  # empty record
+    b"  \n  ",  # only whitespace
+    b'{"ts": 1763856000000, "app": "shop-web"',  # a truncated object on one line
+    b"\xff\xfe{}",  # not UTF-8
+], ids=["text", "empty", "whitespace", "truncated", "binary"])
+def test_a_record_that_is_not_json_is_rejected_whole_with_its_bytes(record):
+    result = decode_records([enc(beacon(0)), record])
+    assert len(result.batch) == 1
+    assert result.rejects == [Reject(1, None, record, "record: not valid JSON or NDJSON")]
+
+
+def test_a_whole_record_reject_keeps_the_original_bytes():
+    record = b'{ "ts" : 1763856000,   "app": "shop-web", "release": "r2" }'  # seconds
+    result = decode_records([record])
+    assert result.rejects == [Reject(0, None, record, "ts: 1763856000 is not epoch milliseconds")]
+
+
+@pytest.mark.parametrize("record, reason", [
+    (b"42", "beacon: must be a JSON object, got int"),  # a scalar
+    (b'"hello"', "beacon: must be a JSON object, got str"),  # a string
+    (b"null", "beacon: must be a JSON object, got NoneType"),  # null
+], ids=["int", "string", "null"])
+def test_a_json_record_that_is_not_an_object_is_rejected(record, reason):
+    assert decode_records([record]).rejects == [Reject(0, None, record, reason)]
+
+
+def test_empty_input_and_empty_arrays_give_an_empty_batch():
+    for records in ([], [b"[]"], [b"[]", b"[ ]"]):
+        result = decode_records(records)
+        assert len(result.batch) == 0 and result.rejects == []
+        assert set(result.batch.metrics) == set(METRICS)
+
+
+def test_a_mix_of_every_shape_in_one_call():
+    bad_item = beacon(11, device="phone")
+    records = [
+        enc(beacon(0)),                                   # 0: one object
+        enc(beacon(1), bad_item, beacon(2)),              # 1: array, item 1 bad
+        ndjson(beacon(3), b"{oops", beacon(4)),           # 2: NDJSON, line 2 bad
+        b"not json",                                      # 3: garbage
+        b"[]",                                            # 4: empty array
+        enc(beacon(5, ts=1.5)),                           # 5: one object, invalid
+        enc(beacon(6, cohort="flag-on", device=...)),     # 6: one object, cohort, no device
+    ]
+    result = decode_records(records)
+    assert [(r.record, r.item) for r in result.rejects] == [(1, 1), (2, 1), (3, None), (5, None)]
+    reasons = [r.reason for r in result.rejects]
+    assert reasons[0] == "device: must be one of mobile, desktop, tablet, unknown, got 'phone'"
+    assert reasons[1].startswith("line 2: not valid JSON")
+    assert reasons[2] == "record: not valid JSON or NDJSON"
+    assert reasons[3] == "ts: must be an integer (epoch ms), got float"
+    assert orjson.loads(result.rejects[0].raw) == bad_item
+    assert result.rejects[1].raw == b"{oops"
+    assert result.rejects[2].raw == b"not json" and result.rejects[3].raw == records[5]
+    assert result.batch.ts.tolist() == [TS, TS + 1, TS + 2, TS + 3, TS + 4, TS + 6]
+    assert [result.batch.keys[k] for k in result.batch.key][-1] == \
+        CohortKey("shop-web", "r2", "flag-on", "unknown")
+
+
+# -- batch columns -------------------------------------------------------------------------------
+
+def test_the_batch_columns():
+    records = [
+        enc(beacon(0, metrics={"LCP": 2400, "CLS": 0.0}, errors=2)),
+        enc(beacon(1, device="desktop", metrics={"INP": 80.5})),
+        enc(beacon(2, device=..., metrics=...)),                     # no device, no metrics
+        enc(beacon(3, release="r1", errors=None, metrics={"LCP": None, "TTFB": 300})),
+        enc(beacon(4, cohort="flag-on")),
+        enc(beacon(5, device=None)),                                 # null device = no device
+        enc(beacon(6, metrics={"FCP": 900.0})),
+    ]
+    batch = decode_records(records).batch
+    assert (batch.ts.dtype, batch.key.dtype, batch.errors.dtype) == (np.int64, np.int32, np.int64)
+    assert all(v.dtype == np.float64 and v.shape == (7,) for v in batch.metrics.values())
+    assert batch.ts.tolist() == [TS + i for i in range(7)]
+    assert batch.errors.tolist() == [2, 0, 0, 0, 0, 0, 0]
+    keys = [batch.keys[k] for k in batch.key]
+    assert keys == [
+        CohortKey("shop-web", "r2", None, "mobile"),
+        CohortKey("shop-web", "r2", None, "desktop"),
+        CohortKey("shop-web", "r2", None, "unknown"),
+        CohortKey("shop-web", "r1", None, "mobile"),
+        CohortKey("shop-web", "r2", "flag-on", "mobile"),
+        CohortKey("shop-web", "r2", None, "unknown"),
+        CohortKey("shop-web", "r2", None, "mobile"),
+    ]
+    assert len(batch.keys) == len(set(batch.keys)) == 5  # one code per distinct cohort key
+    nan = np.nan
+    np.testing.assert_array_equal(batch.metrics["LCP"], [2400, nan, nan, nan, 2004, 2005, nan])
+    np.testing.assert_array_equal(batch.metrics["CLS"], [0.0, nan, nan, nan, nan, nan, nan])
+    np.testing.assert_array_equal(batch.metrics["INP"], [nan, 80.5, nan, nan, nan, nan, nan])
+    np.testing.assert_array_equal(batch.metrics["TTFB"], [nan, nan, nan, 300, nan, nan, nan])
+    np.testing.assert_array_equal(batch.metrics["FCP"], [nan] * 6 + [900.0])
+
+
+# -- the fast columnar path against item-by-item validation -----------------------------------
+
+MISSING = object()  # a drawn "value" that means: leave the field out
+APPS, RELEASES, COHORTS = ["shop-web", "blog"], ["r1", "r2"], [None, "flag-on", "flag-off"]
+INT64_MAX = 2**63 - 1
+# Out-of-range ts and errors stay within ±2**62 here: beyond that the decoder deliberately
+# hands the batch to the item path (numpy int64 safety), which the wide-range tests cover.
+BIG = 2**62 - 1
+# Two kinds of valid JSON crash the fast path today and are left out of these strategies,
+# each pinned by its own test at the end of this file:
+# - ts and errors in [2**63, 2**64) (test_an_integer_beyond_int64_is_rejected_not_raised);
+# - a list or object as app, release, device or cohort (test_a_list_or_object_as_a_string_...).
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), INT64_MAX),
+                         st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8))
+json_values = st.recursive(json_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=8)
+
+
+def _metric_value(metric: str, *, wrong_types: bool) -> st.SearchStrategy:
+    limit = METRIC_LIMITS[metric]
+    good = st.one_of(st.floats(0, limit), st.integers(0, int(limit)), st.sampled_from([0, limit]),
+                     st.none())
+    bad_value = st.one_of(
+        st.floats(max_value=-1e-9, allow_nan=False),       # negative, down to -inf
+        st.integers(-(2**63), -1),
+        st.floats(min_value=limit * 1.0000001),            # above the limit, up to +inf
+        st.integers(min_value=int(limit) + 1, max_value=2**64 - 1),  # huge, still valid JSON
+    )
+    options = [good, good, good, bad_value]
+    if wrong_types:
+        options.append(st.one_of(st.booleans(), st.text(max_size=4), st.lists(st.integers(0, 9), max_size=2)))
+    return st.one_of(*options)
+
+
+@st.composite
+def beacon_like(draw, wrong_types: bool) -> object:
+    """A beacon: valid, or corrupted in its values (range, emptiness, unknown device...),
+    or, when ``wrong_types``, in its types (bools, strings, missing required fields,
+    unknown metrics, non-objects)."""
+    if wrong_types and draw(st.integers(0, 9)) == 0:
+        return draw(json_values)  # not even a beacon-shaped object (may still be a dict)
+
+    def pick(good, bad_value, bad_type=None, missing_ok=False):
+        options = [good, good, good, good, bad_value]
+        if missing_ok:
+            options.append(st.just(MISSING))
+        if wrong_types and bad_type is not None:
+            options.append(bad_type)
+        return draw(st.one_of(*options))
+
+    type_bad = st.one_of(st.just(MISSING), st.none(), st.booleans(), st.floats(allow_nan=False),
+                         st.integers(-(2**63), INT64_MAX), st.text(max_size=3))
+    long_text = st.builds(str.__mul__, st.sampled_from(["a", "é", " "]), st.integers(513, 520))
+    obj = {
+        "ts": pick(st.integers(TS_MIN, TS_MAX),
+                   st.one_of(st.integers(-BIG, TS_MIN - 1), st.integers(TS_MAX + 1, BIG),
+                             st.sampled_from([0, 1_763_856_000, TS * 1000])),
+                   type_bad),
+        "app": pick(st.sampled_from(APPS), st.one_of(st.sampled_from(["", " ", "\t\n"]), long_text),
+                    type_bad),
+        "release": pick(st.sampled_from(RELEASES), st.one_of(st.just(""), long_text), type_bad),
+        "device": pick(st.sampled_from([*SEGMENTS, None]),
+                       st.one_of(st.sampled_from(["", "phone", "Mobile", "tv"]), long_text),
+                       st.one_of(st.booleans(), st.integers(-(2**63), INT64_MAX)), missing_ok=True),
+        "cohort": pick(st.sampled_from(COHORTS), long_text,
+                       st.one_of(st.booleans(), st.integers(-(2**63), INT64_MAX)),
+                       missing_ok=True),
+        "errors": pick(st.one_of(st.integers(0, 1_000_000), st.none()),
+                       st.one_of(st.integers(-BIG, -1), st.integers(1_000_001, BIG)),
+                       st.one_of(st.booleans(), st.floats(allow_nan=False), st.text(max_size=2)),
+                       missing_ok=True),
+    }
+    names = draw(st.lists(st.sampled_from(METRICS), unique=True, max_size=5))
+    metrics = {m: draw(_metric_value(m, wrong_types=wrong_types)) for m in names}
+    if wrong_types and draw(st.integers(0, 9)) == 0:
+        metrics[draw(st.sampled_from(["FID", "lcp", "", "LCP "]))] = 1.0
+    obj["metrics"] = pick(st.just(metrics), st.none(), st.one_of(
+        st.lists(st.floats(0, 10), max_size=2), st.text(max_size=3), st.integers(0, 9)), missing_ok=True)
+    if draw(st.booleans()):  # the sender's own fields, ignored
+        obj.update(draw(st.dictionaries(st.sampled_from(["id", "page", "session", "x"]), json_values,
+                                        max_size=2)))
+    return {k: v for k, v in obj.items() if v is not MISSING}
+
+
+def assert_same_as_item_by_item(objs: list) -> None:
+    batch, bad = decode_objects(objs)
+    verdicts = [validate_beacon(o) for o in objs]
+    assert bad == [(i, reason) for i, (b, reason) in enumerate(verdicts) if b is None]
+    assert rows(batch) == expected_rows(objs)
+    assert len(batch) == len(batch.key) == len(batch.errors)
+    assert set(batch.metrics) == set(METRICS)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.booleans().flatmap(lambda wrong: st.lists(beacon_like(wrong), max_size=25)))
+def test_the_columnar_path_gives_exactly_the_item_by_item_verdicts(objs):
+    assert_same_as_item_by_item(objs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(beacon_like(False), min_size=1, max_size=25))
+def test_values_out_of_range_stay_on_the_columnar_path_and_match(objs):
+    # Corrupted values (not types) must not push the whole batch onto the slow path: with the
+    # item-by-item fallback disabled, the columnar result must still be exact.
+    with mock.patch("detectors.decode._slow", side_effect=AssertionError("left the columnar path")):
+        assert_same_as_item_by_item(objs)
+
+
+# -- decode_records never raises, and accounts for every item -------------------------------------
+
+@st.composite
+def records(draw) -> tuple[bytes, int | None]:
+    """A record and its number of items (None when it is not valid JSON or NDJSON)."""
+    kind = draw(st.sampled_from(["object", "array", "ndjson", "json", "garbage"]))
+    if kind in ("object", "json"):  # one value; a top-level array is a record of its items
+        value = draw(beacon_like(True) if kind == "object" else json_values)
+        return orjson.dumps(value), len(value) if isinstance(value, list) else 1
+    if kind == "array":
+        items = draw(st.lists(beacon_like(True), max_size=5))
+        return orjson.dumps(items), len(items)
+    if kind == "ndjson":
+        items = draw(st.lists(beacon_like(True), min_size=2, max_size=5))
+        return b"\n".join(orjson.dumps(x) for x in items), len(items)
+    # Text that stays invalid JSON whatever is put next to it (see the fragment test below).
+    return draw(st.sampled_from([b"not json", b"", b"   ", b'{"ts": 1,}', b"\xff\xfe", b"nul"])), None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_arbitrary_bytes_never_make_decode_records_raise(records_):
+    result = decode_records(records_)
+    assert all(0 <= r.record < len(records_) for r in result.rejects)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(json_values, max_size=8))
+def test_arbitrary_json_values_never_make_decode_records_raise(values):
+    decode_records([orjson.dumps(v) for v in values])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), max_size=8))
+def test_every_item_is_either_accepted_or_rejected_once(drawn):
+    recs = [r for r, _ in drawn]
+    result = decode_records(recs)
+    if all(n is not None for _, n in drawn):
+        assert len(result.batch) + len(result.rejects) == sum(n for _, n in drawn)
+    # Rejects are ordered by place, and each place is rejected at most once.
+    places = [(r.record, -1 if r.item is None else r.item) for r in result.rejects]
+    assert places == sorted(places) and len(places) == len(set(places))
+    for reject in result.rejects:
+        if reject.item is None:  # a whole record keeps its own bytes
+            assert reject.raw == recs[reject.record]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), max_size=8))
+def test_decoding_records_together_equals_decoding_each_alone(drawn):
+    recs = [r for r, _ in drawn]
+    together = decode_records(recs)
+    alone = [decode_records([r]) for r in recs]
+    assert rows(together.batch) == [row for a in alone for row in rows(a.batch)]
+    assert together.rejects == [Reject(i, r.item, r.raw, r.reason)
+                                for i, a in enumerate(alone) for r in a.rejects]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(beacon_like(True), max_size=4), max_size=6))
+def test_array_records_give_the_item_by_item_verdicts_at_the_right_place(arrays):
+    arrays = [orjson.loads(orjson.dumps(a)) for a in arrays]  # as read back (±inf → null)
+    result = decode_records([orjson.dumps(a) for a in arrays])
+    items = [(r, i, obj) for r, a in enumerate(arrays) for i, obj in enumerate(a)]
+    expected = [(r, i, validate_beacon(obj)[1]) for r, i, obj in items
+                if validate_beacon(obj)[0] is None]
+    assert [(x.record, x.item, x.reason) for x in result.rejects] == expected
+    assert all(orjson.loads(x.raw) == arrays[x.record][x.item] for x in result.rejects)
+    assert rows(result.batch) == expected_rows([obj for _, _, obj in items])
+
+
+# -- bugs found while writing these tests ----------------------------------------------------
+
+@pytest.mark.parametrize("field, value", [
+    ("ts", 2**63),           # valid JSON, read by orjson as a Python int
+    ("ts", 2**64 - 1),
+    ("errors", 2**63),
+    ("errors", 2**64 - 1),
+], ids=["ts-2^63", "ts-2^64-1", "errors-2^63", "errors-2^64-1"])
+def test_an_integer_beyond_int64_is_rejected_not_raised(field, value):
+    # BUG: the columnar path builds np.array(..., np.int64) and raises OverflowError, so one
+    # hostile beacon takes down the whole batch (and the backtest or agent decoding it).
+    record = enc(beacon(0, **{field: value}))
+    result = decode_records([enc(beacon(1)), record])
+    assert len(result.batch) == 1
+    [reject] = result.rejects
+    assert (reject.record, reject.item, reject.raw) == (1, None, record)
+    assert reject.reason.startswith(f"{field}: ")
+
+
+def test_records_that_are_each_invalid_stay_invalid_when_decoded_together():
+    # BUG: the fast path joins all records with commas into one array. Two records that are
+    # each invalid JSON can join into valid JSON with as many elements as records: here
+    # `[{A}, [{B}, {C}]]`. The batch then accepts three beacons from two corrupt records and
+    # credits B and C to record 1, although each record alone is rejected whole.
+    a, b, c = (enc(beacon(i)) for i in range(3))
+    records = [a + b", [" + b, c + b"]"]
+    for record in records:
+        assert decode_records([record]).rejects[0].reason == "record: not valid JSON or NDJSON"
+    result = decode_records(records)
+    assert len(result.batch) == 0
+    assert [(r.record, r.item, r.reason) for r in result.rejects] == [
+        (0, None, "record: not valid JSON or NDJSON"), (1, None, "record: not valid JSON or NDJSON")]
+
+
+def test_a_nan_metric_is_refused_by_the_columnar_path_too():
+    # BUG (only reachable by callers of decode_objects with Python floats: orjson never yields
+    # NaN): validate_beacon refuses NaN, but the columnar path reads it as "absent" and keeps
+    # the beacon, so the two paths disagree, against decode_objects' documented contract.
+    objs = [beacon(0), beacon(1, metrics={"LCP": math.nan})]
+    batch, bad = decode_objects(objs)
+    assert bad == [(1, "metrics.LCP: must be a finite number, got nan")]
+    assert len(batch) == 1
+
+
+@pytest.mark.parametrize("field, value", [
+    ("app", ["shop-web"]),
+    ("release", {}),
+    ("device", ["mobile"]),
+    ("cohort", [1]),
+], ids=["app-list", "release-object", "device-list", "cohort-list"])
+def test_a_list_or_object_as_a_string_field_is_rejected_not_raised(field, value):
+    # BUG: _columns puts each string column into a set() to check distinct values once, so an
+    # unhashable value (a JSON array or object) raises TypeError and takes the batch down.
+    record = enc(beacon(0, **{field: value}))
+    result = decode_records([enc(beacon(1)), record])
+    assert len(result.batch) == 1
+    assert [(r.record, r.item, r.reason) for r in result.rejects] == [
+        (1, None, f"{field}: must be a string, got {type(value).__name__}")]
