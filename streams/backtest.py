@@ -57,9 +57,14 @@ def read_lines(paths: Iterable[str | Path], chunk: int = CHUNK) -> Iterator[list
 
 def verdicts_from_windows(gate: Gate, summaries: Iterable[WindowSummary],
                           expected_share: float | None = None) -> Iterator[Verdict]:
-    """Feed closed summaries (in window order) to the gate, one verdict per window."""
+    """Feed closed summaries (in window order) to the gate, one verdict per window.
+
+    Windows without any summary of the gate's app are skipped: they say nothing about it.
+    """
     for start, group in groupby(summaries, key=lambda s: s.start):
         group = list(group)
+        if not any(s.key.app == gate.app for s in group):
+            continue
         verdict = gate.observe(start, group[0].size_ms, group, expected_share)
         # Processing time is event time in a backtest: replays stay byte-identical.
         yield replace(verdict, emitted_at=verdict.at)

@@ -183,7 +183,7 @@ class Regression:
         >>> Regression.parse("LCP")
         Traceback (most recent call last):
         ...
-        ValueError: regression 'LCP': expected METRIC:FACTOR[:SEGMENT[:START_S]], e.g. LCP:1.10 or INP:1.3:mobile:120
+        ValueError: regression 'LCP': expected METRIC:FACTOR[:SEGMENT[:START_S]], e.g. ...
         """
         parts = [p.strip() for p in str(text).split(":")]
         if not 2 <= len(parts) <= 4 or not all(parts):

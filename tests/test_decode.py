@@ -3,6 +3,7 @@ path checked against item-by-item validation."""
 
 from __future__ import annotations
 
+import functools
 import math
 from unittest import mock
 
@@ -230,26 +231,26 @@ def _metric_value(metric: str, *, wrong_types: bool) -> st.SearchStrategy:
     return st.one_of(*options)
 
 
-@st.composite
-def beacon_like(draw, wrong_types: bool) -> object:
-    """A beacon: valid, or corrupted in its values (range, emptiness, unknown device...),
-    or, when ``wrong_types``, in its types (bools, strings, missing required fields,
-    unknown metrics, non-objects)."""
-    if wrong_types and draw(st.integers(0, 9)) == 0:
-        return draw(json_values)  # not even a beacon-shaped object (may still be a dict)
+def _pick(good, bad_value, bad_type=None, *, wrong_types: bool, missing_ok: bool = False):
+    options = [good, good, good, good, bad_value]
+    if missing_ok:
+        options.append(st.just(MISSING))
+    if wrong_types and bad_type is not None:
+        options.append(bad_type)
+    return st.one_of(*options)
 
-    def pick(good, bad_value, bad_type=None, missing_ok=False):
-        options = [good, good, good, good, bad_value]
-        if missing_ok:
-            options.append(st.just(MISSING))
-        if wrong_types and bad_type is not None:
-            options.append(bad_type)
-        return draw(st.one_of(*options))
 
+def _beacons(wrong_types: bool) -> st.SearchStrategy:
+    pick = functools.partial(_pick, wrong_types=wrong_types)
     type_bad = st.one_of(st.just(MISSING), st.none(), st.booleans(), st.floats(allow_nan=False),
                          st.integers(-(2**63), INT64_MAX), st.text(max_size=3))
     long_text = st.builds(str.__mul__, st.sampled_from(["a", "é", " "]), st.integers(513, 520))
-    obj = {
+    metrics = st.fixed_dictionaries({}, optional={
+        m: _metric_value(m, wrong_types=wrong_types) for m in METRICS})
+    if wrong_types:  # sometimes a metric the core does not know
+        metrics = st.one_of(metrics, metrics, metrics, st.builds(
+            lambda d, name: {**d, name: 1.0}, metrics, st.sampled_from(["FID", "lcp", "", "LCP "])))
+    fields = {
         "ts": pick(st.integers(TS_MIN, TS_MAX),
                    st.one_of(st.integers(-BIG, TS_MIN - 1), st.integers(TS_MAX + 1, BIG),
                              st.sampled_from([0, 1_763_856_000, TS * 1000])),
@@ -261,23 +262,32 @@ def beacon_like(draw, wrong_types: bool) -> object:
                        st.one_of(st.sampled_from(["", "phone", "Mobile", "tv"]), long_text),
                        st.one_of(st.booleans(), st.integers(-(2**63), INT64_MAX)), missing_ok=True),
         "cohort": pick(st.sampled_from(COHORTS), long_text,
-                       st.one_of(st.booleans(), st.integers(-(2**63), INT64_MAX)),
-                       missing_ok=True),
+                       st.one_of(st.booleans(), st.integers(-(2**63), INT64_MAX)), missing_ok=True),
         "errors": pick(st.one_of(st.integers(0, 1_000_000), st.none()),
                        st.one_of(st.integers(-BIG, -1), st.integers(1_000_001, BIG)),
                        st.one_of(st.booleans(), st.floats(allow_nan=False), st.text(max_size=2)),
                        missing_ok=True),
+        "metrics": pick(metrics, st.none(), st.one_of(
+            st.lists(st.floats(0, 10), max_size=2), st.text(max_size=3), st.integers(0, 9)),
+            missing_ok=True),
     }
-    names = draw(st.lists(st.sampled_from(METRICS), unique=True, max_size=5))
-    metrics = {m: draw(_metric_value(m, wrong_types=wrong_types)) for m in names}
-    if wrong_types and draw(st.integers(0, 9)) == 0:
-        metrics[draw(st.sampled_from(["FID", "lcp", "", "LCP "]))] = 1.0
-    obj["metrics"] = pick(st.just(metrics), st.none(), st.one_of(
-        st.lists(st.floats(0, 10), max_size=2), st.text(max_size=3), st.integers(0, 9)), missing_ok=True)
-    if draw(st.booleans()):  # the sender's own fields, ignored
-        obj.update(draw(st.dictionaries(st.sampled_from(["id", "page", "session", "x"]), json_values,
-                                        max_size=2)))
-    return {k: v for k, v in obj.items() if v is not MISSING}
+    # The sender's own fields, ignored by validation.
+    extra = st.dictionaries(st.sampled_from(["id", "page", "session", "x"]), json_values, max_size=2)
+    beacon = st.builds(lambda f, e: {k: v for k, v in {**f, **e}.items() if v is not MISSING},
+                       st.fixed_dictionaries(fields), extra)
+    if wrong_types:  # sometimes not even a beacon-shaped object (may still be a dict)
+        return st.one_of(beacon, beacon, beacon, beacon, json_values)
+    return beacon
+
+
+_BEACONS = {False: _beacons(False), True: _beacons(True)}
+
+
+def beacon_like(wrong_types: bool) -> st.SearchStrategy:
+    """A beacon: valid, or corrupted in its values (range, emptiness, unknown device...),
+    or, when ``wrong_types``, in its types (bools, strings, missing required fields,
+    unknown metrics, non-objects)."""
+    return _BEACONS[wrong_types]
 
 
 def assert_same_as_item_by_item(objs: list) -> None:
