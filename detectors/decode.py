@@ -20,7 +20,7 @@ its own bytes, so the caller can send it to a dead-letter topic.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,10 @@ def split_items(record: bytes) -> tuple[list[Any] | None, str | None]:
 
 def decode_records(records: Sequence[bytes]) -> DecodeResult:
     """Decode many raw records into one batch; see the module docstring."""
+    streamed = _stream_columns(records)
+    if streamed is not None:  # the common case: one beacon object per record
+        batch, bad = _finish(streamed, lambda row: orjson.loads(records[row]))
+        return DecodeResult(batch, [Reject(row, None, records[row], reason) for row, reason in bad])
     objs: list[Any] = []
     origin: list[tuple[int, int | None]] | None = []
     rejects: list[Reject] = []
@@ -148,16 +152,23 @@ def decode_objects(objs: list[Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]
     Returns the batch of valid beacons (input order kept) and ``(index, reason)`` for
     the others. Gives exactly the verdicts of :func:`validate_beacon` item by item.
     """
-    if not objs:
-        return BeaconBatch.empty(), []
-    columns = _columns(objs)
-    if columns is None:  # a column of unexpected types: take the item-by-item path
+    if not objs or set(map(type, objs)) != {dict}:
         return _slow(objs)
+    get = dict.get
+    raw = tuple([get(o, name) for o in objs] for name in _FIELDS)
+    return _finish(raw, objs.__getitem__)
+
+
+def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]:
+    """Check raw columns; rows a column check flags are judged by :func:`validate_beacon`."""
+    columns = _columns(raw)
+    if columns is None:  # a column of unexpected types: take the item-by-item path
+        return _slow([item(i) for i in range(len(raw[0]))])
     ts, app, release, device, cohort, metrics, errors, suspect = columns
     bad: list[tuple[int, str]] = []
     if suspect.any():
         for row in np.flatnonzero(suspect):
-            beacon, reason = validate_beacon(objs[row])
+            beacon, reason = validate_beacon(item(int(row)))
             if reason is not None:
                 bad.append((int(row), reason))
             else:  # flagged by a coarse check but valid: keep it
@@ -174,23 +185,49 @@ def decode_objects(objs: list[Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]
     return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors), bad
 
 
-def _columns(objs: list[Any]):
-    """Column arrays plus a mask of rows that need a closer look; None if types are off."""
-    if set(map(type, objs)) != {dict}:
+_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors")
+
+
+def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
+    """Raw columns of records that are each one JSON object; None for anything else.
+
+    Taking the fields out while parsing lets each beacon's dict be freed at once, which
+    is much cheaper than keeping thousands of dicts alive until a batch is checked.
+    """
+    if not records:
         return None
-    n = len(objs)
+    columns = tuple([] for _ in _FIELDS)
+    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err = (c.append for c in columns)
+    loads = orjson.loads
+    try:
+        for record in records:
+            obj = loads(record)
+            if type(obj) is not dict:
+                return None
+            get = obj.get
+            a_ts(get("ts"))
+            a_app(get("app"))
+            a_rel(get("release"))
+            a_dev(get("device"))
+            a_coh(get("cohort"))
+            a_met(get("metrics"))
+            a_err(get("errors"))
+    except orjson.JSONDecodeError:
+        return None
+    return columns
+
+
+def _columns(raw: tuple[list, ...]):
+    """Column arrays plus a mask of rows that need a closer look; None if types are off."""
+    ts_list, app, release, device, cohort, ms, err_list = raw
+    n = len(ts_list)
     get = dict.get
-    ts_list = [get(o, "ts") for o in objs]
     if set(map(type, ts_list)) != {int}:
         return None
     if max(ts_list) >= _INT64_SAFE or min(ts_list) <= -_INT64_SAFE:
         return None  # beyond int64: let the item path say why
     ts = np.array(ts_list, np.int64)
     suspect = (ts < _TS_MIN) | (ts > _TS_MAX)
-    app = [get(o, "app") for o in objs]
-    release = [get(o, "release") for o in objs]
-    device = [get(o, "device") for o in objs]
-    cohort = [get(o, "cohort") for o in objs]
     # Few distinct values per column: check each distinct value once.
     for column, required in ((app, True), (release, True), (device, False), (cohort, False)):
         if not set(map(type, column)) <= ({str} if required else {str, type(None)}):
@@ -200,7 +237,6 @@ def _columns(objs: list[Any]):
             suspect |= np.fromiter((_bad_string(v, required) for v in column), bool, n)
     if not set(device) <= _DEVICE_VALUES:
         suspect |= np.fromiter((d not in _DEVICE_VALUES for d in device), bool, n)
-    ms = [get(o, "metrics") for o in objs]
     types = set(map(type, ms))
     if not types <= {dict, type(None)}:
         return None
@@ -225,7 +261,6 @@ def _columns(objs: list[Any]):
             return None  # a NaN that was not an absent value: the item path refuses it
         suspect |= (values < 0) | (values > METRIC_LIMITS[m])
         metrics[m] = values
-    err_list = [get(o, "errors") for o in objs]
     types = set(map(type, err_list))
     if not types <= {int, type(None)}:
         return None

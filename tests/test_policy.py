@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.policy import DEFAULT_POLICY, MetricPolicy, Policy, PolicyError, parse_duration, parse_policy
+from detectors.policy import DEFAULT_POLICY, MetricPolicy, PolicyError, parse_duration, parse_policy
 
 MINUTE, HOUR = 60_000, 3_600_000
 
@@ -52,7 +52,8 @@ def test_the_default_policy_is_statistics_section_6():
 
 @pytest.mark.parametrize("text", [
     "name: default\n",  # the shortest policy: every other field defaulted
-    "name: default\nalpha: 0.05\nalpha_promote: 0.05\nmin_duration: 10m\nmax_duration: 2h\n",  # defaults spelled out
+    # The defaults spelled out.
+    "name: default\nalpha: 0.05\nalpha_promote: 0.05\nmin_duration: 10m\nmax_duration: 2h\n",
 ], ids=["name-only", "defaults-explicit"])
 def test_a_policy_of_defaults_is_the_default_policy(text):
     p = parse_policy(text)
@@ -190,7 +191,8 @@ BAD = [
     ("dry-run-string", 'name: a\ndry_run: "yes"\n', "p.yaml:2:10: dry_run: must be true or false, got 'yes'"),
     ("dry-run-int", "name: a\ndry_run: 1\n", "p.yaml:2:10: dry_run: must be true or false, got 1"),
     # The document itself.
-    ("invalid-yaml", "name: a\n  alpha: 0.05\n", "p.yaml:2:8: not valid YAML: mapping values are not allowed"),
+    ("invalid-yaml", "name: a\n  alpha: 0.05\n",
+     "p.yaml:2:8: not valid YAML: mapping values are not allowed"),
     ("unclosed-flow", "name: a\nsegments: [mobile\n", "p.yaml:3:1: not valid YAML: "),
     ("empty-document", "", "p.yaml:1:1: policy: empty document"),
     ("only-comments", "# nothing here\n", "p.yaml:1:1: policy: empty document"),
@@ -355,7 +357,8 @@ def test_parse_duration_refuses(text):
     ("name: a\nalpha: .nan\n", "p.yaml:2:8: alpha: "),
     ("name: a\nmetrics:\n  - metric: LCP\n    rollback_tolerance: .nan\n",
      "p.yaml:4:25: metrics[0].rollback_tolerance: "),
-    ("name: a\nmetrics:\n  - metric: LCP\n    alpha_weight: .nan\n", "p.yaml:4:19: metrics[0].alpha_weight: "),
+    ("name: a\nmetrics:\n  - metric: LCP\n    alpha_weight: .nan\n",
+     "p.yaml:4:19: metrics[0].alpha_weight: "),
 ], ids=["alpha", "rollback-tolerance", "alpha-weight"])
 def test_nan_is_refused_where_a_number_is_expected(text, message):
     # BUG: _Reader.number checks `value <= lo` and `value >= hi`, both False for NaN, so

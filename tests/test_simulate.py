@@ -12,7 +12,6 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-import streams.simulate
 from detectors.beacon import METRICS, validate_beacon
 from streams.simulate import (
     DEVICE_MIX,

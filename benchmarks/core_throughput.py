@@ -1,0 +1,261 @@
+"""Core throughput: beacons per second through the decision core, next to plain JSON decoding.
+
+Both sides read the same NDJSON lines, already in memory, in the same process and run:
+
+decode  ``for line in lines: orjson.loads(line)``: the least any consumer of these beacons
+        pays, and the baseline the ratio is taken against.
+core    what ``rumgate backtest`` does with a file, minus the file I/O: chunks of 4096 lines
+        → ``decode_records`` (parse + validate + columns) → ``TumblingWindows.add`` →
+        closed window summaries → ``Gate`` through ``verdicts_from_windows``, with the
+        default policy and the sample-ratio check on. Unlike the backtest it never stops at
+        the first decision, so every beacon is counted.
+
+The two alternate ``--repeats`` times (decode, core, decode, core, ...) so that both see
+the same load on a shared machine; the report is the median of each, and the median over
+pairs of core/decode. Target: the core keeps at least half the speed of bare decoding.
+
+The input is ``--file`` (NDJSON, optionally ``.gz``), or the ``stationary`` scenario of
+``streams.simulate`` written to a temporary file (seed 1). Everything but the timings is
+deterministic: the same file gives the same beacons, windows and verdicts on every run, and
+the script checks that it does.
+
+    python benchmarks/core_throughput.py                      # 200,000 beacons, 5 repeats
+    python benchmarks/core_throughput.py --beacons 50000 --repeats 9
+    python benchmarks/core_throughput.py --file traffic.ndjson.gz --app shop-web \\
+        --canary 2026.11.23-canary --baseline 2026.11.20-base
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from detectors.decode import decode_records  # noqa: E402
+from detectors.gate import Gate  # noqa: E402
+from detectors.policy import DEFAULT_POLICY  # noqa: E402
+from detectors.windows import TumblingWindows  # noqa: E402
+from streams.backtest import CHUNK, verdicts_from_windows  # noqa: E402
+
+TARGET = 0.50  # core rate / decode rate
+
+# Used with --file when no rollout is given, and by the fallback generator.
+APP, CANARY, BASELINE, SHARE = "shop-web", "2026.11.23-canary", "2026.11.20-base", 0.05
+START_MS = 1_763_856_000_000
+
+
+@dataclass(frozen=True)
+class Input:
+    lines: list[bytes]
+    app: str
+    canary: str
+    baseline: str
+    share: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class CoreOutcome:
+    """What one core run produced: must be identical on every run."""
+
+    accepted: int
+    rejected: int
+    windows: int
+    verdicts: int
+    final: str
+
+
+# -- input -------------------------------------------------------------------------------------
+
+
+def read_ndjson(path: Path, limit: int) -> list[bytes]:
+    """Non-blank lines, with their newline as ``read_lines`` yields them; the first ``limit``."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines: list[bytes] = []
+    with opener(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                lines.append(line)
+                if len(lines) >= limit:
+                    break
+    return lines
+
+
+def simulate(path: Path, beacons: int) -> tuple[str, str, str, float, str]:
+    """Write at least ``beacons`` beacons of traffic to ``path``; return the rollout and a note."""
+    try:
+        from streams.simulate import SCENARIOS, write_ndjson
+    except ImportError:
+        fallback(path, beacons)
+        return APP, CANARY, BASELINE, SHARE, "fallback generator (streams.simulate not importable)"
+    scenario = SCENARIOS["stationary"]
+    # Long enough for the requested count (Poisson arrivals: 3 % to spare), then cut.
+    scenario = replace(scenario, duration_s=max(60.0, math.ceil(beacons / scenario.rate * 1.03)))
+    write_ndjson(path, scenario, seed=1)
+    note = (f"streams.simulate stationary, seed 1, {scenario.rate:g} beacons/s, "
+            f"canary share {scenario.canary_share:g}")
+    return scenario.app, scenario.canary, scenario.baseline, scenario.canary_share, note
+
+
+def fallback(path: Path, beacons: int, rate: float = 100.0) -> None:
+    """Canonical beacons with RUM-shaped values, for when ``streams.simulate`` is missing."""
+    rng = np.random.default_rng(1)
+    n = beacons
+    ts = START_MS + np.sort(rng.uniform(0, n / rate * 1000, n)).astype(np.int64)
+    device = rng.choice(["mobile", "desktop", "tablet"], n, p=[0.557, 0.404, 0.039])
+    canary = rng.random(n) < SHARE
+    ttfb = rng.lognormal(np.log(np.where(device == "mobile", 450, 350)), 0.8)
+    fcp = ttfb + rng.lognormal(np.log(550), 0.6, n)
+    lcp = fcp + rng.lognormal(np.log(300), 0.9, n)
+    hidden = rng.random(n) < 0.08
+    inp = np.ceil(rng.lognormal(np.log(np.where(device == "mobile", 96, 56)), 1.1) / 8) * 8
+    has_inp = rng.random(n) < 0.58
+    cls = np.where(rng.random(n) < 0.32, 0.0, rng.lognormal(np.log(0.04), 1.3, n))
+    errors = np.where(rng.random(n) < 0.02, 1 + rng.geometric(0.7, n) - 1, 0)
+    with open(path, "wb") as f:
+        for i in range(n):
+            metrics = {"TTFB": round(float(ttfb[i]), 1), "CLS": round(float(cls[i]), 4)}
+            if not hidden[i]:
+                metrics["FCP"] = round(float(fcp[i]), 1)
+                metrics["LCP"] = round(float(lcp[i]), 1)
+            if has_inp[i]:
+                metrics["INP"] = float(inp[i])
+            f.write(orjson.dumps({
+                "id": f"fb-1-{i}", "ts": int(ts[i]), "app": APP,
+                "release": CANARY if canary[i] else BASELINE, "session": f"{rng.integers(2**62):016x}",
+                "page": "/", "device": str(device[i]), "metrics": metrics,
+                "errors": int(errors[i]), "cohort": None,
+            }) + b"\n")
+
+
+def load(args: argparse.Namespace, tmp: Path) -> Input:
+    if args.file:
+        lines = read_ndjson(Path(args.file), args.beacons)
+        return Input(lines, args.app or APP, args.canary or CANARY, args.baseline or BASELINE,
+                     args.expected_share, f"{args.file}")
+    path = tmp / "stationary.ndjson"
+    app, canary, baseline, share, note = simulate(path, args.beacons)
+    lines = read_ndjson(path, args.beacons)
+    return Input(lines, args.app or app, args.canary or canary, args.baseline or baseline,
+                 args.expected_share if args.expected_share is not None else share, note)
+
+
+# -- the two measured paths ----------------------------------------------------------------------
+
+
+def run_decode(lines: list[bytes]) -> int:
+    loads = orjson.loads
+    for line in lines:
+        loads(line)
+    return len(lines)
+
+
+def run_core(inp: Input) -> CoreOutcome:
+    gate = Gate(DEFAULT_POLICY, inp.app, inp.canary, inp.baseline)
+    windows = TumblingWindows()
+    accepted = rejected = n_windows = n_verdicts = 0
+    final = "none"
+    lines = inp.lines
+
+    def feed(closed) -> None:
+        nonlocal n_windows, n_verdicts, final
+        n_windows += len(closed)
+        for verdict in verdicts_from_windows(gate, closed, inp.share):
+            n_verdicts += 1
+            final = verdict.verdict
+
+    for i in range(0, len(lines), CHUNK):
+        decoded = decode_records(lines[i:i + CHUNK])
+        accepted += len(decoded.batch)
+        rejected += len(decoded.rejects)
+        feed(windows.add(decoded.batch))
+    feed(windows.flush())
+    return CoreOutcome(accepted, rejected, n_windows, n_verdicts, final)
+
+
+def timed(fn, *args):
+    gc.collect()
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - t0, out
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--beacons", type=int, default=200_000,
+                    help="beacons to generate, or the first N lines of --file (default 200000)")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each path (default 5)")
+    ap.add_argument("--file", help="NDJSON (.gz ok) of canonical beacons instead of simulated traffic")
+    ap.add_argument("--app", help=f"rollout app (default: the scenario's, or {APP})")
+    ap.add_argument("--canary", help="canary release (default: the scenario's)")
+    ap.add_argument("--baseline", help="baseline release (default: the scenario's)")
+    ap.add_argument("--expected-share", type=float, default=None,
+                    help="canary share for the sample-ratio check (default: the scenario's)")
+    args = ap.parse_args(argv)
+    if args.beacons <= 0 or args.repeats <= 0:
+        ap.error("--beacons and --repeats must be positive")
+
+    with tempfile.TemporaryDirectory(prefix="rumgate-bench-") as tmp:
+        t0 = time.perf_counter()
+        inp = load(args, Path(tmp))
+        prep = time.perf_counter() - t0
+    n = len(inp.lines)
+    if n == 0:
+        print("no beacons in the input", file=sys.stderr)
+        return 2
+    mb = sum(map(len, inp.lines)) / 1e6
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    print(f"input     {n:,} beacons, {mb:.1f} MB NDJSON, {mb * 1e6 / n:.0f} B/beacon ({inp.source}; "
+          f"prepared in {prep:.1f} s)")
+    print(f"rollout   {inp.app}: canary {inp.canary} vs baseline {inp.baseline}, "
+          f"expected share {inp.share}, policy {DEFAULT_POLICY.name} {DEFAULT_POLICY.hash[:15]}…")
+    print(f"machine   {os.cpu_count()} CPUs" + (f" ({affinity} usable)" if affinity else "")
+          + f", Python {sys.version.split()[0]}, numpy {np.__version__}, orjson {orjson.__version__}")
+    print(f"runs      {args.repeats} × (decode, core), alternating; rates in beacons/s\n")
+
+    timed(run_decode, inp.lines)  # warm-up: imports, allocator, caches
+    reference = timed(run_core, inp)[1]
+    decode_rates, core_rates, ratios = [], [], []
+    print(f"{'run':>4} {'decode':>12} {'core':>12} {'core/decode':>12}")
+    for r in range(args.repeats):
+        t_dec, _ = timed(run_decode, inp.lines)
+        t_core, outcome = timed(run_core, inp)
+        if outcome != reference:
+            print(f"NOT DETERMINISTIC: run {r + 1} gave {outcome}, the warm-up gave {reference}",
+                  file=sys.stderr)
+            return 3
+        decode_rates.append(n / t_dec)
+        core_rates.append(n / t_core)
+        ratios.append(t_dec / t_core)
+        print(f"{r + 1:>4} {decode_rates[-1]:>12,.0f} {core_rates[-1]:>12,.0f} {ratios[-1]:>11.1%}")
+
+    med_dec, med_core, med_ratio = (statistics.median(x) for x in (decode_rates, core_rates, ratios))
+    met = med_ratio >= TARGET
+    print(f"{'med':>4} {med_dec:>12,.0f} {med_core:>12,.0f} {med_ratio:>11.1%}")
+    print(f"\ncore      {reference.accepted:,} accepted, {reference.rejected:,} rejected, "
+          f"{reference.windows:,} window summaries, {reference.verdicts:,} verdicts, "
+          f"final {reference.final!r} (identical on every run)")
+    print(f"result    core/decode median {med_ratio:.1%} (ratio of medians {med_core / med_dec:.1%}); "
+          f"target ≥ {TARGET:.0%}: {'MET' if met else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
