@@ -99,9 +99,8 @@ class Beacon:
 
 
 def _is_number(x: Any) -> bool:
-    if type(x) is int:
-        return abs(x) < 2**53  # exactly representable; larger ints cannot be ms or CLS anyway
-    return type(x) is float and math.isfinite(x)
+    # Python ints of any size compare fine against the limits (math.isfinite would overflow).
+    return type(x) is int or (type(x) is float and math.isfinite(x))
 
 
 def _check_str(obj: dict, name: str, required: bool) -> str | None:

@@ -131,12 +131,13 @@ def _decode_one(r: int, record: bytes, objs: list, origin: list, rejects: list[R
         if sum(1 for line in lines if line.strip()) < 2:
             rejects.append(Reject(r, None, record, "record: not valid JSON or NDJSON"))
             return
-        for i, line in enumerate(line for line in lines if line.strip()):
+        items = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
+        for i, (number, line) in enumerate(items):
             try:
                 objs.append(orjson.loads(line))
                 origin.append((r, i))
             except orjson.JSONDecodeError as exc:
-                rejects.append(Reject(r, i, line, f"line {i + 1}: not valid JSON ({exc.msg})"))
+                rejects.append(Reject(r, i, line, f"line {number}: not valid JSON ({exc.msg})"))
         return
     if type(value) is list:
         objs.extend(value)
@@ -180,8 +181,10 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
         app, release = [app[i] for i in idx], [release[i] for i in idx]
         device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
     codes: dict[tuple, int] = {}
+    if "" in device or None in device:
+        device = [d or "unknown" for d in device]
     key = [codes.setdefault(k, len(codes)) for k in zip(app, release, cohort, device)]
-    keys = [CohortKey(a, r, c, d or "unknown") for a, r, c, d in codes]
+    keys = [CohortKey(*k) for k in codes]
     return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors), bad
 
 

@@ -20,6 +20,7 @@ resolved (defaults filled in), so two files that mean the same thing share a has
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -145,6 +146,8 @@ def parse_duration(text: str | int | float) -> int:
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
     if isinstance(text, (int, float)):
+        if not math.isfinite(text):
+            raise ValueError(f"duration must be finite, got {text!r}")
         if text < 0:
             raise ValueError(f"duration must be >= 0, got {text!r}")
         return int(round(text * 1000))
@@ -169,7 +172,7 @@ class _Reader:
 
     def mapping(self, node: yaml.Node, where: str, allowed: tuple[str, ...]) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, where, "must be a mapping of keys to values")
+            raise self.fail(node, where or "policy", "must be a mapping of keys to values")
         out: dict[str, yaml.Node] = {}
         for key, value in node.value:
             name = key.value if isinstance(key, yaml.ScalarNode) else None
@@ -189,7 +192,15 @@ class _Reader:
     def number(self, node: yaml.Node, where: str, lo: float, hi: float, *, lo_open: bool = True,
                hi_open: bool = True, integer: bool = False) -> float:
         value = self.scalar(node, where)
+        if isinstance(value, str) and node.style is None and not integer:
+            # YAML 1.1 reads 1e-3 (no dot) as text; JSON policies write numbers that way.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(node, where, f"must be a finite number, got {value!r}")
         if isinstance(value, bool) or not ok_type:
             kind = "an integer" if integer else "a number"
             raise self.fail(node, where, f"must be {kind}, got {value!r}")
@@ -216,7 +227,7 @@ class _Reader:
     def duration(self, node: yaml.Node, where: str) -> int:
         try:
             return parse_duration(self.scalar(node, where))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise self.fail(node, where, str(exc)) from None
 
     def string(self, node: yaml.Node, where: str) -> str:
@@ -277,7 +288,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         values["metrics"] = _parse_metrics(read, top["metrics"])
     policy = Policy(**values)
     if policy.max_duration_ms <= policy.warmup_ms + policy.min_duration_ms:
-        node = top.get("max_duration", root)
+        node = top.get("max_duration") or top.get("min_duration") or top.get("warmup") or root
         raise read.fail(node, "max_duration", "must be longer than warmup + min_duration")
     return policy
 
