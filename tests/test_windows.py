@@ -76,8 +76,9 @@ def test_advance_closes_windows_of_an_idle_source_and_flush_closes_all_in_order(
     w.add(batch([T0 + 100]))
     assert w.advance(T0 + 5999) == []
     assert [s.start for s in w.advance(T0 + 6000)] == [T0]  # no data, yet time passed
-    w.add(batch([T0 + 7000, T0 + 16_000]))
-    assert [s.start for s in w.flush()] == [T0 + 5000, T0 + 15_000]
+    w2 = TumblingWindows(5000, 60_000)  # nothing closes by watermark here
+    assert w2.add(batch([T0 + 16_000, T0 + 7000, T0 + 100])) == []
+    assert [s.start for s in w2.flush()] == [T0, T0 + 5000, T0 + 15_000]
 
 
 @pytest.mark.parametrize("size, lateness", [(0, 0), (-5, 0), (5000, -1)])
