@@ -326,6 +326,7 @@ class Gate:
             canary=_round(canary), baseline=_round(baseline), ratio=_round(ratio, 4),
             worse_by_at_least=worse_by, not_worse_than=not_worse,
             e_rollback=_round(math.exp(min(e_rb, 700.0)), 4),
+            e_worse=_round(math.exp(min(e_zero, 700.0)), 4),
             e_promote=_round(math.exp(min(test.log_e_promote(m.promote_tolerance), 700.0)), 4),
             threshold_rollback=_round(math.exp(log_rb), 4), threshold_promote=_round(math.exp(log_pr), 4),
             n_canary=int(test.exposure_c), n_baseline=int(test.exposure_b),

@@ -36,7 +36,8 @@ class MetricEvidence:
     ratio: float | None
     worse_by_at_least: float | None
     not_worse_than: float | None
-    e_rollback: float | None
+    e_rollback: float | None  # at the rollback tolerance
+    e_worse: float | None  # at tolerance 0: "worse at all" (what the fast path uses)
     e_promote: float | None
     threshold_rollback: float | None
     threshold_promote: float | None

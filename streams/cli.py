@@ -63,7 +63,9 @@ def _describe(v: Verdict) -> str:
             parts.append(f"{m.name}: n={m.n_canary}")
             continue
         effect = f"{(m.ratio - 1):+.1%}" if m.statistic != "rate" else f"×{m.ratio:.2f}"
-        parts.append(f"{m.name} {effect} e={m.e_rollback:.3g}/{m.threshold_rollback:.3g}")
+        # The larger of the two rollback e-values is the one closest to deciding.
+        e = max(m.e_rollback, m.e_worse or 0.0)
+        parts.append(f"{m.name} {effect} e={e:.3g}/{m.threshold_rollback:.3g}")
     return f"  +{elapsed // 60:02d}:{elapsed % 60:02d}  {v.verdict:<8}  " + "  ".join(parts)
 
 

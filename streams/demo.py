@@ -107,13 +107,20 @@ def _finish(verdict: Verdict | None, wall_s: float) -> None:
         click.echo(f"  - {reason}")
     click.echo("evidence:")
     for m in verdict.metrics:
-        values = "" if m.canary is None else f"canary {m.canary:g} vs baseline {m.baseline:g}; "
+        if m.canary is None or m.baseline is None:
+            values = ""
+        elif m.statistic == "rate":
+            values = f"canary {m.canary:.2%} vs baseline {m.baseline:.2%}; "
+        else:
+            values = f"canary {m.canary:.0f} vs baseline {m.baseline:.0f}; "
         bracket = []
-        if m.worse_by_at_least is not None:
+        if m.worse_by_at_least == 0:
+            bracket.append("proven worse")
+        elif m.worse_by_at_least is not None:
             bracket.append(f"worse by ≥ {m.worse_by_at_least:.0%}")
         if m.not_worse_than is not None:
             bracket.append(f"not worse than {m.not_worse_than:.0%}")
         click.echo(f"  {m.name:<28} {m.status:<12} {values}"
-                   f"e_rollback {m.e_rollback:.3g}/{m.threshold_rollback:.3g}, n={m.n_canary}"
+                   f"e {max(m.e_rollback, m.e_worse or 0):.3g}/{m.threshold_rollback:.3g}, n={m.n_canary}"
                    + (f"; {', '.join(bracket)}" if bracket else ""))
     sys.exit(EXIT_CODES[verdict.verdict])
