@@ -80,9 +80,11 @@ class CohortKey(NamedTuple):
 class Beacon:
     """One validated canonical beacon: the fields the decision core uses.
 
-    Descriptive fields (``id``, ``session``, ``page``, ``country``, ``browser``) are the
-    ingestion gateway's business (it dedupes by id and reduces pages to routes); the core
-    neither reads nor checks them, so a sender may add any fields of its own.
+    ``session`` (optional) lets the sample-ratio check count users, not page views: the
+    split is per user, so page views of one user move together. Other descriptive fields
+    (``id``, ``page``, ``country``, ``browser``) are the ingestion gateway's business (it
+    dedupes by id and reduces pages to routes); the core neither reads nor checks them, so
+    a sender may add any fields of its own.
     """
 
     ts: int
@@ -92,6 +94,7 @@ class Beacon:
     errors: int = 0
     device: str = "unknown"
     cohort: str | None = None
+    session: str | None = None
 
     @property
     def key(self) -> CohortKey:
@@ -136,7 +139,7 @@ def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
         reason = _check_str(obj, name, required=True)
         if reason:
             return None, reason
-    for name in ("device", "cohort"):
+    for name in ("device", "cohort", "session"):
         reason = _check_str(obj, name, required=False)
         if reason:
             return None, reason
@@ -174,6 +177,7 @@ def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
             errors=errors,
             device=device,
             cohort=obj.get("cohort"),
+            session=obj.get("session"),
         ),
         None,
     )
@@ -192,6 +196,7 @@ class BeaconBatch:
     keys: list[CohortKey]
     metrics: dict[str, np.ndarray]  # float64, NaN = absent
     errors: np.ndarray  # int64
+    session: list | None = None  # per row, any hashable; None = no sessions known
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -220,4 +225,5 @@ class BeaconBatch:
                 for m in METRICS
             },
             errors=np.array([b.errors for b in beacons], np.int64),
+            session=[b.session for b in beacons],
         )

@@ -165,7 +165,7 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
     columns = _columns(raw)
     if columns is None:  # a column of unexpected types: take the item-by-item path
         return _slow([item(i) for i in range(len(raw[0]))])
-    ts, app, release, device, cohort, metrics, errors, suspect = columns
+    ts, app, release, device, cohort, metrics, errors, session, suspect = columns
     bad: list[tuple[int, str]] = []
     if suspect.any():
         for row in np.flatnonzero(suspect):
@@ -179,16 +179,17 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
         metrics = {m: v[keep] for m, v in metrics.items()}
         idx = np.flatnonzero(keep)
         app, release = [app[i] for i in idx], [release[i] for i in idx]
+        session = [session[i] for i in idx]
         device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
     codes: dict[tuple, int] = {}
     if "" in device or None in device:
         device = [d or "unknown" for d in device]
     key = [codes.setdefault(k, len(codes)) for k in zip(app, release, cohort, device)]
     keys = [CohortKey(*k) for k in codes]
-    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors), bad
+    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session), bad
 
 
-_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors")
+_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session")
 
 
 def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
@@ -200,7 +201,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
     if not records:
         return None
     columns = tuple([] for _ in _FIELDS)
-    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err = (c.append for c in columns)
+    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err, a_ses = (c.append for c in columns)
     loads = orjson.loads
     try:
         for record in records:
@@ -215,6 +216,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
             a_coh(get("cohort"))
             a_met(get("metrics"))
             a_err(get("errors"))
+            a_ses(get("session"))
     except orjson.JSONDecodeError:
         return None
     return columns
@@ -222,7 +224,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
 
 def _columns(raw: tuple[list, ...]):
     """Column arrays plus a mask of rows that need a closer look; None if types are off."""
-    ts_list, app, release, device, cohort, ms, err_list = raw
+    ts_list, app, release, device, cohort, ms, err_list, session = raw
     n = len(ts_list)
     get = dict.get
     if set(map(type, ts_list)) != {int}:
@@ -273,7 +275,11 @@ def _columns(raw: tuple[list, ...]):
         return None  # beyond int64: let the item path say why
     errors = np.array(err_list, np.int64)
     suspect |= (errors < 0) | (errors > _MAX_ERRORS)
-    return ts, app, release, device, cohort, metrics, errors, suspect
+    if not set(map(type, session)) <= {str, type(None)}:
+        return None
+    if max(map(len, filter(None, session)), default=0) > _MAX_STR:
+        suspect |= np.fromiter((s is not None and len(s) > _MAX_STR for s in session), bool, n)
+    return ts, app, release, device, cohort, metrics, errors, session, suspect
 
 
 _DEVICE_VALUES = frozenset((*SEGMENTS, None))

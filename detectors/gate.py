@@ -208,7 +208,8 @@ class Gate:
             self.page_views["baseline"] += pv_b
             self.late_beacons += arms["all"].canary.late + arms["all"].baseline.late
             if expected_share is not None and 0 < expected_share < 1:
-                self.srm.update(pv_c, pv_b, expected_share)
+                # Users are what the rollout splits: their page views are not independent.
+                self.srm.update(arms["all"].canary.sessions, arms["all"].baseline.sessions, expected_share)
                 self.srm_checked = True
                 self.last_expected = expected_share
             for test in self.tests:

@@ -233,6 +233,8 @@ class LogSketch:
             raise SketchError(f"unsupported sketch codec version {version}")
         if width not in (2, 4, 8) or len(data) != _HEADER.size + length * width:
             raise SketchError("sketch bytes have the wrong length for their header")
+        if zeros < 0 or n < 0:
+            raise SketchError(f"sketch bytes are corrupt: negative counts (zeros {zeros}, total {n})")
         out = cls(a)
         out.zeros, out.offset = zeros, offset
         dtype = {2: "<u2", 4: "<u4", 8: "<u8"}[width]

@@ -58,6 +58,7 @@ class WindowSummary:
     size_ms: int
     sketches: dict[str, LogSketch] = field(default_factory=dict)
     page_views: int = 0
+    sessions: int = 0  # distinct sessions in this window (page views without one count alone)
     error_views: int = 0
     errors: int = 0
     over_good: dict[str, int] = field(default_factory=dict)
@@ -77,6 +78,7 @@ class WindowSummary:
     def add_counts(self, counts: _GroupCounts, g: int) -> None:
         """Add row ``g`` of counts made by :func:`_count_groups` for a whole batch."""
         self.page_views += int(counts.page_views[g])
+        self.sessions += int(counts.sessions[g])
         self.error_views += int(counts.error_views[g])
         self.errors += int(counts.errors[g])
         self.late += int(counts.late[g])
@@ -89,6 +91,7 @@ class WindowSummary:
         if other.start != self.start or other.size_ms != self.size_ms:
             raise ValueError(f"cannot merge window {other.start} into window {self.start}")
         self.page_views += other.page_views
+        self.sessions += other.sessions
         self.error_views += other.error_views
         self.errors += other.errors
         self.late += other.late
@@ -103,6 +106,7 @@ class _GroupCounts:
     """Per-group totals of one batch; ``metrics[m] = (offset, buckets[G, B], zeros[G], over[G])``."""
 
     page_views: np.ndarray
+    sessions: np.ndarray
     error_views: np.ndarray
     errors: np.ndarray
     late: np.ndarray
@@ -142,13 +146,27 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
         else:
             lo, buckets = 0, np.zeros((n_groups, 0), np.int64)
         metrics[m] = (lo, buckets, zeros, over)
+    page_views = per_group(None)
     return _GroupCounts(
-        page_views=per_group(None),
+        page_views=page_views,
+        sessions=_distinct_sessions(batch.session, group, n_groups, page_views),
         error_views=per_group(None, batch.errors > 0),
         errors=per_group(batch.errors.astype(np.float64)),
         late=per_group(late.astype(np.float64)),
         metrics=metrics,
     )
+
+
+def _distinct_sessions(session: list | None, group: np.ndarray, n_groups: int,
+                       page_views: np.ndarray) -> np.ndarray:
+    """Distinct sessions per group; a page view without a session counts as its own."""
+    if session is None:
+        return page_views
+    pairs = {(g, s) for g, s in zip(group.tolist(), session) if s is not None}
+    out = page_views - np.bincount(group[[s is not None for s in session]], minlength=n_groups)
+    if pairs:
+        out = out + np.bincount(np.fromiter((g for g, _ in pairs), np.int64, len(pairs)), minlength=n_groups)
+    return out.astype(np.int64)
 
 
 class TumblingWindows:
@@ -157,10 +175,10 @@ class TumblingWindows:
     def __init__(self, size_ms: int = DEFAULT_WINDOW_MS,
                  allowed_lateness_ms: int = DEFAULT_LATENESS_MS,
                  relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
-        if size_ms <= 0:
-            raise ValueError(f"window size must be > 0 ms, got {size_ms!r}")
-        if allowed_lateness_ms < 0:
-            raise ValueError(f"allowed lateness must be >= 0 ms, got {allowed_lateness_ms!r}")
+        if int(size_ms) != size_ms or size_ms <= 0:
+            raise ValueError(f"window size must be a whole number of ms > 0, got {size_ms!r}")
+        if int(allowed_lateness_ms) != allowed_lateness_ms or allowed_lateness_ms < 0:
+            raise ValueError(f"allowed lateness must be a whole number of ms >= 0, got {allowed_lateness_ms!r}")
         self.size_ms = int(size_ms)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.relative_accuracy = relative_accuracy

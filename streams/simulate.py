@@ -446,6 +446,7 @@ def generate_windows(scenario: Scenario, seed: int, window_ms: int = 5000) -> It
             keys=[all_keys[c] for c in present],
             metrics=w.metrics,
             errors=w.errors,
+            session=w.user.tolist(),  # users live one window, so the index is their session
         )
 
 

@@ -36,12 +36,12 @@ def ndjson(*lines: bytes | dict) -> bytes:
 
 
 def rows(batch) -> list[tuple]:
-    """One comparable tuple per row: (ts, CohortKey, metrics with NaN as None, errors)."""
+    """One comparable tuple per row: (ts, CohortKey, metrics with NaN as None, errors, session)."""
     return [
         (int(batch.ts[i]), batch.keys[batch.key[i]],
          tuple(None if math.isnan(batch.metrics[m][i]) else float(batch.metrics[m][i])
                for m in METRICS),
-         int(batch.errors[i]))
+         int(batch.errors[i]), batch.session[i] if batch.session is not None else None)
         for i in range(len(batch))
     ]
 
@@ -52,7 +52,7 @@ def expected_rows(objs: list) -> list[tuple]:
     for obj in objs:
         b, _ = validate_beacon(obj)
         if b is not None:
-            out.append((b.ts, b.key, tuple(b.metrics.get(m) for m in METRICS), b.errors))
+            out.append((b.ts, b.key, tuple(b.metrics.get(m) for m in METRICS), b.errors, b.session))
     return out
 
 
@@ -263,6 +263,8 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
                        st.one_of(st.sampled_from(["", "phone", "Mobile", "tv"]), long_text),
                        type_bad, missing_ok=True),
         "cohort": pick(st.sampled_from(COHORTS), long_text, type_bad, missing_ok=True),
+        # The session is checked too: the sample-ratio test counts users by it.
+        "session": pick(st.one_of(st.text(max_size=8), st.none()), long_text, type_bad, missing_ok=True),
         "errors": pick(st.one_of(st.integers(0, 1_000_000), st.none()),
                        st.one_of(st.integers(-BIG, -1), st.integers(1_000_001, BIG)),
                        st.one_of(st.booleans(), st.floats(allow_nan=False), st.text(max_size=2), beyond),
@@ -272,7 +274,7 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
             missing_ok=True),
     }
     # The sender's own fields, ignored by validation.
-    extra = st.dictionaries(st.sampled_from(["id", "page", "session", "x"]), json_values, max_size=2)
+    extra = st.dictionaries(st.sampled_from(["id", "page", "x"]), json_values, max_size=2)
     beacon = st.builds(lambda f, e: {k: v for k, v in {**f, **e}.items() if v is not MISSING},
                        st.fixed_dictionaries(fields), extra)
     if wrong_types:  # sometimes not even a beacon-shaped object (may still be a dict)

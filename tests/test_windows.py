@@ -1,145 +1,447 @@
-"""Event-time tumbling windows: closing by watermark, late beacons, conservation, merging."""
+"""Event-time tumbling windows: boundaries, closing by watermark, late beacons, conservation,
+per-cohort summaries and merging them across partitions.
+
+Timestamps are fixed UTC-aligned epoch milliseconds; every case says why it is there.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.beacon import METRICS, BeaconBatch, CohortKey
+from detectors.beacon import GOOD_LIMITS, METRICS, Beacon, BeaconBatch, CohortKey, validate_beacon
+from detectors.sketch import LogSketch
 from detectors.windows import TumblingWindows, WindowSummary, window_start
 
-T0 = 1_763_856_000_000  # 2025-11-23T00:00:00Z, a multiple of every window size used here
-KEYS = [CohortKey("shop-web", "r2", None, "mobile"), CohortKey("shop-web", "r1", None, "desktop")]
+T0 = 1_763_856_000_000  # 2025-11-23T00:00:00Z: a multiple of every window size used here
+SEC, MIN, HOUR, DAY = 1000, 60_000, 3_600_000, 86_400_000
+
+MOBILE_R2 = CohortKey("shop-web", "r2", None, "mobile")
+DESKTOP_R1 = CohortKey("shop-web", "r1", None, "desktop")
+CANARY = CohortKey("shop-web", "r2", "canary", "mobile")
+KEYS = (MOBILE_R2, DESKTOP_R1, CANARY)
 
 
-def batch(ts, key=None, lcp=None, cls=None, errors=None) -> BeaconBatch:
-    n = len(ts)
-    metrics = {m: np.full(n, np.nan) for m in METRICS}
-    metrics["LCP"] = np.array(lcp if lcp is not None else [1000.0] * n, float)
-    if cls is not None:
-        metrics["CLS"] = np.array(cls, float)
-    return BeaconBatch(ts=np.array(ts, np.int64), key=np.array(key or [0] * n, np.int32), keys=KEYS,
-                       metrics=metrics, errors=np.array(errors or [0] * n, np.int64))
+def beacon(ts: int, key: CohortKey = MOBILE_R2, errors: int = 0, **metrics: float) -> Beacon:
+    """A validated beacon; a NaN metric is left out (absent), as the decoder does."""
+    raw = {"ts": ts, "app": key.app, "release": key.release, "device": key.segment,
+           "cohort": key.cohort, "errors": errors,
+           "metrics": {m: float(v) for m, v in metrics.items() if not math.isnan(v)}}
+    out, reason = validate_beacon(raw)
+    assert reason is None, reason
+    return out
+
+
+def batch(*beacons: Beacon) -> BeaconBatch:
+    return BeaconBatch.from_beacons(list(beacons))
+
+
+def at(*offsets: int, key: CohortKey = MOBILE_R2) -> BeaconBatch:
+    """One beacon (LCP 1000 ms) at each ``T0 + offset``."""
+    return batch(*(beacon(T0 + o, key, LCP=1000.0) for o in offsets))
+
+
+def starts(summaries: Sequence[WindowSummary]) -> list[int]:
+    return [s.start - T0 for s in summaries]
+
+
+# -- window boundaries ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ts, size, expected", [
-    (T0, 5000, T0),  # on a boundary
-    (T0 + 4999, 5000, T0),  # last ms of the window
-    (T0 + 5000, 5000, T0 + 5000),  # first ms of the next
-    (T0 + 61_234, 60_000, T0 + 60_000),  # minute windows
+    (T0, 5 * SEC, T0),  # on a boundary: the window starts there
+    (T0 + 4999, 5 * SEC, T0),  # last ms of a window
+    (T0 + 5000, 5 * SEC, T0 + 5000),  # first ms of the next: windows are half-open
+    (T0 + 7, 1, T0 + 7),  # 1 ms windows: every ms is its own window
+    (T0 + 61_234, MIN, T0 + MIN),  # minute windows
+    (T0 + HOUR - 1, HOUR, T0),  # hour windows, last ms
+    (T0 + DAY + 5, DAY, T0 + DAY),  # day windows align to UTC midnight (epoch 0)
+    (T0 + 2 * SEC + 1, 3 * SEC, T0),  # a size that divides T0: 3 s windows, aligned to epoch 0
+    (7 * SEC + 500, 7 * SEC, 7 * SEC),  # a size that does not divide T0: still epoch-aligned
 ])
 def test_window_start(ts, size, expected):
     assert window_start(ts, size) == expected
 
 
-@pytest.mark.parametrize("lateness", [0, 1000, 5000])
-def test_a_window_closes_exactly_when_the_watermark_reaches_end_plus_lateness(lateness):
-    w = TumblingWindows(5000, lateness)
-    assert w.add(batch([T0 + 100])) == []
-    assert w.add(batch([T0 + 5000 + lateness - 1])) == []  # one ms before: still open
-    closed = w.add(batch([T0 + 5000 + lateness]))  # at: closed
-    assert [s.start for s in closed] == [T0]
+def test_window_start_works_on_arrays_like_on_scalars():
+    ts = np.array([T0, T0 + 4999, T0 + 5000, T0 + 12_345], np.int64)
+    got = window_start(ts, 5 * SEC)
+    assert got.tolist() == [window_start(int(t), 5 * SEC) for t in ts]
+    assert got.tolist() == [T0, T0, T0 + 5000, T0 + 10_000]
 
 
-def test_a_late_beacon_counts_in_the_current_window_and_as_late():
-    w = TumblingWindows(5000, 0)
-    w.add(batch([T0 + 10]))
-    w.add(batch([T0 + 12_000]))  # closes T0 and T0+5000
-    w.add(batch([T0 + 20]))  # late: window T0 is closed
-    (last,) = w.flush()
-    assert (last.start, last.page_views, last.late) == (T0 + 10_000, 2, 1)
-    assert w.late_total == 1
+# -- closing by watermark ---------------------------------------------------------------
 
 
-def test_summaries_are_kept_per_cohort_key():
-    w = TumblingWindows(5000, 0)
-    w.add(batch([T0, T0 + 1, T0 + 2], key=[0, 1, 1]))
-    summaries = w.flush()
-    assert {s.key: s.page_views for s in summaries} == {KEYS[0]: 1, KEYS[1]: 2}
+@pytest.mark.parametrize("size, lateness", [
+    (1 * SEC, 0),  # small windows, no lateness
+    (5 * SEC, 0),  # the default size, closing at the window end
+    (5 * SEC, 3 * SEC),  # lateness shorter than a window
+    (5 * SEC, 12 * SEC),  # lateness of more than two windows
+    (MIN, 5 * SEC),  # minute windows
+], ids=lambda v: str(v))
+@pytest.mark.parametrize("how", ["add", "advance"])
+def test_a_window_closes_exactly_when_the_watermark_reaches_end_plus_lateness(size, lateness, how):
+    w = TumblingWindows(size, lateness)
+    assert w.add(at(0, size - 1)) == []  # first and last ms of window T0
+    close_at = size + lateness
+
+    def move(offset: int) -> list[WindowSummary]:
+        # A beacon far in another cohort, or an idle source: either moves the watermark.
+        return w.add(at(offset, key=DESKTOP_R1)) if how == "add" else w.advance(T0 + offset)
+
+    assert move(close_at - 1) == []  # one ms before: still open
+    (closed,) = [s for s in move(close_at) if s.key == MOBILE_R2]  # at: closed
+    assert (closed.start, closed.page_views, closed.late) == (T0, 2, 0)
+    assert w.watermark == T0 + close_at
 
 
-def test_rate_counts_use_the_good_limits_and_page_views_with_errors():
-    w = TumblingWindows(5000, 0)
-    w.add(batch([T0] * 5, lcp=[2500.0, 2500.1, np.nan, 100.0, 4000.0],
-                cls=[0.1, 0.11, np.nan, 0.0, 0.3], errors=[0, 3, 1, 0, 0]))
-    (s,) = w.flush()
-    assert s.over_good["LCP"] == 2  # 2500 is good (inclusive); NaN never counts
-    assert s.over_good["CLS"] == 2
-    assert (s.error_views, s.errors) == (2, 4)
-    assert s.sketches["CLS"].count == 4 and s.sketches["CLS"].zeros == 1
+# -- late beacons -----------------------------------------------------------------------
+
+# Each step is a batch of offsets from T0 (mobile cohort) or ("advance", offset).
+LATE_CASES = [
+    pytest.param(
+        0, [[10], [12_000], [20]],
+        [(0, 1, 0), (10_000, 2, 1)], 1,
+        id="late-joins-the-watermark-window",  # T0 closed at 12 s: the beacon at 20 ms goes to 10 s
+    ),
+    pytest.param(
+        3000, [[100], [7999], [200]],
+        [(0, 2, 0), (5000, 1, 0)], 0,
+        id="within-lateness-is-not-late",  # T0 closes at 8 s; at 7.999 s it still takes beacons
+    ),
+    pytest.param(
+        3000, [[100], [8000], [200]],
+        [(0, 1, 0), (5000, 2, 1)], 1,
+        id="at-the-limit-is-late",  # at 8 s T0 is closed
+    ),
+    pytest.param(
+        0, [[100], [20_000, 300]],
+        [(0, 2, 0), (20_000, 1, 0)], 0,
+        id="judged-against-the-watermark-before-the-batch",  # the batch's own max does not make it late
+    ),
+    pytest.param(
+        0, [[100], ("advance", 30_000), [200, 31_000]],
+        [(0, 1, 0), (30_000, 2, 1)], 1,
+        id="late-after-an-idle-advance",  # the watermark came from advance(), not from data
+    ),
+    pytest.param(
+        5000, [[0], [60_000], [1, 2, 3], [4999, 5000]],
+        [(0, 1, 0), (60_000, 6, 5)], 5,
+        id="many-late-in-several-batches",  # all land in the 60 s window, each counted once
+    ),
+]
 
 
-def test_advance_closes_windows_of_an_idle_source_and_flush_closes_all_in_order():
-    w = TumblingWindows(5000, 1000)
-    w.add(batch([T0 + 100]))
-    assert w.advance(T0 + 5999) == []
-    assert [s.start for s in w.advance(T0 + 6000)] == [T0]  # no data, yet time passed
-    w2 = TumblingWindows(5000, 60_000)  # nothing closes by watermark here
-    assert w2.add(batch([T0 + 16_000, T0 + 7000, T0 + 100])) == []
-    assert [s.start for s in w2.flush()] == [T0, T0 + 5000, T0 + 15_000]
+@pytest.mark.parametrize("lateness, steps, expected, late_total", LATE_CASES)
+def test_late_beacons_are_counted_once_in_the_current_window(lateness, steps, expected, late_total):
+    w = TumblingWindows(5 * SEC, lateness)
+    out: list[WindowSummary] = []
+    added = 0
+    for step in steps:
+        if step[0] == "advance":
+            out += w.advance(T0 + step[1])
+        else:
+            out += w.add(at(*step))
+            added += len(step)
+    out += w.flush()
+    assert [(s.start - T0, s.page_views, s.late) for s in out] == expected
+    assert w.late_total == late_total == sum(s.late for s in out)
+    assert sum(s.page_views for s in out) == added  # nothing lost, nothing counted twice
 
 
-@pytest.mark.parametrize("size, lateness", [(0, 0), (-5, 0), (5000, -1)])
-def test_bad_parameters_are_refused(size, lateness):
-    with pytest.raises(ValueError):
-        TumblingWindows(size, lateness)
+def test_late_beacons_stay_in_their_own_cohort():
+    w = TumblingWindows(5 * SEC, 0)
+    w.add(batch(beacon(T0, MOBILE_R2, LCP=900.0), beacon(T0 + 1, CANARY, LCP=900.0)))
+    w.add(at(11_000, key=DESKTOP_R1))  # closes T0 and T0+5s
+    w.add(batch(beacon(T0 + 2, CANARY, LCP=3000.0), beacon(T0 + 3, CANARY, LCP=100.0),
+                beacon(T0 + 4, MOBILE_R2, errors=2)))
+    last = {s.key: s for s in w.flush()}
+    assert {k: (s.start - T0, s.page_views, s.late) for k, s in last.items()} == {
+        DESKTOP_R1: (10_000, 1, 0),
+        CANARY: (10_000, 2, 2),
+        MOBILE_R2: (10_000, 1, 1),
+    }
+    assert last[CANARY].over_good["LCP"] == 1 and last[CANARY].sketches["LCP"].count == 2
+    assert (last[MOBILE_R2].error_views, last[MOBILE_R2].errors) == (1, 2)
 
 
-events = st.lists(st.tuples(st.integers(0, 120_000), st.integers(0, 1),
-                            st.one_of(st.just(np.nan), st.floats(0, 50_000)), st.integers(0, 3)),
-                  min_size=1, max_size=300)
+# -- conservation under any order: a property test against a per-beacon reference ------
+
+
+def reference(steps: list, size: int, lateness: int) -> dict:
+    """The windowing contract read literally, one beacon at a time.
+
+    A window ``s`` is closed once the watermark ``w`` satisfies ``s + size + lateness <= w``.
+    A beacon whose window was closed *before its batch* is late and joins the window of the
+    watermark after its batch. Returns ``{(start, key): (summary, step that closed it)}``.
+    """
+    wm: int | None = None
+    out: dict[tuple[int, CohortKey], list] = {}
+    for k, step in enumerate(steps):
+        before = wm
+        if isinstance(step, int):
+            wm = step if wm is None else max(wm, step)
+        elif step:
+            top = max(b.ts for b in step)
+            wm = top if wm is None else max(wm, top)
+            for b in step:
+                start = window_start(b.ts, size)
+                late = before is not None and start + size + lateness <= before
+                if late:
+                    start = window_start(wm, size)
+                entry = out.setdefault((start, b.key), [WindowSummary.empty(b.key, start, size), None])
+                s = entry[0]
+                s.page_views += 1
+                s.late += late
+                s.errors += b.errors
+                s.error_views += b.errors >= 1
+                for m, v in b.metrics.items():
+                    s.sketches[m].add(np.array([v]))
+                    s.over_good[m] += v > GOOD_LIMITS[m]
+        for (start, _), entry in out.items():
+            if entry[1] is None and wm is not None and start + size + lateness <= wm:
+                entry[1] = k
+    return {key: (entry[0], len(steps) if entry[1] is None else entry[1]) for key, entry in out.items()}
+
+
+beacons = st.builds(
+    lambda t, key, lcp, cls, errors: beacon(T0 + t, KEYS[key], errors, LCP=lcp, CLS=cls),
+    st.integers(0, 60_000),
+    st.integers(0, len(KEYS) - 1),
+    st.one_of(st.just(math.nan), st.just(2500.0), st.floats(0, 20_000)),
+    st.one_of(st.just(math.nan), st.just(0.0), st.just(0.1), st.floats(0, 2)),
+    st.integers(0, 3),
+)
+steps = st.lists(
+    st.one_of(st.lists(beacons, max_size=25), st.integers(T0, T0 + 70_000)),  # a batch or an advance
+    min_size=1, max_size=12,
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(events, st.integers(1, 40), st.sampled_from([1000, 5000]), st.sampled_from([0, 2000]))
-def test_no_beacon_is_lost_or_counted_twice(rows, chunk, size, lateness):
-    """Whatever the order and chunking, every beacon is counted exactly once."""
+@given(steps, st.sampled_from([1000, 5000]), st.sampled_from([0, 1500, 5000]))
+def test_no_beacon_is_lost_or_counted_twice(steps, size, lateness):
+    """Whatever the order and batching, each beacon is counted once, where the contract says."""
     w = TumblingWindows(size, lateness)
-    out: list[WindowSummary] = []
-    for i in range(0, len(rows), chunk):
-        part = rows[i:i + chunk]
-        out += w.add(batch([T0 + t for t, *_ in part], key=[k for _, k, *_ in part],
-                           lcp=[v for *_, v, _ in part], errors=[e for *_, e in part]))
-    out += w.flush()
-    lcp = np.array([v for *_, v, _ in rows])
-    assert sum(s.page_views for s in out) == len(rows)
-    assert sum(s.sketches["LCP"].count for s in out) == int(np.sum(~np.isnan(lcp)))
-    assert sum(s.over_good["LCP"] for s in out) == int(np.sum(lcp > 2500))
-    assert sum(s.error_views for s in out) == sum(e > 0 for *_, e in rows)
-    assert sum(s.errors for s in out) == sum(e for *_, e in rows)
-    assert sum(s.late for s in out) == w.late_total
-    # Each (window, key) is emitted once.
-    assert len({(s.start, s.key) for s in out}) == len(out)
+    out: list[tuple[WindowSummary, int]] = []
+    for k, step in enumerate(steps):
+        closed = w.advance(step) if isinstance(step, int) else w.add(batch(*step))
+        assert [s.start for s in closed] == sorted(s.start for s in closed)
+        out += [(s, k) for s in closed]
+    out += [(s, len(steps)) for s in w.flush()]
+    assert w.flush() == []
+
+    put = [b for step in steps if not isinstance(step, int) for b in step]
+    assert sum(s.page_views for s, _ in out) == len(put)
+    assert sum(s.errors for s, _ in out) == sum(b.errors for b in put)
+    assert sum(s.error_views for s, _ in out) == sum(b.errors >= 1 for b in put)
+    for m in METRICS:
+        values = [b.metrics[m] for b in put if m in b.metrics]
+        assert sum(s.sketches[m].count for s, _ in out) == len(values)
+        assert sum(s.over_good[m] for s, _ in out) == sum(v > GOOD_LIMITS[m] for v in values)
+    assert sum(s.late for s, _ in out) == w.late_total
+
+    # And each (window, cohort) is emitted once, by the step the contract says, with exactly
+    # the beacons the contract puts there.
+    got = {(s.start, s.key): (s, k) for s, k in out}
+    assert len(got) == len(out)
+    expected = reference(steps, size, lateness)
+    assert got.keys() == expected.keys()
+    for where, (s, k) in got.items():
+        want, want_k = expected[where]
+        assert k == want_k, where
+        assert (s.page_views, s.late, s.errors, s.error_views) == (
+            want.page_views, want.late, want.errors, want.error_views), where
+        assert s.over_good == want.over_good, where
+        assert s.sketches == want.sketches, where
+
+
+# -- per cohort, and merging partitions -------------------------------------------------
+
+
+def test_summaries_are_kept_per_cohort_key_whatever_the_batch_codes():
+    w = TumblingWindows(5 * SEC, 0)
+    # Two batches number the same keys differently (codes follow first appearance).
+    w.add(batch(beacon(T0, MOBILE_R2), beacon(T0 + 1, DESKTOP_R1), beacon(T0 + 2, DESKTOP_R1)))
+    w.add(batch(beacon(T0 + 3, CANARY), beacon(T0 + 4, DESKTOP_R1), beacon(T0 + 5, MOBILE_R2)))
+    summaries = w.flush()
+    assert {s.key: s.page_views for s in summaries} == {MOBILE_R2: 2, DESKTOP_R1: 3, CANARY: 1}
+    assert all(s.start == T0 and s.size_ms == 5 * SEC for s in summaries)
+
+
+def rum_beacons(n: int, seed: int) -> list[Beacon]:
+    """Seeded, time-ordered RUM-like beacons over 30 s in three cohorts."""
+    rng = np.random.default_rng(seed)
+    ts = T0 + np.sort(rng.integers(0, 30_000, n))
+    lcp = rng.lognormal(np.log(1300), 0.8, n)
+    cls = np.where(rng.random(n) < 0.3, 0.0, np.round(rng.lognormal(np.log(0.04), 1.3, n), 4))
+    inp = np.where(rng.random(n) < 0.4, np.nan, np.maximum(8, np.round(rng.lognormal(4.6, 1, n) / 8) * 8))
+    keys = rng.integers(0, len(KEYS), n)
+    errors = rng.choice([0, 0, 0, 1, 4], n)
+    return [beacon(int(ts[i]), KEYS[keys[i]], int(errors[i]), LCP=lcp[i], CLS=cls[i], INP=inp[i])
+            for i in range(n)]
+
+
+def run(beacons: list[Beacon], chunk: int = 50) -> dict[tuple[int, CohortKey], WindowSummary]:
+    w = TumblingWindows(5 * SEC, 0)
+    out = [s for i in range(0, len(beacons), chunk) for s in w.add(batch(*beacons[i:i + chunk]))]
+    return {(s.start, s.key): s for s in out + w.flush()}
 
 
 def test_two_partitions_merge_to_what_one_aggregator_counts():
-    rng = np.random.default_rng(3)
-    ts = T0 + np.sort(rng.integers(0, 30_000, 400))
-    key = rng.integers(0, 2, 400)
-    lcp = rng.lognormal(7.3, 0.6, 400)
-    whole = TumblingWindows(5000, 0)
-    whole.add(batch(ts, key=key.tolist(), lcp=lcp))
-    expected = {(s.start, s.key): s for s in whole.flush()}
-    merged: dict = {}
-    for part in (slice(0, None, 2), slice(1, None, 2)):  # two "partitions"
-        w = TumblingWindows(5000, 0)
-        w.add(batch(ts[part], key=key[part].tolist(), lcp=lcp[part]))
-        for s in w.flush():
-            if (s.start, s.key) in merged:
-                merged[(s.start, s.key)].merge(s)
+    everything = rum_beacons(800, 3)
+    expected = run(everything)
+    side = np.random.default_rng(4).random(len(everything)) < 0.4  # the partitioner
+    merged: dict[tuple[int, CohortKey], WindowSummary] = {}
+    for part in (side, ~side):
+        for where, s in run([b for b, p in zip(everything, part) if p]).items():
+            if where in merged:
+                merged[where].merge(s)
             else:
-                merged[(s.start, s.key)] = s
+                merged[where] = s
     assert merged.keys() == expected.keys()
-    for k, s in merged.items():
-        assert s.page_views == expected[k].page_views
-        assert s.sketches["LCP"] == expected[k].sketches["LCP"]
-        assert s.over_good == expected[k].over_good
+    for where, s in merged.items():
+        e = expected[where]
+        assert (s.page_views, s.error_views, s.errors, s.late) == (e.page_views, e.error_views, e.errors, e.late)
+        assert s.over_good == e.over_good
+        assert s.sketches == e.sketches  # every metric's sketch, bucket for bucket
 
 
-def test_merging_summaries_of_different_windows_is_refused():
-    a = WindowSummary.empty(KEYS[0], T0, 5000)
-    b = WindowSummary.empty(KEYS[0], T0 + 5000, 5000)
+def test_window_sketches_equal_sketches_of_the_raw_values():
+    """The window aggregator buckets a whole batch at once; that must match LogSketch.add."""
+    everything = rum_beacons(500, 5)
+    for (start, key), s in run(everything, chunk=70).items():
+        mine = [b for b in everything if b.key == key and window_start(b.ts, 5 * SEC) == start]
+        for m in METRICS:
+            values = np.array([b.metrics[m] for b in mine if m in b.metrics])
+            direct = LogSketch(s.sketches[m].relative_accuracy)
+            direct.add(values)
+            assert s.sketches[m] == direct, (start, key, m)
+
+
+@pytest.mark.parametrize("start, size", [(T0 + 5 * SEC, 5 * SEC), (T0, 10 * SEC)],
+                         ids=["other-window", "other-size"])
+def test_merging_summaries_of_different_windows_is_refused(start, size):
+    a = WindowSummary.empty(MOBILE_R2, T0, 5 * SEC)
     with pytest.raises(ValueError, match="cannot merge"):
-        a.merge(b)
+        a.merge(WindowSummary.empty(MOBILE_R2, start, size))
+
+
+# -- rate counts ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric, value, over", [
+    ("LCP", 2500.0, 0),  # the good limit itself is good (inclusive)
+    ("LCP", 2500.001, 1),  # just above it is not
+    ("LCP", 0.0, 0),  # a zero is good
+    ("CLS", 0.1, 0),  # CLS limit, inclusive
+    ("CLS", 0.1001, 1),  # CLS just above
+    ("CLS", 0.0, 0),  # the common exact zero
+    ("INP", 200.0, 0),  # INP limit
+    ("INP", 208.0, 1),  # the next 8 ms step
+    ("FCP", 1800.0, 0),  # FCP limit
+    ("FCP", float(np.nextafter(1800.0, 2000.0)), 1),  # the next float above it
+    ("TTFB", 800.0, 0),  # TTFB limit
+    ("TTFB", 800.5, 1),  # TTFB above
+])
+def test_over_good_uses_the_web_vitals_good_limits(metric, value, over):
+    w = TumblingWindows(5 * SEC, 0)
+    w.add(batch(beacon(T0, **{metric: value})))
+    (s,) = w.flush()
+    assert s.over_good == {m: over if m == metric else 0 for m in METRICS}
+    assert s.sketches[metric].count == 1
+
+
+def test_error_views_count_page_views_with_errors_and_errors_sums_them():
+    w = TumblingWindows(5 * SEC, 0)
+    w.add(batch(*(beacon(T0 + i, errors=e) for i, e in enumerate([0, 1, 5, 0, 2, 0]))))
+    (s,) = w.flush()
+    assert (s.page_views, s.error_views, s.errors) == (6, 3, 8)
+
+
+def test_nan_metrics_never_count():
+    """NaN (absent) is neither a value in the sketch nor over the limit, even in a raw batch."""
+    n = 4
+    metrics = {m: np.full(n, np.nan) for m in METRICS}
+    metrics["LCP"] = np.array([np.nan, 3000.0, np.nan, 100.0])
+    metrics["CLS"] = np.array([np.nan, np.nan, 0.0, np.nan])
+    raw = BeaconBatch(ts=np.full(n, T0, np.int64), key=np.zeros(n, np.int32), keys=[MOBILE_R2],
+                      metrics=metrics, errors=np.zeros(n, np.int64))
+    w = TumblingWindows(5 * SEC, 0)
+    w.add(raw)
+    (s,) = w.flush()
+    assert s.page_views == 4
+    assert {m: s.sketches[m].count for m in METRICS} == {"LCP": 2, "INP": 0, "CLS": 1, "FCP": 0, "TTFB": 0}
+    assert s.over_good == {"LCP": 1, "INP": 0, "CLS": 0, "FCP": 0, "TTFB": 0}
+
+
+# -- advance, flush, parameters ---------------------------------------------------------
+
+
+def test_advance_closes_windows_of_an_idle_source():
+    w = TumblingWindows(5 * SEC, 1 * SEC)
+    w.add(at(100, 5100))
+    assert w.advance(T0 + 5999) == []  # T0 closes at 6 s
+    assert starts(w.advance(T0 + 6000)) == [0]  # no data, yet time passed
+    assert w.advance(T0) == []  # the watermark never goes back
+    assert w.watermark == T0 + 6000
+    assert starts(w.advance(T0 + 60_000)) == [5000]
+    assert w.flush() == []
+
+
+def test_advance_before_any_data_makes_old_beacons_late():
+    w = TumblingWindows(5 * SEC, 0)
+    assert w.advance(T0 + 20_000) == []
+    w.add(at(100))
+    (s,) = w.flush()
+    assert (s.start - T0, s.page_views, s.late, w.late_total) == (20_000, 1, 1, 1)
+
+
+def test_flush_closes_everything_in_start_order():
+    w = TumblingWindows(5 * SEC, MIN)  # nothing closes by watermark here
+    assert w.add(at(16_000, 7000, 100)) == []
+    assert w.add(at(12_000, 100, key=CANARY)) == []
+    out = w.flush()
+    assert [(s.start - T0, s.key) for s in out] == [
+        (0, MOBILE_R2), (0, CANARY), (5000, MOBILE_R2), (10_000, CANARY), (15_000, MOBILE_R2)]
+    assert w.flush() == []  # nothing is left open
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"size_ms": 0},  # an empty window
+    {"size_ms": -5000},  # a negative size
+    {"size_ms": 5000, "allowed_lateness_ms": -1},  # negative lateness
+    {"size_ms": 5000, "relative_accuracy": 0},  # the sketch parameter is checked eagerly too
+    {"size_ms": 5000, "relative_accuracy": 1.2},
+], ids=["size-0", "size-negative", "lateness-negative", "accuracy-0", "accuracy-above-1"])
+def test_bad_parameters_are_refused(kwargs):
+    with pytest.raises(ValueError, match="got"):
+        TumblingWindows(**kwargs)
+
+
+def test_a_fractional_window_size_is_refused_eagerly():
+    """size_ms=0.5 passes the > 0 check, int() turns it into 0, and add() divides by zero."""
+    with pytest.raises(ValueError, match="0.5"):
+        w = TumblingWindows(size_ms=0.5)
+        w.add(at(0))
+
+
+def test_sessions_are_counted_once_per_window_and_a_missing_session_counts_alone():
+    """The sample-ratio check counts users: page views of one session count once per window."""
+    keys = [CohortKey("shop-web", "r2", None, "mobile"), CohortKey("shop-web", "r1", None, "desktop")]
+    t0 = 1_763_856_000_000
+    n = 5
+    b = BeaconBatch(ts=np.array([t0, t0 + 1, t0 + 2, t0 + 3, t0 + 6000], np.int64),
+                    key=np.array([0, 0, 0, 1, 0], np.int32), keys=keys,
+                    metrics={m: np.full(n, np.nan) for m in METRICS}, errors=np.zeros(n, np.int64),
+                    session=["u1", "u1", None, "u1", "u1"])  # u1 in two cohorts and two windows
+    w = TumblingWindows(5000, 0)
+    w.add(b)
+    counts = {(s.start, s.key): (s.page_views, s.sessions) for s in w.flush()}
+    assert counts == {(t0, keys[0]): (3, 2), (t0, keys[1]): (1, 1), (t0 + 5000, keys[0]): (1, 1)}
