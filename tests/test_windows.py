@@ -442,6 +442,6 @@ def test_sessions_are_counted_once_per_window_and_a_missing_session_counts_alone
                     metrics={m: np.full(n, np.nan) for m in METRICS}, errors=np.zeros(n, np.int64),
                     session=["u1", "u1", None, "u1", "u1"])  # u1 in two cohorts and two windows
     w = TumblingWindows(5000, 0)
-    w.add(b)
-    counts = {(s.start, s.key): (s.page_views, s.sessions) for s in w.flush()}
+    closed = w.add(b) + w.flush()
+    counts = {(s.start, s.key): (s.page_views, s.sessions) for s in closed}
     assert counts == {(t0, keys[0]): (3, 2), (t0, keys[1]): (1, 1), (t0 + 5000, keys[0]): (1, 1)}
