@@ -58,7 +58,8 @@ class WindowSummary:
     size_ms: int
     sketches: dict[str, LogSketch] = field(default_factory=dict)
     page_views: int = 0
-    sessions: int = 0  # distinct sessions in this window (page views without one count alone)
+    session_ids: set = field(default_factory=set)  # sessions seen in this window
+    anonymous_views: int = 0  # page views without a session: each counts as its own user
     error_views: int = 0
     errors: int = 0
     over_good: dict[str, int] = field(default_factory=dict)
@@ -72,13 +73,19 @@ class WindowSummary:
                    over_good={m: 0 for m in METRICS})
 
     @property
+    def sessions(self) -> int:
+        """Distinct users of this window, as the sample-ratio check counts them."""
+        return len(self.session_ids) + self.anonymous_views
+
+    @property
     def end(self) -> int:
         return self.start + self.size_ms
 
     def add_counts(self, counts: _GroupCounts, g: int) -> None:
         """Add row ``g`` of counts made by :func:`_count_groups` for a whole batch."""
         self.page_views += int(counts.page_views[g])
-        self.sessions += int(counts.sessions[g])
+        self.session_ids |= counts.session_sets[g]
+        self.anonymous_views += int(counts.anonymous[g])
         self.error_views += int(counts.error_views[g])
         self.errors += int(counts.errors[g])
         self.late += int(counts.late[g])
@@ -91,7 +98,8 @@ class WindowSummary:
         if other.start != self.start or other.size_ms != self.size_ms:
             raise ValueError(f"cannot merge window {other.start} into window {self.start}")
         self.page_views += other.page_views
-        self.sessions += other.sessions
+        self.session_ids |= other.session_ids
+        self.anonymous_views += other.anonymous_views
         self.error_views += other.error_views
         self.errors += other.errors
         self.late += other.late
@@ -106,7 +114,8 @@ class _GroupCounts:
     """Per-group totals of one batch; ``metrics[m] = (offset, buckets[G, B], zeros[G], over[G])``."""
 
     page_views: np.ndarray
-    sessions: np.ndarray
+    session_sets: list[set]
+    anonymous: np.ndarray
     error_views: np.ndarray
     errors: np.ndarray
     late: np.ndarray
@@ -147,9 +156,11 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
             lo, buckets = 0, np.zeros((n_groups, 0), np.int64)
         metrics[m] = (lo, buckets, zeros, over)
     page_views = per_group(None)
+    session_sets, anonymous = _sessions(batch.session, group, n_groups, page_views)
     return _GroupCounts(
         page_views=page_views,
-        sessions=_distinct_sessions(batch.session, group, n_groups, page_views),
+        session_sets=session_sets,
+        anonymous=anonymous,
         error_views=per_group(None, batch.errors > 0),
         errors=per_group(batch.errors.astype(np.float64)),
         late=per_group(late.astype(np.float64)),
@@ -157,16 +168,19 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
     )
 
 
-def _distinct_sessions(session: list | None, group: np.ndarray, n_groups: int,
-                       page_views: np.ndarray) -> np.ndarray:
-    """Distinct sessions per group; a page view without a session counts as its own."""
+def _sessions(session: list | None, group: np.ndarray, n_groups: int,
+              page_views: np.ndarray) -> tuple[list[set], np.ndarray]:
+    """Per group: the set of session ids, and the page views that carry none."""
+    sets: list[set] = [set() for _ in range(n_groups)]
     if session is None:
-        return page_views
-    pairs = {(g, s) for g, s in zip(group.tolist(), session) if s is not None}
-    out = page_views - np.bincount(group[[s is not None for s in session]], minlength=n_groups)
-    if pairs:
-        out = out + np.bincount(np.fromiter((g for g, _ in pairs), np.int64, len(pairs)), minlength=n_groups)
-    return out.astype(np.int64)
+        return sets, page_views
+    anonymous = np.zeros(n_groups, np.int64)
+    for g, sid in zip(group.tolist(), session):
+        if sid is None:
+            anonymous[g] += 1
+        else:
+            sets[g].add(sid)
+    return sets, anonymous
 
 
 class TumblingWindows:

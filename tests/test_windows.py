@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.beacon import GOOD_LIMITS, METRICS, Beacon, BeaconBatch, CohortKey, validate_beacon
+from detectors.beacon import (
+    GOOD_LIMITS,
+    METRICS,
+    Beacon,
+    BeaconBatch,
+    CohortKey,
+    validate_beacon,
+)
 from detectors.sketch import LogSketch
 from detectors.windows import TumblingWindows, WindowSummary, window_start
 
@@ -27,10 +34,11 @@ CANARY = CohortKey("shop-web", "r2", "canary", "mobile")
 KEYS = (MOBILE_R2, DESKTOP_R1, CANARY)
 
 
-def beacon(ts: int, key: CohortKey = MOBILE_R2, errors: int = 0, **metrics: float) -> Beacon:
+def beacon(ts: int, key: CohortKey = MOBILE_R2, errors: int = 0, session: str | None = None,
+           **metrics: float) -> Beacon:
     """A validated beacon; a NaN metric is left out (absent), as the decoder does."""
     raw = {"ts": ts, "app": key.app, "release": key.release, "device": key.segment,
-           "cohort": key.cohort, "errors": errors,
+           "cohort": key.cohort, "errors": errors, "session": session,
            "metrics": {m: float(v) for m, v in metrics.items() if not math.isnan(v)}}
     out, reason = validate_beacon(raw)
     assert reason is None, reason
@@ -246,6 +254,7 @@ def test_no_beacon_is_lost_or_counted_twice(steps, size, lateness):
         assert sum(s.sketches[m].count for s, _ in out) == len(values)
         assert sum(s.over_good[m] for s, _ in out) == sum(v > GOOD_LIMITS[m] for v in values)
     assert sum(s.late for s, _ in out) == w.late_total
+    assert all(s.sessions == s.page_views for s, _ in out)  # no sessions given: each view alone
 
     # And each (window, cohort) is emitted once, by the step the contract says, with exactly
     # the beacons the contract puts there.
@@ -308,7 +317,8 @@ def test_two_partitions_merge_to_what_one_aggregator_counts():
     assert merged.keys() == expected.keys()
     for where, s in merged.items():
         e = expected[where]
-        assert (s.page_views, s.error_views, s.errors, s.late) == (e.page_views, e.error_views, e.errors, e.late)
+        assert (s.page_views, s.sessions, s.error_views, s.errors, s.late) == (
+            e.page_views, e.sessions, e.error_views, e.errors, e.late)
         assert s.over_good == e.over_good
         assert s.sketches == e.sketches  # every metric's sketch, bucket for bucket
 
@@ -323,6 +333,24 @@ def test_window_sketches_equal_sketches_of_the_raw_values():
             direct = LogSketch(s.sketches[m].relative_accuracy)
             direct.add(values)
             assert s.sketches[m] == direct, (start, key, m)
+
+
+def test_merging_summaries_adds_every_field_and_leaves_the_argument_alone():
+    w1, w2 = TumblingWindows(5 * SEC, 0), TumblingWindows(5 * SEC, 0)
+    for w, late_ts in ((w1, [1, 2]), (w2, [3])):
+        w.add(batch(beacon(T0 + 100, errors=1, LCP=3000.0, CLS=0.0)))
+        w.add(at(10_000))  # closes T0 and T0+5s
+        w.add(batch(*(beacon(T0 + t, errors=2, LCP=100.0 * t, CLS=0.2) for t in late_ts)))  # late
+    (a,), (b,) = w1.flush(), w2.flush()
+    b_before = (b.page_views, b.late, b.errors, b.error_views, dict(b.over_good),
+                {m: sk.copy() for m, sk in b.sketches.items()})
+    fields = [(s.page_views, s.late, s.errors, s.error_views) for s in (a, b)]
+    over = {m: a.over_good[m] + b.over_good[m] for m in METRICS}
+    a.merge(b)
+    assert (a.page_views, a.late, a.errors, a.error_views) == tuple(map(sum, zip(*fields))) == (5, 3, 6, 3)
+    assert a.over_good == over and a.over_good["CLS"] == 3
+    assert a.sketches["LCP"].count == 5 and a.sketches["CLS"].count == 3
+    assert (b.page_views, b.late, b.errors, b.error_views, b.over_good, b.sketches) == b_before
 
 
 @pytest.mark.parametrize("start, size", [(T0 + 5 * SEC, 5 * SEC), (T0, 10 * SEC)],
@@ -419,17 +447,14 @@ def test_flush_closes_everything_in_start_order():
     {"size_ms": 5000, "allowed_lateness_ms": -1},  # negative lateness
     {"size_ms": 5000, "relative_accuracy": 0},  # the sketch parameter is checked eagerly too
     {"size_ms": 5000, "relative_accuracy": 1.2},
-], ids=["size-0", "size-negative", "lateness-negative", "accuracy-0", "accuracy-above-1"])
+    {"size_ms": 0.5},  # int() would make it 0 and add() would divide by zero
+    {"size_ms": 1500.5},  # int() would silently make it 1500
+    {"size_ms": 5000, "allowed_lateness_ms": 0.5},  # fractional lateness
+], ids=["size-0", "size-negative", "lateness-negative", "accuracy-0", "accuracy-above-1",
+        "size-half-ms", "size-fractional", "lateness-fractional"])
 def test_bad_parameters_are_refused(kwargs):
     with pytest.raises(ValueError, match="got"):
         TumblingWindows(**kwargs)
-
-
-def test_a_fractional_window_size_is_refused_eagerly():
-    """size_ms=0.5 passes the > 0 check, int() turns it into 0, and add() divides by zero."""
-    with pytest.raises(ValueError, match="0.5"):
-        w = TumblingWindows(size_ms=0.5)
-        w.add(at(0))
 
 
 def test_sessions_are_counted_once_per_window_and_a_missing_session_counts_alone():
@@ -445,3 +470,20 @@ def test_sessions_are_counted_once_per_window_and_a_missing_session_counts_alone
     closed = w.add(b) + w.flush()
     counts = {(s.start, s.key): (s.page_views, s.sessions) for s in closed}
     assert counts == {(t0, keys[0]): (3, 2), (t0, keys[1]): (1, 1), (t0 + 5000, keys[0]): (1, 1)}
+
+
+@pytest.mark.parametrize("chunks", [
+    [5],  # all five page views in one batch
+    [3, 2],  # the gateway flushed mid-window
+    [1, 1, 1, 1, 1],  # one page view per batch (a quiet source)
+], ids=["one-batch", "two-batches", "five-batches"])
+def test_a_session_counts_once_per_window_however_its_page_views_are_batched(chunks):
+    """"Distinct sessions in this window" must not depend on how the window's beacons were batched."""
+    views = [beacon(T0 + i, session=user) for i, user in enumerate(["u1", "u2", "u1", "u1", "u2"])]
+    w = TumblingWindows(5 * SEC, 0)
+    done = 0
+    for size in chunks:
+        w.add(batch(*views[done:done + size]))
+        done += size
+    (s,) = w.flush()
+    assert (s.page_views, s.sessions) == (5, 2)
