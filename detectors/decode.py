@@ -1,10 +1,11 @@
 """Batch decoder: raw records (bytes) → one columnar :class:`BeaconBatch` plus rejects.
 
 A record holds one beacon (a JSON object), a JSON array of beacons, or NDJSON. Many
-records are decoded together: the common case (every record valid JSON) is parsed by a
-single ``orjson.loads`` call and validated column by column with numpy; only the rows a
-column check flags go through :func:`validate_beacon` one by one, which also writes
-their reasons. Nothing in a batch raises: an invalid item comes back with its reason and
+records are decoded together. In the common case (each record one object) the fields are
+taken out while parsing, so no beacon's dict outlives its record, and the columns are
+checked with numpy; only the rows a column check flags go through :func:`validate_beacon`
+one by one, which also writes their reasons. Records are parsed one by one, never joined:
+joined bytes could pair two corrupt records into valid JSON. Nothing in a batch raises: an invalid item comes back with its reason and
 its own bytes, so the caller can send it to a dead-letter topic.
 
 >>> result = decode_records([
@@ -40,7 +41,7 @@ from detectors.beacon import (
     validate_beacon,
 )
 
-__all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects", "split_items"]
+__all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects"]
 
 _EMPTY: dict = {}
 _INT64_SAFE = 2**62
@@ -64,27 +65,6 @@ class DecodeResult:
     rejects: list[Reject]
 
 
-def split_items(record: bytes) -> tuple[list[Any] | None, str | None]:
-    """Parse one record into its items: ``([obj, ...], None)`` or ``(None, reason)``.
-
-    NDJSON lines that fail to parse make the whole record fail here; use
-    :func:`decode_records`, which then rejects only the bad lines.
-    """
-    try:
-        value = orjson.loads(record)
-    except orjson.JSONDecodeError:
-        lines = [line for line in record.split(b"\n") if line.strip()]
-        if len(lines) < 2:
-            return None, "record: not valid JSON or NDJSON"
-        try:
-            return [orjson.loads(line) for line in lines], None
-        except orjson.JSONDecodeError:
-            return None, "record: NDJSON with a line that is not valid JSON"
-    if isinstance(value, list):
-        return value, None
-    return [value], None
-
-
 def decode_records(records: Sequence[bytes]) -> DecodeResult:
     """Decode many raw records into one batch; see the module docstring."""
     streamed = _stream_columns(records)
@@ -92,38 +72,20 @@ def decode_records(records: Sequence[bytes]) -> DecodeResult:
         batch, bad = _finish(streamed, lambda row: orjson.loads(records[row]))
         return DecodeResult(batch, [Reject(row, None, records[row], reason) for row, reason in bad])
     objs: list[Any] = []
-    origin: list[tuple[int, int | None]] | None = []
+    origin: list[tuple[int, int | None]] = []  # (record, item) of each object
     rejects: list[Reject] = []
-    try:
-        # Fast path: every record parses on its own (one object or an array). Records are
-        # parsed one by one, never joined: joined bytes could pair up two corrupt records.
-        parsed = [orjson.loads(record) for record in records]
-    except orjson.JSONDecodeError:
-        parsed = None
-    if parsed is not None:
-        if set(map(type, parsed)) <= {dict}:
-            objs = parsed
-            origin = None  # row i is record i
-        else:
-            for r, value in enumerate(parsed):
-                if type(value) is list:
-                    objs.extend(value)
-                    origin.extend((r, i) for i in range(len(value)))
-                else:
-                    objs.append(value)
-                    origin.append((r, None))
-    else:
-        for r, record in enumerate(records):
-            _decode_one(r, record, objs, origin, rejects)
+    for r, record in enumerate(records):
+        _decode_one(r, record, objs, origin, rejects)
     batch, bad = decode_objects(objs)
     for row, reason in bad:
-        r, i = (row, None) if origin is None else origin[row]
+        r, i = origin[row]
         rejects.append(Reject(r, i, orjson.dumps(objs[row]) if i is not None else records[r], reason))
     rejects.sort(key=lambda x: (x.record, -1 if x.item is None else x.item))
     return DecodeResult(batch, rejects)
 
 
 def _decode_one(r: int, record: bytes, objs: list, origin: list, rejects: list[Reject]) -> None:
+    """Parse one record (object, array or NDJSON) into ``objs``, or reject it or its lines."""
     try:
         value = orjson.loads(record)
     except orjson.JSONDecodeError:
