@@ -1,9 +1,8 @@
 """``rumgate demo``: a simulated rollout judged live in the terminal.
 
-Simulated beacons are encoded as the NDJSON records a gateway would produce, decoded by
-the batch decoder, counted into windows and judged by the gate: the path of
-``rumgate backtest``, paced so that simulated time runs ``--speed`` times faster than the
-wall clock. This version runs in-process; the live pipeline on the embedded broker
+Simulated beacons are encoded as the NDJSON records a gateway would produce and run
+through :func:`streams.backtest.run_backtest` (decoder, windows, gate), paced so that
+simulated time runs ``--speed`` times faster than the wall clock. This version runs in-process; the live pipeline on the embedded broker
 replaces the pacing loop with Kafka topics and Faust agents.
 """
 
@@ -11,28 +10,23 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from itertools import groupby
 
 import click
 import orjson
 
-from detectors.decode import decode_records
-from detectors.gate import Gate
 from detectors.verdict import EXIT_CODES, Verdict
-from detectors.windows import DEFAULT_WINDOW_MS, TumblingWindows
-from streams.backtest import verdicts_from_windows
+from detectors.windows import DEFAULT_WINDOW_MS
+from streams.backtest import run_backtest
 from streams.cli import _describe, _duration, load_policy_file
 from streams.simulate import SCENARIOS, generate_beacons
+from streams.simulate_cli import SCENARIO_NOTES
 
 __all__ = ["demo"]
 
-DEMO_SCENARIOS = {
-    "lcp-regression": "the canary's LCP is 10 % slower for everyone",
-    "inp-mobile": "the canary's INP is 30 % slower on mobile only",
-    "errors": "the canary has 1.5× as many page views with JS errors",
-    "clean": "the canary is as good as the baseline",
-}
+DEMO_SCENARIOS = {name: SCENARIO_NOTES[name] for name in ("lcp-regression", "inp-mobile", "errors", "clean")}
 
 
 DEMO_HELP = """Watch rumgate judge a simulated canary rollout, live.
@@ -57,38 +51,34 @@ Scenarios:""" + "".join(f"\n  {k:<15} {v}" for k, v in DEMO_SCENARIOS.items())
 def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: str | None) -> None:
     policy = load_policy_file(policy_path)
     sim = _scenario(scenario, duration_ms)
-    gate = Gate(policy, sim.app, sim.canary, sim.baseline)
-    windows = TumblingWindows(DEFAULT_WINDOW_MS, 0)
     click.echo(f"rumgate demo: {scenario} ({DEMO_SCENARIOS[scenario]})")
     click.echo(f"  app {sim.app}: canary {sim.canary} vs baseline {sim.baseline}, "
                f"{sim.rate:g} beacons/s, {sim.canary_share:.0%} canary; policy {policy.name}; "
                f"simulated time ×{speed:g}")
     click.echo("  (in-process: simulated beacons → decoder → windows → gate; no broker yet)")
     began = time.monotonic()
-    beacons = 0
-    last: Verdict | None = None
-    shown = -1
-    beacon_stream = generate_beacons(sim, seed, DEFAULT_WINDOW_MS)
-    for _, rows in groupby(beacon_stream, key=lambda b: b["ts"] // DEFAULT_WINDOW_MS):
-        records = [orjson.dumps(b) for b in rows]
-        beacons += len(records)
-        decoded = decode_records(records)
-        closed = windows.add(decoded.batch)
-        for verdict in verdicts_from_windows(gate, closed, sim.canary_share):
-            last = verdict
-            elapsed_s = verdict.inputs.get("elapsed_ms", 0) // 1000
-            # Pace simulated time against the wall clock.
-            wait = elapsed_s / speed - (time.monotonic() - began)
-            if wait > 0:
-                time.sleep(wait)
-            if elapsed_s // 30 != shown or verdict.verdict != "continue":
-                shown = elapsed_s // 30
-                click.echo(f"{_describe(verdict)}   [{beacons:,} beacons]")
-            if verdict.decided:
-                break
-        if last is not None and last.decided:
-            break
-    _finish(last, time.monotonic() - began)
+    fed = {"beacons": 0, "shown": -1}
+
+    def records() -> Iterator[list[bytes]]:
+        """One window of simulated beacons at a time, encoded as a gateway would send them."""
+        beacons = generate_beacons(sim, seed, DEFAULT_WINDOW_MS)
+        for _, rows in groupby(beacons, key=lambda b: b["ts"] // DEFAULT_WINDOW_MS):
+            chunk = [orjson.dumps(b) for b in rows]
+            fed["beacons"] += len(chunk)
+            yield chunk
+
+    def show(verdict: Verdict) -> None:
+        elapsed_s = verdict.inputs.get("elapsed_ms", 0) // 1000
+        wait = elapsed_s / speed - (time.monotonic() - began)  # pace simulated time
+        if wait > 0:
+            time.sleep(wait)
+        if elapsed_s // 30 != fed["shown"] or verdict.verdict != "continue":
+            fed["shown"] = elapsed_s // 30
+            click.echo(f"{_describe(verdict)}   [{fed['beacons']:,} beacons]")
+
+    result = run_backtest(records(), policy, sim.app, sim.canary, sim.baseline,
+                          expected_share=sim.canary_share, lateness_ms=0, on_verdict=show)
+    _finish(result.final, time.monotonic() - began)
 
 
 def _scenario(name: str, duration_ms: int):

@@ -17,7 +17,7 @@ __all__ = ["simulate_command"]
 
 SCENARIO_NOTES = {
     "stationary": "A/A: canary as good as the baseline, constant 5 % split",
-    "clean": "the same as stationary",
+    "clean": "A/A: canary as good as the baseline (the same as stationary)",
     "drift": "A/A, shared drift: latency x exp(±0.3), traffic ±60 %, 15 min period",
     "ramp": "A/A, split ramps 1 % -> 10 %, shared latency trend up to x exp(0.3)",
     "clustered": "A/A with ~3 page views per user and a per-user effect (s.d. 0.3)",
