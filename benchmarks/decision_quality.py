@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from detectors.gate import Gate, arm_of  # noqa: E402
+from detectors.gate import Gate, _rate_counts, arm_of  # noqa: E402
 from detectors.policy import DEFAULT_POLICY, Policy  # noqa: E402
 from detectors.sketch import LogSketch  # noqa: E402
 from detectors.windows import TumblingWindows, WindowSummary  # noqa: E402
@@ -122,13 +122,8 @@ def _add(arms: Arms, summaries: list[WindowSummary], scenario: Scenario) -> None
 
 def _metric_values(arms: Arms, metric) -> tuple:
     """(canary, baseline) statistic for the threshold judge and the data for Kayenta."""
-    if metric.statistic == "rate":
-        if metric.metric == "errors":
-            return (arms.canary.error_views, arms.canary.page_views,
-                    arms.baseline.error_views, arms.baseline.page_views)
-        m = metric.metric
-        return (arms.canary.over_good[m], arms.canary.sketches[m].count,
-                arms.baseline.over_good[m], arms.baseline.sketches[m].count)
+    if metric.statistic == "rate":  # the gate's own (events, exposure) definition
+        return (*_rate_counts(arms.canary, metric.metric), *_rate_counts(arms.baseline, metric.metric))
     return arms.canary.sketches[metric.metric], arms.baseline.sketches[metric.metric]
 
 

@@ -73,7 +73,7 @@ class _MetricTest:
             # Canary thresholds as bucket shifts from the baseline's (statistics.md §3.3):
             # rollback: smallest edge >= (1+δ)x; promote: largest edge < (1+δ)x.
             self.shift_rb = np.ceil(np.log1p(grid) / log_gamma - 1e-9).astype(np.int64)
-            self.shift_pr = np.ceil(np.log1p(grid) / log_gamma - 1e-9).astype(np.int64) - 1
+            self.shift_pr = self.shift_rb - 1
             self.e = ConditionalBinomialE(np.ones(2 * rows), [+1] * rows + [-1] * rows)
         else:
             self.e = ConditionalBinomialE(np.concatenate([1 + grid, 1 + grid]), [+1] * rows + [-1] * rows)
@@ -174,7 +174,7 @@ class Gate:
         self.rollout = f"{app}:{canary}"
         self.started_at = started_at
         self.relative_accuracy = relative_accuracy
-        log_gamma = LogSketch(relative_accuracy)._log_gamma
+        log_gamma = LogSketch(relative_accuracy).log_gamma
         tolerances = {t for m in policy.metrics for t in (m.rollback_tolerance, m.promote_tolerance)}
         self.grid = np.array(sorted(set(TOLERANCE_GRID) | tolerances))
         self.tests = [

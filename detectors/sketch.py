@@ -70,6 +70,11 @@ class LogSketch:
         self.counts = np.zeros(0, np.int64)
 
     # -- mapping -------------------------------------------------------------------------
+    @property
+    def log_gamma(self) -> float:
+        """``log(gamma)``: bucket ``i`` is ``(exp((i-1)·log_gamma), exp(i·log_gamma)]``."""
+        return self._log_gamma
+
     def index(self, values: np.ndarray) -> np.ndarray:
         """Bucket index of each positive value: ``ceil(log_gamma(v))``."""
         return np.ceil(np.log(values) / self._log_gamma).astype(np.int64)

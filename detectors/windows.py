@@ -196,7 +196,7 @@ class TumblingWindows:
         self.size_ms = int(size_ms)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.relative_accuracy = relative_accuracy
-        self._log_gamma = LogSketch(relative_accuracy)._log_gamma
+        self._log_gamma = LogSketch(relative_accuracy).log_gamma
         self.watermark: int | None = None
         self.closed_before: int | None = None  # windows starting before this are closed
         self.late_total = 0
