@@ -203,19 +203,31 @@ class TumblingWindows:
         self._open: dict[tuple[int, CohortKey], WindowSummary] = {}
 
     def add(self, batch: BeaconBatch) -> list[WindowSummary]:
-        """Count a batch; return the summaries of the windows this batch's watermark closed."""
+        """Count a batch; return the summaries of the windows this batch's watermark closed.
+
+        Lateness is decided beacon by beacon against the watermark of everything *before*
+        it, so how records are cut into batches never changes which window a beacon is
+        counted in: a replay, or a restart from a checkpoint, counts exactly as the live run.
+        """
         if len(batch) == 0:
             return []
-        top = int(batch.ts.max())
-        self.watermark = top if self.watermark is None else max(self.watermark, top)
-        starts = window_start(batch.ts, self.size_ms)
-        late = np.zeros(len(batch), bool)
+        ts = batch.ts
+        before = np.maximum.accumulate(ts)
+        if self.watermark is not None:
+            before = np.maximum(before, self.watermark)
+        seen = np.empty_like(before)  # the watermark just before each beacon
+        seen[1:] = before[:-1]
+        seen[0] = ts[0] if self.watermark is None else self.watermark
+        self.watermark = int(before[-1])
+        starts = window_start(ts, self.size_ms)
+        closed = self._closed_before(seen)
         if self.closed_before is not None:
-            late = starts < self.closed_before
-            if late.any():
-                # Late beacons join the window of the current watermark.
-                starts = np.where(late, window_start(self.watermark, self.size_ms), starts)
-                self.late_total += int(late.sum())
+            closed = np.maximum(closed, self.closed_before)
+        late = starts < closed
+        if late.any():
+            # A late beacon joins the window of the watermark it arrived at.
+            starts = np.where(late, window_start(seen, self.size_ms), starts)
+            self.late_total += int(late.sum())
         groups, cohorts = _group_rows(starts, batch.key, len(batch.keys))
         counts = _count_groups(batch, cohorts, len(groups), late, self._log_gamma)
         for g, (start, code) in enumerate(groups):
@@ -226,6 +238,18 @@ class TumblingWindows:
                 self._open[(start, key)] = summary
             summary.add_counts(counts, g)
         return self._close(self.watermark - self.allowed_lateness_ms - self.size_ms + 1)
+
+    def _closed_before(self, watermark: np.ndarray) -> np.ndarray:
+        """Windows starting before this are closed once the watermark has reached ``watermark``."""
+        before = watermark - self.allowed_lateness_ms - self.size_ms + 1
+        return -(-before // self.size_ms) * self.size_ms
+
+    def restore(self, watermark: int) -> None:
+        """Resume from a checkpoint: the state after a watermark of ``watermark`` with no open window."""
+        if self._open:
+            raise ValueError("restore() needs windows with nothing open")
+        self.watermark = int(watermark)
+        self.closed_before = int(self._closed_before(np.int64(watermark)))
 
     def advance(self, watermark: int) -> list[WindowSummary]:
         """Move the watermark without data (an idle source) and close what it passes."""

@@ -130,8 +130,13 @@ LATE_CASES = [
     ),
     pytest.param(
         0, [[100], [20_000, 300]],
+        [(0, 1, 0), (20_000, 2, 1)], 1,
+        id="judged-against-the-watermark-before-the-beacon",  # an earlier beacon of the same batch closes T0
+    ),
+    pytest.param(
+        0, [[100], [300, 20_000]],
         [(0, 2, 0), (20_000, 1, 0)], 0,
-        id="judged-against-the-watermark-before-the-batch",  # the batch's own max does not make it late
+        id="a-later-beacon-does-not-make-an-earlier-one-late",
     ),
     pytest.param(
         0, [[100], ("advance", 30_000), [200, 31_000]],
@@ -186,23 +191,23 @@ def reference(steps: list, size: int, lateness: int) -> dict:
     """The windowing contract read literally, one beacon at a time.
 
     A window ``s`` is closed once the watermark ``w`` satisfies ``s + size + lateness <= w``.
-    A beacon whose window was closed *before its batch* is late and joins the window of the
-    watermark after its batch. Returns ``{(start, key): (summary, step that closed it)}``.
+    A beacon whose window was closed by the watermark of the beacons *before it* (in any
+    batch) is late and joins the window of that watermark; windows are emitted at the end
+    of the step that closes them. Returns ``{(start, key): (summary, step that closed it)}``.
     """
     wm: int | None = None
     out: dict[tuple[int, CohortKey], list] = {}
     for k, step in enumerate(steps):
-        before = wm
         if isinstance(step, int):
             wm = step if wm is None else max(wm, step)
         elif step:
-            top = max(b.ts for b in step)
-            wm = top if wm is None else max(wm, top)
             for b in step:
+                before = wm
+                wm = b.ts if wm is None else max(wm, b.ts)
                 start = window_start(b.ts, size)
                 late = before is not None and start + size + lateness <= before
                 if late:
-                    start = window_start(wm, size)
+                    start = window_start(before, size)
                 entry = out.setdefault((start, b.key), [WindowSummary.empty(b.key, start, size), None])
                 s = entry[0]
                 s.page_views += 1
@@ -487,3 +492,39 @@ def test_a_session_counts_once_per_window_however_its_page_views_are_batched(chu
         done += size
     (s,) = w.flush()
     assert (s.page_views, s.sessions) == (5, 2)
+
+
+def test_batching_never_changes_the_windows():
+    """However a stream is cut into batches, every beacon lands in the same window."""
+    rng = np.random.default_rng(7)
+    ts = 10_000 + np.cumsum(rng.integers(0, 400, 2000)) - rng.integers(0, 9000, 2000) * (rng.random(2000) < 0.05)
+    values = rng.lognormal(7, 0.5, 2000)
+
+    def run(cuts):
+        w, out, lo = TumblingWindows(5 * SEC, 2 * SEC), [], 0
+        for hi in list(cuts) + [len(ts)]:
+            out += w.add(batch(*(beacon(T0 + int(t), LCP=float(v)) for t, v in zip(ts[lo:hi], values[lo:hi]))))
+            lo = hi
+        out += w.flush()
+        return [(s.start, s.page_views, s.late, s.sketches["LCP"].count) for s in out]
+
+    one = run([])
+    assert sum(x[2] for x in one) > 0  # the stream has late beacons
+    for seed in range(5):
+        cuts = sorted(np.random.default_rng(seed).choice(np.arange(1, len(ts)), 30, replace=False).tolist())
+        assert run(cuts) == one
+
+
+def test_restore_resumes_as_if_never_stopped():
+    """Restored to the watermark before a record, a fresh run counts from that record on
+    exactly as the uninterrupted run (what a restart from a stage-1 checkpoint relies on)."""
+    whole = TumblingWindows(5 * SEC, 0)
+    head = whole.add(at(100, 4000))
+    tail = whole.add(at(9000, 15_000, 2000, 16_000, 22_000)) + whole.flush()
+    assert head == [] and [(s.start - T0, s.late) for s in tail][:1] == [(0, 0)]
+    resumed = TumblingWindows(5 * SEC, 0)
+    resumed.restore(T0 + 4000)
+    again = resumed.add(at(9000, 15_000, 2000, 16_000, 22_000)) + resumed.flush()
+    view = lambda out: [(s.start, s.page_views, s.late) for s in out]  # noqa: E731
+    assert view(again) == view(tail)[1:]  # all but window 0, whose first beacons came before
+    assert sum(s.late for s in again) == 1  # the beacon at 2 s, after 15 s: counted in 15 s
