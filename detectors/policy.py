@@ -130,6 +130,21 @@ class Policy:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Policy:
+        """Inverse of :meth:`to_dict` (how a rollout record carries its resolved policy).
+
+        >>> Policy.from_dict(orjson.loads(orjson.dumps(DEFAULT_POLICY.to_dict()))).hash == DEFAULT_POLICY.hash
+        True
+        """
+        try:
+            values = dict(d)
+            values["metrics"] = tuple(MetricPolicy(**m) for m in d["metrics"])
+            values["segments"] = tuple(d["segments"])
+            return cls(**values)
+        except (KeyError, TypeError) as exc:
+            raise PolicyError(f"<rollout>:1:1: not a resolved policy: {exc}") from None
+
 
 DEFAULT_POLICY = Policy()
 

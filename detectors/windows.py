@@ -24,9 +24,12 @@ counter, never dropped.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 
 import numpy as np
+import orjson
 
 from detectors.beacon import GOOD_LIMITS, METRICS, BeaconBatch, CohortKey
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_POSITIVE, LogSketch
@@ -44,7 +47,7 @@ def window_start(ts: int | np.ndarray, size_ms: int) -> int | np.ndarray:
     return ts - ts % size_ms
 
 
-@dataclass
+@dataclass(eq=False)
 class WindowSummary:
     """Everything the gate needs from one cohort in one window, mergeable across partitions.
 
@@ -92,6 +95,43 @@ class WindowSummary:
         for m, (offset, buckets, zeros, over) in counts.metrics.items():
             self.sketches[m].add_counts(offset, buckets[g], zeros[g])
             self.over_good[m] += int(over[g])
+
+    def to_dict(self) -> dict:
+        """A JSON-able form (sketches as base64 of their binary codec); :meth:`from_dict` inverts it.
+
+        >>> s = WindowSummary.empty(CohortKey("shop-web", "r2", None, "mobile"), 5000, 5000)
+        >>> s.page_views, s.session_ids = 2, {"a", "b"}
+        >>> WindowSummary.from_dict(orjson.loads(orjson.dumps(s.to_dict()))) == s
+        True
+        """
+        return {
+            "key": list(self.key), "start": self.start, "size_ms": self.size_ms,
+            "page_views": self.page_views, "sessions": sorted(self.session_ids),
+            "anonymous_views": self.anonymous_views, "error_views": self.error_views,
+            "errors": self.errors, "late": self.late, "over_good": dict(self.over_good),
+            "sketches": {m: base64.b64encode(sk.to_bytes()).decode() for m, sk in self.sketches.items()
+                         if sk.count},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict, relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> WindowSummary:
+        """Rebuild a summary from :meth:`to_dict`; raises ``ValueError`` (with why) on bad input."""
+        try:
+            out = cls.empty(CohortKey(*d["key"]), int(d["start"]), int(d["size_ms"]), relative_accuracy)
+            out.page_views, out.anonymous_views = int(d["page_views"]), int(d["anonymous_views"])
+            out.error_views, out.errors, out.late = int(d["error_views"]), int(d["errors"]), int(d["late"])
+            out.session_ids = set(d["sessions"])
+            out.over_good.update({m: int(n) for m, n in d["over_good"].items()})
+            for m, text in d["sketches"].items():
+                out.sketches[m] = LogSketch.from_bytes(base64.b64decode(text))
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise ValueError(f"not a window summary: {exc!r}") from None
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WindowSummary):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
 
     def merge(self, other: WindowSummary) -> None:
         """Add another summary of the same window (another partition, segment or release)."""
