@@ -146,10 +146,14 @@ def backtest(inputs: tuple[str, ...], app: str, canary: str, baseline: str, poli
 def _register_optional() -> None:
     """Commands that live in their own modules."""
     from streams.demo import demo
+    from streams.live_cli import broker_command, rollout_group, worker_command
     from streams.simulate_cli import simulate_command
 
     cli.add_command(simulate_command, "simulate")
     cli.add_command(demo, "demo")
+    cli.add_command(broker_command, "broker")
+    cli.add_command(worker_command, "worker")
+    cli.add_command(rollout_group, "rollout")
 
 
 _register_optional()

@@ -1,0 +1,265 @@
+"""The worker's agents: stage 1 (aggregate), stage 2 (judge), rollouts, heartbeats.
+
+* ``aggregate`` consumes ``rum.beacons`` in batches. Each partition has its own
+  :class:`~streams.aggregate.PartitionAggregator`; closed windows go to ``rum.windows``,
+  invalid items to ``rum.beacons.dlq`` (original bytes as the value, the reason and the
+  source partition/offset as headers). A record's offset is committed only once every
+  window it touched is on ``rum.windows`` *and* the partition's checkpoint (the table
+  ``checkpoints``) says where to resume: that is what makes a ``kill -9`` lose nothing
+  and count nothing twice.
+* ``heartbeat`` reports partitions without traffic as idle, so they do not hold back
+  the windows of the others.
+* ``judge`` consumes ``rum.windows`` (never committing: it replays its partition on start
+  to rebuild the gates) and publishes verdicts it has not published before.
+* ``rollouts`` follows ``rum.rollouts`` (every worker reads all of it: it is tiny).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from detectors.verdict import Verdict
+from streams.aggregate import Checkpoint, PartitionAggregator, Step
+from streams.app import Runtime
+from streams.broker import broker_servers
+from streams.judge import Judge, Rollout, WindowsRecord
+from streams.topics import read_to_end, windows_partition_for
+
+__all__ = ["register", "now_ms"]
+
+log = logging.getLogger("rumgate")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Stage1:
+    """Per-partition aggregators and the events they still hold unacknowledged."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.aggs: dict[int, PartitionAggregator] = {}
+        self.held: dict[int, deque] = defaultdict(deque)  # events not yet safe to commit
+        self.last_record_at: dict[int, float] = {}
+        self.assigned: set[int] = set()
+        self.lock = asyncio.Lock()
+
+    def aggregator(self, p: int) -> PartitionAggregator:
+        agg = self.aggs.get(p)
+        if agg is None:
+            saved = self.rt.checkpoints.get(p)
+            checkpoint = Checkpoint.from_dict(saved) if saved else None
+            s = self.rt.settings
+            agg = self.aggs[p] = PartitionAggregator(p, s.window_ms, s.lateness_ms, checkpoint)
+            if checkpoint:
+                log.info("partition %d: resuming at offset %d (watermark %s)", p, checkpoint.offset,
+                         checkpoint.watermark)
+        return agg
+
+    def revoke(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.aggs.pop(p, None)
+            self.held.pop(p, None)  # never acked: the next owner re-reads them
+            self.last_record_at.pop(p, None)
+        self.assigned -= partitions
+
+    async def process(self, p: int, events: list) -> None:
+        agg = self.aggregator(p)
+        for e in events:
+            e.message.incref()  # keep the offset uncommitted until its windows are out
+        self.held[p].extend(events)
+        step = agg.process([(e.message.offset, e.message.value) for e in events])
+        self.rt.stats["beacons"] += step.beacons
+        self.rt.stats["records"] += len(events)
+        self.last_record_at[p] = time.monotonic()
+        await self.publish(p, agg, step)
+
+    async def publish(self, p: int, agg: PartitionAggregator, step: Step, idle: bool = False) -> None:
+        rt = self.rt
+        for dead in step.rejects:
+            headers = [("rumgate-reason", dead.reason.encode()), ("rumgate-partition", str(p).encode()),
+                       ("rumgate-offset", str(dead.offset).encode())]
+            if dead.item is not None:
+                headers.append(("rumgate-item", str(dead.item).encode()))
+            await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers)
+            rt.stats["dead_letters"] += 1
+        if step.closed or idle:
+            await self.send_windows(p, agg.closed_before, idle, step)
+        if step.done_offset is not None:
+            await rt.app.producer.flush()  # windows first, then the checkpoint that relies on them
+            cp = step.checkpoint.to_dict()
+            rt.checkpoints.data[p] = cp
+            await rt.checkpoints.changelog_topic.send(key=p, value=cp, partition=p)
+            await rt.app.producer.flush()
+            held = self.held[p]
+            while held and held[0].message.offset < step.done_offset:
+                held.popleft().ack()
+
+    async def send_windows(self, p: int, closed_before: int | None, idle: bool, step: Step) -> None:
+        rt = self.rt
+        n = rt.settings.windows_partitions
+        by_target: dict[int, list] = defaultdict(list)
+        for s in step.closed:
+            by_target[windows_partition_for(s.key.app, n)].append(s)
+        for target in range(n):
+            record = WindowsRecord(p, closed_before, idle, by_target.get(target, []))
+            await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
+        rt.stats["windows"] += len(step.closed)
+
+    async def heartbeat(self) -> None:
+        """Report progress of partitions that have gone quiet (idle ones as idle)."""
+        idle_after = self.rt.settings.idle_after_s
+        now = time.monotonic()
+        for tp in self.rt.app.consumer.assignment():
+            if tp.topic != self.rt.settings.topics.beacons:
+                continue
+            p = tp.partition
+            self.assigned.add(p)
+            seen = self.last_record_at.get(p)
+            if seen is None:
+                self.last_record_at[p] = now
+                continue
+            if now - seen < idle_after:
+                continue
+            async with self.lock:
+                agg = self.aggregator(p)
+                await self.publish(p, agg, Step(), idle=True)
+                self.last_record_at[p] = now - idle_after / 2  # again in half the idle time
+
+
+class _Stage2:
+    """One :class:`Judge` per assigned ``rum.windows`` partition, and the rollouts."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.judges: dict[int, Judge] = {}
+        self.rollouts: dict[str, Rollout] = {}
+        self.published: dict[str, int] = {}  # last seq on rum.verdicts per rollout
+        self.lock = asyncio.Lock()
+
+    async def load_published(self) -> None:
+        servers = broker_servers(self.rt.settings.broker or "")
+        async for batch in read_to_end(servers, self.rt.settings.topics.verdicts_latest):
+            for record in batch:
+                try:
+                    v = orjson.loads(record.value)
+                    self.published[v["rollout"]] = max(self.published.get(v["rollout"], 0), int(v["seq"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.warning("rum.verdicts.latest offset %d: not a verdict, ignored", record.offset)
+
+    def judge(self, partition: int) -> Judge:
+        judge = self.judges.get(partition)
+        if judge is None:
+            judge = self.judges[partition] = Judge(self.rt.sources)
+            for rollout in self.rollouts.values():
+                if windows_partition_for(rollout.app, self.rt.settings.windows_partitions) == partition:
+                    judge.apply_rollout(rollout)  # no windows yet: nothing to publish
+        return judge
+
+    async def on_rollout(self, rollout: Rollout) -> None:
+        async with self.lock:
+            self.rollouts[rollout.id] = rollout
+            target = windows_partition_for(rollout.app, self.rt.settings.windows_partitions)
+            if target in self.judges:
+                await self.publish(self.judges[target].apply_rollout(rollout))
+
+    async def publish(self, verdicts: list[Verdict]) -> None:
+        rt = self.rt
+        for v in verdicts:
+            if v.seq <= self.published.get(v.rollout, 0):
+                continue  # published before a restart: rebuilt, not repeated
+            body = orjson.dumps({**v.to_dict(), "emitted_at": now_ms()})
+            key = v.rollout.encode()
+            await rt.verdicts.send(key=key, value=body)
+            await rt.verdicts_latest.send(key=key, value=body)
+            self.published[v.rollout] = v.seq
+            rt.stats["verdicts"] += 1
+            log.info("verdict %s #%d: %s — %s", v.rollout, v.seq, v.verdict, "; ".join(v.reasons)[:200])
+
+
+def register(rt: Runtime, quiet: bool = False) -> None:
+    app, settings = rt.app, rt.settings
+    stage1, stage2 = _Stage1(rt), _Stage2(rt)
+    rt.stage1, rt.stage2 = stage1, stage2
+
+    @app.agent(rt.beacons, name="aggregate")
+    async def aggregate(stream):
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            by_partition: dict[int, list] = defaultdict(list)
+            for e in events:
+                by_partition[e.message.partition].append(e)
+            async with stage1.lock:
+                for p, evs in by_partition.items():
+                    await stage1.process(p, evs)
+
+    @app.agent(rt.windows, name="judge")
+    async def judge(stream):
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = WindowsRecord.from_dict(orjson.loads(message.value))
+            except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                log.warning("rum.windows %d@%d: not a windows record (%s), ignored",
+                            message.partition, message.offset, exc)
+                continue
+            async with stage2.lock:
+                j = stage2.judge(message.partition)
+                before = j.late_summaries
+                verdicts = j.add(record)
+                rt.stats["late_summaries"] += j.late_summaries - before
+                await stage2.publish(verdicts)
+
+    @app.timer(1.0)
+    async def heartbeat():
+        await stage1.heartbeat()
+
+    @app.task
+    async def follow_rollouts():
+        """Every worker reads all of rum.rollouts, from the start, for as long as it runs."""
+        await stage2.load_published()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker_servers(settings.broker or ""),
+                                    enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        try:
+            tp = TopicPartition(settings.topics.rollouts, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=500)
+                for record in batch.get(tp, ()):
+                    try:
+                        rollout = Rollout.from_dict(orjson.loads(record.value))
+                    except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
+                        log.warning("rum.rollouts offset %d: refused (%s)", record.offset, exc)
+                        continue
+                    log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id,
+                             rollout.canary, rollout.baseline, rollout.policy.name,
+                             " (ended)" if rollout.ended_at else "")
+                    await stage2.on_rollout(rollout)
+        finally:
+            await consumer.stop()
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender, revoked, **kwargs):
+        async with stage1.lock:
+            stage1.revoke({tp.partition for tp in revoked if tp.topic == settings.topics.beacons})
+        async with stage2.lock:
+            for tp in revoked:
+                if tp.topic == settings.topics.windows:
+                    stage2.judges.pop(tp.partition, None)
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender, assigned, **kwargs):
+        mine = sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned
+                      if tp.topic in (settings.topics.beacons, settings.topics.windows))
+        if not quiet:
+            print(f"rumgate worker: partitions assigned: {', '.join(mine) or 'none'}", flush=True)
+        async with stage2.lock:
+            await stage2.load_published()

@@ -1,0 +1,88 @@
+"""The Faust app: topics, the checkpoint table, and the worker's shared state.
+
+:func:`create_app` builds a :class:`faust.App` for some :class:`Settings`, declares the
+topics and the table, and registers the agents of :mod:`streams.agents`. Building the
+app does not touch the network; ``rumgate worker`` creates the topics first and then
+runs it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from streams.broker import broker_servers
+from streams.settings import Settings
+
+__all__ = ["Runtime", "create_app"]
+
+log = logging.getLogger("rumgate")
+
+
+@dataclass
+class Runtime:
+    """What the agents share: the app, its topics, its table, and counters for the logs."""
+
+    settings: Settings
+    app: faust.App
+    beacons: faust.TopicT
+    dlq: faust.TopicT
+    windows: faust.TopicT
+    verdicts: faust.TopicT
+    verdicts_latest: faust.TopicT
+    checkpoints: faust.types.TableT
+    sources: int  # partitions of rum.beacons, which every window waits for
+    stage1: Any = None  # streams.agents._Stage1, set by register()
+    stage2: Any = None  # streams.agents._Stage2
+    stats: dict[str, int] = field(default_factory=lambda: {
+        "beacons": 0, "records": 0, "dead_letters": 0, "windows": 0, "verdicts": 0, "late_summaries": 0})
+
+
+def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = False) -> Runtime:
+    """The Faust app of a rumgate worker (agents registered, nothing started).
+
+    ``sources`` is the real partition count of ``rum.beacons`` when it is known (an existing
+    topic's count wins over the setting).
+    """
+    sources = sources or settings.beacons_partitions
+    t = settings.topics
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{broker_servers(settings.broker or '')}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        topic_partitions=sources,  # the checkpoint table is co-partitioned with rum.beacons
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 4),
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        producer_linger_ms=5,
+        table_cleanup_interval=3600.0,
+        loghandlers=[],
+    )
+    raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
+    runtime = Runtime(
+        settings=settings,
+        app=app,
+        beacons=app.topic(t.beacons, partitions=sources, **raw),
+        dlq=app.topic(t.dlq, partitions=sources, **raw),
+        # Never committed: a judge rebuilds its state by reading its partition from the start.
+        windows=app.topic(t.windows, partitions=settings.windows_partitions, acks=False, **raw),
+        verdicts=app.topic(t.verdicts, partitions=1, **raw),
+        verdicts_latest=app.topic(t.verdicts_latest, partitions=1, **raw),
+        checkpoints=app.Table("checkpoints", default=None, partitions=sources,
+                              key_type=int, value_type=dict, help="stage-1 resume points per partition"),
+        sources=sources,
+    )
+    from streams.agents import register
+
+    register(runtime, quiet=quiet)
+    return runtime
