@@ -70,7 +70,11 @@ def _describe(v: Verdict) -> str:
 
 
 @cli.command()
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--topic", help="Replay this Kafka topic (e.g. rum.beacons) instead of files.")
+@click.option("--broker", envvar="RUMGATE_BROKER", help="Kafka address for --topic, e.g. kafka://host:9092.")
+@click.option("--from", "from_text", help="With --topic: start of the range (ISO 8601 or epoch ms).")
+@click.option("--to", "to_text", help="With --topic: end of the range (default: what is there now).")
 @click.option("--app", required=True, help="App whose rollout to judge, e.g. shop-web.")
 @click.option("--canary", required=True, help="Release under rollout.")
 @click.option("--baseline", required=True, help="Release the canary is compared with.")
@@ -86,24 +90,35 @@ def _describe(v: Verdict) -> str:
               help="Allowed lateness before a window closes.")
 @click.option("--no-stop", is_flag=True, help="Keep judging after the first decision.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict.")
-def backtest(inputs: tuple[str, ...], app: str, canary: str, baseline: str, policy_path: str | None,
+def backtest(inputs: tuple[str, ...], topic: str | None, broker: str | None, from_text: str | None,
+             to_text: str | None, app: str, canary: str, baseline: str, policy_path: str | None,
              output: str | None, expected_share: float | None, window_ms: int, lateness_ms: int,
              no_stop: bool, quiet: bool) -> None:
-    """Replay beacon files (NDJSON, or NDJSON.gz) through the gate at full speed.
+    """Replay beacon files (NDJSON, or NDJSON.gz), or a Kafka topic, through the gate.
 
-    Prints a timeline and the final verdict, and exits 0 promote, 1 rollback,
-    2 hold or no decision, 3 error.
+    Files are judged at full speed in event time. With --topic, the records between
+    --from and --to go through the live pipeline's own stage-1 and judge code, without
+    joining any consumer group or committing anything: the same data gives the live
+    run's verdicts. Prints a timeline and the final verdict, and exits 0 promote,
+    1 rollback, 2 hold or no decision, 3 error.
 
     \b
-    Example:
+    Examples:
       rumgate simulate traffic.ndjson.gz --scenario lcp-regression
       rumgate backtest traffic.ndjson.gz --app shop-web \\
           --canary 2026.11.23-canary --baseline 2026.11.20-base -o verdicts.ndjson
+      rumgate backtest --topic rum.beacons --broker kafka://kafka:9092 \\
+          --from 2026-11-23T10:00:00Z --to 2026-11-23T12:00:00Z \\
+          --app shop-web --canary 2026.11.23-canary --baseline 2026.11.20-base
     """
-    from streams.backtest import read_lines, run_backtest
-
     if window_ms <= 0:
         raise click.BadParameter("must be > 0", param_hint="--window")
+    if topic is None and not inputs:
+        raise click.UsageError("give beacon files to replay, or --topic with --broker and --from")
+    if topic is not None and inputs:
+        raise click.UsageError("give either files or --topic, not both")
+    if topic is not None and (broker is None or from_text is None):
+        raise click.UsageError("--topic needs --broker (or RUMGATE_BROKER) and --from")
     policy = load_policy_file(policy_path)
     out = open(output, "wb") if output else None  # noqa: SIM115 - closed below
     last_line = {"minute": -1, "verdict": None}
@@ -120,17 +135,24 @@ def backtest(inputs: tuple[str, ...], app: str, canary: str, baseline: str, poli
         click.echo(f"backtest {app}: canary {canary} vs baseline {baseline}, "
                    f"policy {policy.name} ({policy.hash[:19]}…)")
     try:
-        result = run_backtest(read_lines(inputs), policy, app, canary, baseline,
-                              expected_share=expected_share, window_ms=window_ms,
-                              lateness_ms=lateness_ms, stop_at_decision=not no_stop,
-                              on_verdict=on_verdict)
+        if topic is None:
+            from streams.backtest import read_lines, run_backtest
+
+            result = run_backtest(read_lines(inputs), policy, app, canary, baseline,
+                                  expected_share=expected_share, window_ms=window_ms,
+                                  lateness_ms=lateness_ms, stop_at_decision=not no_stop,
+                                  on_verdict=on_verdict)
+        else:
+            result = _replay(topic, broker, from_text, to_text, policy, app, canary, baseline,
+                             expected_share, window_ms, lateness_ms, not no_stop, on_verdict, quiet)
     finally:
         if out:
             out.close()
     if result.rejected:
         click.echo(f"{result.rejected} invalid beacons skipped, e.g.:", err=True)
         for r in result.rejects[:3]:
-            click.echo(f"  record {r.record}: {r.reason}", err=True)
+            where = f"record {r.record}" if hasattr(r, "record") else f"offset {r.offset}"
+            click.echo(f"  {where}: {r.reason}", err=True)
     final = result.final
     click.echo(f"{result.beacons} beacons, {len(result.verdicts)} verdicts, {result.late} late beacons")
     if final is None:
@@ -141,6 +163,43 @@ def backtest(inputs: tuple[str, ...], app: str, canary: str, baseline: str, poli
     for reason in final.reasons:
         click.echo(f"  - {reason}")
     sys.exit(EXIT_CODES[final.verdict])
+
+
+def _replay(topic, broker, from_text, to_text, policy, app, canary, baseline, expected_share,
+            window_ms, lateness_ms, stop, on_verdict, quiet):
+    """``backtest --topic``: read the range from the broker and judge it."""
+    import asyncio
+
+    from streams.broker import BrokerError, broker_servers
+    from streams.live_cli import parse_time
+    from streams.replay import replay_topic
+
+    from_ms = parse_time(from_text)
+    to_ms = parse_time(to_text, default_now=False)
+    if to_ms is not None and to_ms <= from_ms:
+        raise click.BadParameter("must be after --from", param_hint="--to")
+    shown = {"at": 0.0}
+
+    def progress(records: int, beacons: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if not quiet and now - shown["at"] > 2:
+            shown["at"] = now
+            click.echo(f"  … read {records:,} records, {beacons:,} beacons", err=True)
+
+    try:
+        servers = broker_servers(broker)
+        return asyncio.run(asyncio.wait_for(replay_topic(
+            servers, topic, policy, app, canary, baseline, from_ms=from_ms, to_ms=to_ms,
+            expected_share=expected_share, window_ms=window_ms, lateness_ms=lateness_ms,
+            stop_at_decision=stop, on_verdict=on_verdict, on_progress=progress), timeout=None))
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a broker that cannot be reached, or a missing topic
+        if type(exc).__module__.startswith("aiokafka"):
+            raise click.ClickException(f"cannot read {topic} from {broker}: {exc}") from None
+        raise
 
 
 def _register_optional() -> None:
