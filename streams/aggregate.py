@@ -15,8 +15,10 @@ Exactly-once counting without Kafka transactions rests on two facts:
   (:meth:`TumblingWindows.add`), never on how records were batched.
 
 So after a crash, a fresh aggregator restored from the checkpoint re-reads the records
-from there and rebuilds exactly the windows that were open; windows it publishes again are
-identical to the first publication and the judge keeps only one of each.
+from there and rebuilds exactly the windows that were open. A window that had already
+been published can come out again holding the part of its beacons at or after the
+checkpoint; the judge keeps the first publication of each (source, window, cohort), which
+was complete and is earlier on the topic.
 
 >>> import orjson
 >>> agg = PartitionAggregator(partition=0, window_ms=5000, lateness_ms=0)

@@ -1,7 +1,7 @@
-"""The Faust app: topics, the checkpoint table, and the worker's shared state.
+"""The Faust app: topics and the worker's shared state.
 
 :func:`create_app` builds a :class:`faust.App` for some :class:`Settings`, declares the
-topics and the table, and registers the agents of :mod:`streams.agents`. Building the
+topics, and registers the agents of :mod:`streams.agents`. Building the
 app does not touch the network; ``rumgate worker`` creates the topics first and then
 runs it.
 """
@@ -24,7 +24,7 @@ log = logging.getLogger("rumgate")
 
 @dataclass
 class Runtime:
-    """What the agents share: the app, its topics, its table, and counters for the logs."""
+    """What the agents share: the app, its topics, and counters for the logs."""
 
     settings: Settings
     app: faust.App
@@ -33,7 +33,7 @@ class Runtime:
     windows: faust.TopicT
     verdicts: faust.TopicT
     verdicts_latest: faust.TopicT
-    checkpoints: faust.types.TableT
+    checkpoints: faust.TopicT  # compacted; see streams.agents
     sources: int  # partitions of rum.beacons, which every window waits for
     stage1: Any = None  # streams.agents._Stage1, set by register()
     stage2: Any = None  # streams.agents._Stage2
@@ -55,7 +55,7 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         store="memory://",
         web_enabled=False,
         autodiscover=False,
-        topic_partitions=sources,  # the checkpoint table is co-partitioned with rum.beacons
+        topic_partitions=sources,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
         broker_rebalance_timeout=settings.rebalance_timeout_s,
@@ -65,7 +65,6 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         producer_linger_ms=5,
-        table_cleanup_interval=3600.0,
         loghandlers=[],
     )
     raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
@@ -78,8 +77,7 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         windows=app.topic(t.windows, partitions=settings.windows_partitions, acks=False, **raw),
         verdicts=app.topic(t.verdicts, partitions=1, **raw),
         verdicts_latest=app.topic(t.verdicts_latest, partitions=1, **raw),
-        checkpoints=app.Table("checkpoints", default=None, partitions=sources,
-                              key_type=int, value_type=dict, help="stage-1 resume points per partition"),
+        checkpoints=app.topic(t.checkpoints, partitions=1, **raw),
         sources=sources,
     )
     from streams.agents import register

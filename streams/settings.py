@@ -38,6 +38,7 @@ class Topics:
     verdicts: str = "rum.verdicts"  # full history, for audit
     verdicts_latest: str = "rum.verdicts.latest"  # compacted: the latest verdict per rollout
     overrides: str = "rum.overrides"
+    checkpoints: str = "rum.checkpoints"  # compacted: stage-1 resume points per partition
 
     @classmethod
     def prefixed(cls, prefix: str) -> Topics:

@@ -9,6 +9,7 @@
 | ``rum.verdicts`` | rollout id | verdict event | retention (audit history) |
 | ``rum.verdicts.latest`` | rollout id | verdict event | compacted |
 | ``rum.overrides`` | rollout id | override | compacted |
+| ``rum.checkpoints`` | beacons partition | :class:`streams.aggregate.Checkpoint` | compacted |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.verdicts, 1, r),
         NewTopic(t.verdicts_latest, 1, r, topic_configs=_COMPACT),
         NewTopic(t.overrides, 1, r, topic_configs=_COMPACT),
+        NewTopic(t.checkpoints, 1, r, topic_configs=_COMPACT),
     ]
 
 
