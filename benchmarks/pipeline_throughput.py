@@ -153,7 +153,7 @@ def _child_faust(spec: dict) -> int:
 
     settings = _contender_settings(spec)
     kind = spec["kind"]
-    state: dict = {"t0": None, "t0_wall": None, "done": False}
+    state: dict = {"t0": None, "t0_wall": None, "done": False, "progress": lambda: ""}
     total = spec.get("records", 0)
 
     def finish(result: dict) -> None:
@@ -168,6 +168,7 @@ def _child_faust(spec: dict) -> int:
         topic = app.topic(settings.topics.beacons, partitions=spec["partitions"], value_type=bytes,
                           value_serializer="raw", key_serializer="raw")
         counted = [0]
+        state["progress"] = lambda: f"{counted[0]} of {total} records"
 
         @app.agent(topic, name="count")
         async def count(stream):
@@ -185,6 +186,7 @@ def _child_faust(spec: dict) -> int:
 
         rt = create_app(settings, spec["partitions"], quiet=True)
         app = rt.app
+        state["progress"] = lambda: f"{rt.stats} of {total} records"
         if kind == "stage1":
             original = rt.stage1.process
 
@@ -216,7 +218,8 @@ def _child_faust(spec: dict) -> int:
     async def watchdog():
         if not state["done"] and time.monotonic() - started > spec["timeout_s"]:
             finish({"ok": False, "error": f"not finished after {spec['timeout_s']:g} s "
-                                          f"(t0 {'set' if state['t0'] else 'never set'})"})
+                                          f"(clock {'started' if state['t0'] else 'never started'}; "
+                                          f"{state['progress']()})"})
 
     worker = Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False, override_logging=False)
     try:

@@ -73,6 +73,11 @@ class Verdict:
             self.verdict == "hold" and any(r.startswith("inconclusive") for r in self.reasons)
         )
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        """A verdict event (as published on ``rum.verdicts``) back into a :class:`Verdict`."""
+        return cls(**{**d, "metrics": [MetricEvidence(**m) for m in d.get("metrics", ())]})
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         # Field order of the published schema: identity, decision, evidence.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,16 +98,20 @@ class WindowSummary:
             self.over_good[m] += int(over[g])
 
     def to_dict(self) -> dict:
-        """A JSON-able form (sketches as base64 of their binary codec); :meth:`from_dict` inverts it.
+        """A JSON-able form; :meth:`from_dict` inverts it.
+
+        Sketches travel as base64 of their binary codec, session ids as base64 of sorted
+        64-bit hashes (distinct counts survive; the ids themselves never leave stage 1).
 
         >>> s = WindowSummary.empty(CohortKey("shop-web", "r2", None, "mobile"), 5000, 5000)
         >>> s.page_views, s.session_ids = 2, {"a", "b"}
-        >>> WindowSummary.from_dict(orjson.loads(orjson.dumps(s.to_dict()))) == s
-        True
+        >>> t = WindowSummary.from_dict(orjson.loads(orjson.dumps(s.to_dict())))
+        >>> t == s, t.sessions
+        (True, 2)
         """
         return {
             "key": list(self.key), "start": self.start, "size_ms": self.size_ms,
-            "page_views": self.page_views, "sessions": sorted(self.session_ids),
+            "page_views": self.page_views, "sessions": _pack_sessions(self.session_ids),
             "anonymous_views": self.anonymous_views, "error_views": self.error_views,
             "errors": self.errors, "late": self.late, "over_good": dict(self.over_good),
             "sketches": {m: base64.b64encode(sk.to_bytes()).decode() for m, sk in self.sketches.items()
@@ -120,7 +125,7 @@ class WindowSummary:
             out = cls.empty(CohortKey(*d["key"]), int(d["start"]), int(d["size_ms"]), relative_accuracy)
             out.page_views, out.anonymous_views = int(d["page_views"]), int(d["anonymous_views"])
             out.error_views, out.errors, out.late = int(d["error_views"]), int(d["errors"]), int(d["late"])
-            out.session_ids = set(d["sessions"])
+            out.session_ids = _unpack_sessions(d["sessions"])
             out.over_good.update({m: int(n) for m, n in d["over_good"].items()})
             for m, text in d["sketches"].items():
                 out.sketches[m] = LogSketch.from_bytes(base64.b64decode(text))
@@ -147,6 +152,25 @@ class WindowSummary:
             self.sketches[m].merge(sketch)
         for m, n in other.over_good.items():
             self.over_good[m] += n
+
+
+def _session_hash(sid: object) -> int:
+    """Session ids travel as 64-bit hashes: 8 bytes each, whatever the SDK's id looks like."""
+    if isinstance(sid, int):
+        return sid  # already hashed (a summary that came off the wire)
+    return int.from_bytes(hashlib.blake2b(str(sid).encode(), digest_size=8).digest(), "little")
+
+
+def _pack_sessions(ids: set) -> str:
+    hashed = np.fromiter((_session_hash(s) for s in ids), np.uint64, len(ids))
+    return base64.b64encode(np.sort(hashed).tobytes()).decode()
+
+
+def _unpack_sessions(text: str) -> set:
+    raw = base64.b64decode(text)
+    if len(raw) % 8:
+        raise ValueError("not a window summary: session hashes are not 8-byte aligned")
+    return set(np.frombuffer(raw, np.uint64).tolist())
 
 
 @dataclass

@@ -121,14 +121,26 @@ class _Stage1:
                 held.popleft().ack()
 
     async def send_windows(self, p: int, closed_before: int | None, idle: bool, step: Step) -> None:
+        """One record per closed window (bounded size), then the partition's progress.
+
+        A record's ``closed_before`` never runs ahead of the windows sent so far, so a judge
+        never takes a window as complete before this partition's summaries of it arrived.
+        """
         rt = self.rt
         n = rt.settings.windows_partitions
-        by_target: dict[int, list] = defaultdict(list)
+        by_target: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
         for s in step.closed:
-            by_target[windows_partition_for(s.key.app, n)].append(s)
+            by_target[windows_partition_for(s.key.app, n)][s.start].append(s)
         for target in range(n):
-            record = WindowsRecord(p, closed_before, idle, by_target.get(target, []))
-            await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
+            windows = by_target.get(target, {})
+            records = [WindowsRecord(p, start + summaries[0].size_ms, False, summaries)
+                       for start, summaries in sorted(windows.items())]
+            if closed_before is not None:
+                for record in records:
+                    record.closed_before = min(record.closed_before, closed_before)
+            records.append(WindowsRecord(p, closed_before, idle, []))
+            for record in records:
+                await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
         rt.stats["windows"] += len(step.closed)
 
     async def heartbeat(self) -> None:

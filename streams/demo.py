@@ -1,39 +1,51 @@
-"""``rumgate demo``: a simulated rollout judged live in the terminal.
+"""``rumgate demo``: a simulated rollout judged live by the real pipeline.
 
-Simulated beacons are encoded as the NDJSON records a gateway would produce and run
-through :func:`streams.backtest.run_backtest` (decoder, windows, gate), paced so that
-simulated time runs ``--speed`` times faster than the wall clock. This version runs in-process; the live pipeline on the embedded broker
-replaces the pacing loop with Kafka topics and Faust agents.
+With nothing configured: start the embedded broker, start a worker (``rumgate worker``
+in a child process), start a rollout on ``rum.rollouts``, stream simulated beacons into
+``rum.beacons`` (simulated time runs ``--speed`` times faster than the wall clock), and
+show the verdicts arriving on ``rum.verdicts`` as they come. Ends with the final verdict
+and its explanation, and exits like ``rumgate backtest``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+import uuid
 from dataclasses import replace
-from itertools import groupby
+from pathlib import Path
 
 import click
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from detectors.verdict import EXIT_CODES, Verdict
 from detectors.windows import DEFAULT_WINDOW_MS
-from streams.backtest import run_backtest
+from streams.broker import BrokerError, EmbeddedBroker, broker_servers
 from streams.cli import _describe, _duration, load_policy_file
+from streams.feed import produce_beacons
+from streams.judge import Rollout
+from streams.settings import Settings
 from streams.simulate import SCENARIOS, generate_beacons
 from streams.simulate_cli import SCENARIO_NOTES
+from streams.topics import ensure_topics
 
 __all__ = ["demo"]
 
 DEMO_SCENARIOS = {name: SCENARIO_NOTES[name] for name in ("lcp-regression", "inp-mobile", "errors", "clean")}
+WORKER_START_S = 90.0
+QUIET_AFTER_S = 30.0  # after the traffic ends: give up waiting for more verdicts
 
+DEMO_HELP = """Watch rumgate judge a simulated canary rollout, live, on a real broker.
 
-DEMO_HELP = """Watch rumgate judge a simulated canary rollout, live.
-
-100 beacons/s of realistic traffic, 5 % of it on the canary. Ends with the verdict and
-its explanation, and exits like `rumgate backtest`: 0 promote, 1 rollback, 2 hold or no
-decision, 3 error.
+Starts the embedded broker (or uses --broker) and a worker, starts a rollout, and streams
+100 beacons/s of realistic traffic, 5 % of it on the canary, into rum.beacons. Shows the
+evidence as verdicts arrive on rum.verdicts, ends with the verdict and its explanation,
+and exits like `rumgate backtest`: 0 promote, 1 rollback, 2 hold or no decision, 3 error.
 
 \b
 Scenarios:""" + "".join(f"\n  {k:<15} {v}" for k, v in DEMO_SCENARIOS.items())
@@ -48,50 +60,136 @@ Scenarios:""" + "".join(f"\n  {k:<15} {v}" for k, v in DEMO_SCENARIOS.items())
 @click.option("--duration", "duration_ms", default="30m", show_default=True, callback=_duration,
               help="Longest simulated rollout.")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy file (YAML).")
-def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: str | None) -> None:
+@click.option("--broker", envvar="RUMGATE_BROKER",
+              help="Use this Kafka instead of the embedded broker (topics get a demo- prefix).")
+def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: str | None,
+         broker: str | None) -> None:
     policy = load_policy_file(policy_path)
-    sim = _scenario(scenario, duration_ms)
+    start_ms = int(time.time() * 1000) // DEFAULT_WINDOW_MS * DEFAULT_WINDOW_MS
+    sim = replace(SCENARIOS[scenario], duration_s=duration_ms / 1000, start_ms=start_ms)
     click.echo(f"rumgate demo: {scenario} ({DEMO_SCENARIOS[scenario]})")
     click.echo(f"  app {sim.app}: canary {sim.canary} vs baseline {sim.baseline}, "
                f"{sim.rate:g} beacons/s, {sim.canary_share:.0%} canary; policy {policy.name}; "
                f"simulated time ×{speed:g}")
-    click.echo("  (in-process: simulated beacons → decoder → windows → gate; no broker yet)")
+    embedded = None
+    logdir = Path(tempfile.mkdtemp(prefix="rumgate-demo-"))
+    worker = None
+    try:
+        if broker is None:
+            embedded = EmbeddedBroker(log_path=logdir / "broker.log").start()
+            broker = embedded.url
+            click.echo(f"  embedded broker at {broker}")
+        settings = Settings.from_env(broker=broker, app_id=f"rumgate-demo-{uuid.uuid4().hex[:6]}",
+                                     topic_prefix=f"demo-{start_ms}.")
+        asyncio.run(ensure_topics(settings))
+        worker = _start_worker(settings, logdir / "worker.log")
+        click.echo(f"  worker started (log: {logdir / 'worker.log'}); waiting for it to join…")
+        _wait_for_worker(worker, logdir / "worker.log")
+        rollout = Rollout(f"{sim.app}:{sim.canary}", sim.app, sim.canary, sim.baseline, sim.start_ms,
+                          policy, sim.canary_share)
+        final, beacons, wall = asyncio.run(_run(settings, rollout, sim, seed, speed, worker))
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if embedded is not None:
+            embedded.stop()
+    _finish(final, wall, beacons)
+
+
+def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, RUMGATE_BROKER=settings.broker, RUMGATE_APP_ID=settings.app_id,
+               RUMGATE_TOPIC_PREFIX=settings.topic_prefix,
+               RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4")
+    return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+
+def _wait_for_worker(worker: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + WORKER_START_S
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise click.ClickException(f"the worker exited with code {worker.returncode}:\n"
+                                       + log.read_text(errors="replace")[-2000:])
+        if "partitions assigned" in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise click.ClickException(f"the worker did not join within {WORKER_START_S:g} s; see {log}")
+
+
+async def _run(settings: Settings, rollout: Rollout, sim, seed: int, speed: float,
+               worker: subprocess.Popen) -> tuple[Verdict | None, int, float]:
+    servers = broker_servers(settings.broker)
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.rollouts, orjson.dumps(rollout.to_dict()),
+                                     key=rollout.id.encode())
+    finally:
+        await producer.stop()
     began = time.monotonic()
-    fed = {"beacons": 0, "shown": -1}
+    sent = {"beacons": 0, "done": False}
 
-    def records() -> Iterator[list[bytes]]:
-        """One window of simulated beacons at a time, encoded as a gateway would send them."""
-        beacons = generate_beacons(sim, seed, DEFAULT_WINDOW_MS)
-        for _, rows in groupby(beacons, key=lambda b: b["ts"] // DEFAULT_WINDOW_MS):
-            chunk = [orjson.dumps(b) for b in rows]
-            fed["beacons"] += len(chunk)
-            yield chunk
+    async def feed() -> None:
+        def count(_start: int, produced: int) -> None:
+            sent["beacons"] = produced
 
-    def show(verdict: Verdict) -> None:
-        elapsed_s = verdict.inputs.get("elapsed_ms", 0) // 1000
-        wait = elapsed_s / speed - (time.monotonic() - began)  # pace simulated time
-        if wait > 0:
-            time.sleep(wait)
-        if elapsed_s // 30 != fed["shown"] or verdict.verdict != "continue":
-            fed["shown"] = elapsed_s // 30
-            click.echo(f"{_describe(verdict)}   [{fed['beacons']:,} beacons]")
+        await produce_beacons(servers, settings.topics.beacons, generate_beacons(sim, seed, DEFAULT_WINDOW_MS),
+                              settings.beacons_partitions, per_record=10, speed=speed, on_window=count)
+        sent["done"] = True
 
-    result = run_backtest(records(), policy, sim.app, sim.canary, sim.baseline,
-                          expected_share=sim.canary_share, lateness_ms=0, on_verdict=show)
-    _finish(result.final, time.monotonic() - began)
+    feeding = asyncio.create_task(feed())
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    tp = TopicPartition(settings.topics.verdicts, 0)
+    consumer.assign([tp])
+    last: Verdict | None = None
+    shown = {"slot": -1, "verdict": None}
+    quiet_since = None
+    try:
+        while True:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, ()):
+                v = Verdict.from_dict(orjson.loads(record.value))
+                if v.rollout != rollout.id:
+                    continue
+                last = v
+                slot = v.inputs.get("elapsed_ms", 0) // 30_000
+                if slot != shown["slot"] or v.verdict != shown["verdict"] or v.decided:
+                    shown.update(slot=slot, verdict=v.verdict)
+                    click.echo(f"{_describe(v)}   [{sent['beacons']:,} beacons, "
+                               f"{time.monotonic() - began:.0f} s]")
+                quiet_since = None
+            if last is not None and last.decided:
+                break
+            if feeding.done() and feeding.exception() is not None:
+                raise feeding.exception()
+            if worker.poll() is not None:
+                raise click.ClickException(f"the worker exited with code {worker.returncode}")
+            if sent["done"]:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > QUIET_AFTER_S:
+                    break
+    finally:
+        feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+        await consumer.stop()
+    return last, sent["beacons"], time.monotonic() - began
 
 
-def _scenario(name: str, duration_ms: int):
-    return replace(SCENARIOS[name], duration_s=duration_ms / 1000)
-
-
-def _finish(verdict: Verdict | None, wall_s: float) -> None:
+def _finish(verdict: Verdict | None, wall_s: float, beacons: int) -> None:
     if verdict is None:
-        click.echo("no verdict: the simulation produced no windows")
+        click.echo("no verdict: no window was judged (see the worker log)")
         sys.exit(EXIT_CODES["hold"])
     click.echo("")
     click.echo(f"final verdict after {verdict.inputs.get('elapsed_ms', 0) / 60_000:.1f} simulated min "
-               f"({wall_s:.0f} s): {verdict.verdict.upper()}"
+               f"({wall_s:.0f} s, {beacons:,} beacons through rum.beacons): {verdict.verdict.upper()}"
                + (f" ({verdict.severity})" if verdict.severity != "none" else ""))
     for reason in verdict.reasons:
         click.echo(f"  - {reason}")
