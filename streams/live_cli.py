@@ -67,18 +67,18 @@ def broker_command(port: int | None) -> None:
     Prints its address; stop it with Ctrl-C. For trying rumgate out and for tests: it keeps
     nothing on disk. Point workers at it with --broker kafka://127.0.0.1:PORT.
     """
-    try:
-        broker = EmbeddedBroker(port).start()
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"embedded broker listening at {broker.url} (memory storage; Ctrl-C stops it)")
     stop = {"now": False}
 
     def on_signal(*_):
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)  # before the port opens: a stop is never missed
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        broker = EmbeddedBroker(port).start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"embedded broker listening at {broker.url} (memory storage; Ctrl-C stops it)")
     try:
         while not stop["now"] and broker.process.poll() is None:
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""`rumgate backtest` and `rumgate demo` end to end: files in, verdicts and exit codes out."""
+"""`rumgate backtest` end to end: files in, verdicts and exit codes out."""
 
 from __future__ import annotations
 
@@ -113,9 +113,3 @@ def test_gzip_and_plain_inputs_agree(clean, tmp_path):
     invoke("backtest", str(clean), *ARGS, "-q", "-o", str(a))
     invoke("backtest", str(gz), *ARGS, "-q", "-o", str(b))
     assert a.read_bytes() == b.read_bytes()
-
-
-def test_demo_runs_a_regression_to_rollback():
-    result = invoke("demo", "--scenario", "lcp-regression", "--speed", "100000")
-    assert result.exit_code == 1, result.output
-    assert "final verdict" in result.output and "ROLLBACK" in result.output
