@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import signal
@@ -213,9 +214,22 @@ def _child_faust(spec: dict) -> int:
                     Path(spec["ready"]).touch()
 
     started = time.monotonic()
+    crashes: list[str] = []
 
-    @app.timer(1.0)
+    class CrashWatch(logging.Handler):
+        """Faust restarts a crashed agent and carries on; a benchmark must not."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "Crashed reason=" in record.getMessage():
+                crashes.append(record.getMessage().split("Crashed reason=", 1)[1][:500])
+
+    logging.getLogger("faust").addHandler(CrashWatch(logging.ERROR))
+
+    @app.timer(0.5)
     async def watchdog():
+        if crashes and not state["done"] and spec["kind"] != "latency":
+            finish({"ok": False, "crashed": True, "error": f"agent crashed: {crashes[0]} "
+                                                           f"({state['progress']()})"})
         if not state["done"] and time.monotonic() - started > spec["timeout_s"]:
             finish({"ok": False, "error": f"not finished after {spec['timeout_s']:g} s "
                                           f"(clock {'started' if state['t0'] else 'never started'}; "
@@ -268,13 +282,16 @@ class Run:
     startup_s: float  # spawn → clock start (not timed)
     timed_beacons: int | None = None  # stage 1 counts them; the baselines do not decode
     extra: dict = field(default_factory=dict)
+    failed: str | None = None  # why the contender did not finish (then no rate)
 
     @property
     def records_per_s(self) -> float:
-        return self.timed_records / self.seconds
+        return self.timed_records / self.seconds if not self.failed else float("nan")
 
     @property
     def beacons_per_s(self) -> float:
+        if self.failed:
+            return float("nan")
         if self.timed_beacons is not None:
             return self.timed_beacons / self.seconds
         return self.records_per_s * self.data.beacons / self.data.records
@@ -330,6 +347,8 @@ class Bench:
             result = json.loads(Path(spec["result"]).read_text())
         except (OSError, ValueError):
             result = {"ok": False, "error": f"no result (exit code {proc.returncode})"}
+        if result.get("crashed"):
+            return Run(kind, data, repeat, float("nan"), 0, float("nan"), failed=result["error"])
         if not result.get("ok"):
             tail = logfile.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{LABELS[kind]} on {data.label}: {result.get('error')}\n--- child log ---\n{tail}")
