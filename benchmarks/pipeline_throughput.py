@@ -412,12 +412,37 @@ class Bench:
         events = [v for v in asyncio.run(verdicts()) if v.get("rollout") == rollout.id]
         kept = [v for v in events if v["at"] - window_ms >= warmup_end and v["at"] + lateness_ms <= last_ts]
         lat = sorted(v["emitted_at"] - (v["at"] + lateness_ms) for v in kept)
+        # Split: when did the last source partition publish progress past the window (the Kafka
+        # CreateTime of its rum.windows record, stamped by stage 1's producer)?
+        progress = asyncio.run(_windows_progress(self.broker.servers, settings.topics.windows))
+        stage1, stage2 = [], []
+        for v in kept:
+            start = v["at"] - window_ms
+            times = [next((t for cb, t in progress.get(p, ()) if cb > start), None) for p in range(a.partitions)]
+            if None not in times:
+                stage1.append(max(times) - (v["at"] + lateness_ms))
+                stage2.append(v["emitted_at"] - max(times))
         if not lat:
             raise RuntimeError(f"no verdicts to time ({len(events)} on {settings.topics.verdicts})\n"
                                "--- child log ---\n" + logfile.read_text(errors="replace")[-3000:])
         decided = [v["verdict"] for v in events if v["verdict"] != "continue"]
         return {"samples": lat, "verdicts": len(events), "kept": len(kept), "send_lag": lags,
-                "other_verdicts": decided}
+                "other_verdicts": decided, "stage1": sorted(stage1), "stage2": sorted(stage2)}
+
+
+async def _windows_progress(servers: str, topic: str) -> dict[int, list[tuple[int, int]]]:
+    """Per source partition: ``(closed_before, CreateTime ms)`` of its rum.windows records, in order."""
+    from streams.topics import read_to_end
+
+    out: dict[int, list[tuple[int, int]]] = {}
+    async for batch in read_to_end(servers, topic):
+        for r in batch:
+            d = orjson.loads(r.value)
+            if d.get("closed_before") is not None:
+                out.setdefault(int(d["source"]), []).append((int(d["closed_before"]), r.timestamp))
+    for v in out.values():
+        v.sort(key=lambda x: x[1])
+    return out
 
 
 async def _produce_one(servers: str, topic: str, key: bytes, value: bytes) -> None:
@@ -524,25 +549,29 @@ def report(args, data: list[DataSet], runs: list[Run], lat: list[dict], setup: s
     w(f"{'repeat':>6}  {'contender':<20} {'data':<18} {'records/s':>11} {'beacons/s':>11} "
       f"{'timed s':>8} {'start-up s':>10}")
     for r in runs:
+        if r.failed:
+            w(f"{r.repeat + 1:>6}  {LABELS[r.kind]:<20} {r.data.label:<18} FAILED: {r.failed[:200]}")
+            continue
         w(f"{r.repeat + 1:>6}  {LABELS[r.kind]:<20} {r.data.label:<18} {fmt_rate(r.records_per_s):>11} "
           f"{fmt_rate(r.beacons_per_s):>11} {r.seconds:>8.2f} {r.startup_s:>10.1f}")
     w("")
-    w(f"Medians over {args.repeat} repeat(s):")
+    w(f"Medians over {args.repeat} repeat(s) (failed runs left out and counted):")
     w(f"  {'contender':<20} {'data':<18} {'records/s':>11} {'beacons/s':>11}")
     med: dict[tuple[str, int], float] = {}
     for d in data:
         for kind in CONTENDERS:
-            rs = [r for r in runs if r.kind == kind and r.data is d]
+            rs = [r for r in runs if r.kind == kind and r.data is d and not r.failed]
+            failed = sum(1 for r in runs if r.kind == kind and r.data is d and r.failed)
             med[(kind, d.per_record)] = median([r.beacons_per_s for r in rs])
             w(f"  {LABELS[kind]:<20} {d.label:<18} {fmt_rate(median([r.records_per_s for r in rs])):>11} "
-              f"{fmt_rate(med[(kind, d.per_record)]):>11}")
+              f"{fmt_rate(med[(kind, d.per_record)]):>11}" + (f"   ({failed} run(s) FAILED)" if failed else ""))
 
     def paired(num: str, den: str, per_record: int) -> float:
         ratios = []
         for rep in range(args.repeat):
             a = [r for r in runs if r.kind == num and r.data.per_record == per_record and r.repeat == rep]
             b = [r for r in runs if r.kind == den and r.data.per_record == per_record and r.repeat == rep]
-            if a and b:
+            if a and b and not a[0].failed and not b[0].failed:
                 ratios.append(a[0].beacons_per_s / b[0].beacons_per_s)
         return median(ratios)
 
@@ -584,6 +613,15 @@ def report(args, data: list[DataSet], runs: list[Run], lat: list[dict], setup: s
                 w(f"         (non-continue verdicts: {', '.join(sorted(set(x['other_verdicts'])))})")
         w(f"  {'median':>6} {'':>9} {median(p50s):>8.0f} {p99:>8.0f} {median(maxs):>8.0f}")
         w(f"  {'pooled':>6} {len(pooled):>9} {pct(pooled, 50):>8.0f} {pct(pooled, 99):>8.0f} {pooled[-1]:>8.0f}")
+        s1 = sorted(v for x in lat for v in x["stage1"])
+        s2 = sorted(v for x in lat for v in x["stage2"])
+        if s1:
+            w("  Split (pooled), by the CreateTime of the rum.windows record with which the last source")
+            w("  partition reported the window closed:")
+            w(f"    window could close -> last source's progress on rum.windows (stage 1): p50 {pct(s1, 50):.0f} ms, "
+              f"p99 {pct(s1, 99):.0f} ms, max {s1[-1]:.0f} ms")
+            w(f"    that record -> verdict published (stage 2):                          p50 {pct(s2, 50):.0f} ms, "
+              f"p99 {pct(s2, 99):.0f} ms, max {s2[-1]:.0f} ms")
     else:
         w("  latency                                  (skipped)")
     print("\n".join(out), flush=True)
@@ -599,9 +637,10 @@ def main(argv: list[str] | None = None) -> int:
                          "stage 1 takes up to 2000 records = 200,000 beacons per batch)")
     ap.add_argument("--repeat", type=int, default=1, help="repeats of every measurement; medians are reported "
                                                           "(default 1)")
-    ap.add_argument("--rate", type=float, default=1000.0,
-                    help="event-time rate of the throughput data, beacons/s: sets how many windows the "
-                         "beacons span (default 1000: 200,000 beacons = 200 s = 40 five-second windows)")
+    ap.add_argument("--rate", type=float, default=20_000.0,
+                    help="event-time rate of the throughput data, beacons/s: how many windows the beacons "
+                         "span (default 20000, a busy site: 200,000 beacons = 10 s; at 1000 stage 1 crashes "
+                         "on 100-beacon records, see docs/benchmarks.md)")
     ap.add_argument("--partitions", type=int, default=4, help="partitions of rum.beacons (default 4)")
     ap.add_argument("--window-ms", type=int, default=5000, help="stage-1 window for throughput (default 5000)")
     ap.add_argument("--lateness-ms", type=int, default=5000, help="allowed lateness for throughput (default 5000)")
@@ -656,8 +695,11 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"repeat {rep + 1}/{args.repeat}: {LABELS[kind]} on {d.label} ...")
                     run = bench.throughput(kind, d, rep)
                     runs.append(run)
-                    log(f"  {run.records_per_s:,.0f} records/s, {run.beacons_per_s:,.0f} beacons/s "
-                        f"({run.seconds:.2f} s timed, start-up {run.startup_s:.1f} s)")
+                    if run.failed:
+                        log(f"  FAILED: {run.failed}")
+                    else:
+                        log(f"  {run.records_per_s:,.0f} records/s, {run.beacons_per_s:,.0f} beacons/s "
+                            f"({run.seconds:.2f} s timed, start-up {run.startup_s:.1f} s)")
             if not args.skip_latency:
                 log(f"repeat {rep + 1}/{args.repeat}: latency ...")
                 x = bench.latency(rep)
@@ -674,12 +716,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def report_partial(runs: list[Run], lat: list[dict]) -> None:
     for r in runs:
+        if r.failed:
+            print(f"{r.repeat + 1:>3} {LABELS[r.kind]:<20} {r.data.label:<18} FAILED: {r.failed[:300]}")
+            continue
         print(f"{r.repeat + 1:>3} {LABELS[r.kind]:<20} {r.data.label:<18} {r.records_per_s:>11,.0f} records/s "
               f"{r.beacons_per_s:>11,.0f} beacons/s")
     for i, x in enumerate(lat):
         print(f"latency repeat {i + 1}: {x['kept']} verdicts, p50 {pct(x['samples'], 50):.0f} ms, "
               f"p99 {pct(x['samples'], 99):.0f} ms, max {x['samples'][-1]:.0f} ms "
               "(latency = emitted_at - (at + lateness_ms))")
+        if x["stage1"]:
+            print(f"    stage 1 part p50 {pct(x['stage1'], 50):.0f} ms p99 {pct(x['stage1'], 99):.0f} ms; "
+                  f"stage 2 part p50 {pct(x['stage2'], 50):.0f} ms p99 {pct(x['stage2'], 99):.0f} ms")
 
 
 if __name__ == "__main__":

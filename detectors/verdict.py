@@ -65,6 +65,14 @@ class Verdict:
     detectors: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     emitted_at: int | None = None
+    overrides: list[dict[str, Any]] = field(default_factory=list)  # on record, each with "active"
+
+    @property
+    def key(self) -> str:
+        """The stream this verdict belongs to: the rollout, or one of its dry-run policies."""
+        if self.policy.get("dry_run"):
+            return f"{self.rollout}~dry-run:{self.policy.get('name')}"
+        return self.rollout
 
     @property
     def decided(self) -> bool:
@@ -82,5 +90,6 @@ class Verdict:
         out = asdict(self)
         # Field order of the published schema: identity, decision, evidence.
         order = ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
-                 "emitted_at", "policy", "reasons", "metrics", "data_quality", "detectors", "inputs"]
+                 "emitted_at", "policy", "reasons", "overrides", "metrics", "data_quality", "detectors",
+                 "inputs"]
         return {k: out[k] for k in order}

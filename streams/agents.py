@@ -27,12 +27,17 @@ from collections import defaultdict, deque
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from aiohttp import web
+
+from detectors.override import Override
 from detectors.verdict import Verdict
 from streams.aggregate import Checkpoint, PartitionAggregator, Step
+from streams.api import Backend, make_api
 from streams.app import Runtime
 from streams.broker import broker_servers
 from streams.judge import Judge, Rollout, WindowsRecord
 from streams.topics import read_to_end, windows_partition_for
+from streams.webhooks import Notifier
 
 __all__ = ["register", "now_ms"]
 
@@ -96,6 +101,8 @@ class _Stage1:
         step = agg.process([(e.message.offset, e.message.value) for e in events])
         self.rt.stats["beacons"] += step.beacons
         self.rt.stats["records"] += len(events)
+        self.rt.backend.metrics.beacons.inc(step.beacons)
+        self.rt.backend.metrics.records.inc(len(events))
         self.last_record_at[p] = time.monotonic()
         await self.publish(p, agg, step)
 
@@ -108,6 +115,7 @@ class _Stage1:
                 headers.append(("rumgate-item", str(dead.item).encode()))
             await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers)
             rt.stats["dead_letters"] += 1
+            rt.backend.metrics.dead_letters.inc()
         if step.closed or idle:
             await self.send_windows(p, agg.closed_before, idle, step)
         if step.done_offset is not None:
@@ -142,6 +150,7 @@ class _Stage1:
             for record in records:
                 await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
         rt.stats["windows"] += len(step.closed)
+        rt.backend.metrics.windows.inc(len(step.closed))
 
     async def heartbeat(self) -> None:
         """Report progress of partitions that have gone quiet (idle ones as idle)."""
@@ -165,13 +174,16 @@ class _Stage1:
 
 
 class _Stage2:
-    """One :class:`Judge` per assigned ``rum.windows`` partition, and the rollouts."""
+    """One :class:`Judge` per assigned ``rum.windows`` partition, the rollouts, the overrides."""
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, notifier: Notifier) -> None:
         self.rt = rt
+        self.notifier = notifier
         self.judges: dict[int, Judge] = {}
         self.rollouts: dict[str, Rollout] = {}
-        self.published: dict[str, int] = {}  # last seq on rum.verdicts per rollout
+        self.overrides: list[Override] = []
+        self.published: dict[str, int] = {}  # last seq on rum.verdicts per verdict key
+        self.last_kind: dict[str, str] = {}  # last verdict per key, for webhooks on change
         self.lock = asyncio.Lock()
 
     async def load_published(self) -> None:
@@ -180,14 +192,19 @@ class _Stage2:
             for record in batch:
                 try:
                     v = orjson.loads(record.value)
-                    self.published[v["rollout"]] = max(self.published.get(v["rollout"], 0), int(v["seq"]))
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    key = record.key.decode() if record.key else v["rollout"]
+                    if int(v["seq"]) >= self.published.get(key, 0):
+                        self.published[key] = int(v["seq"])
+                        self.last_kind[key] = v["verdict"]
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
                     log.warning("rum.verdicts.latest offset %d: not a verdict, ignored", record.offset)
 
     def judge(self, partition: int) -> Judge:
         judge = self.judges.get(partition)
         if judge is None:
             judge = self.judges[partition] = Judge(self.rt.sources)
+            for o in self.overrides:
+                judge.apply_override(o)
             for rollout in self.rollouts.values():
                 if windows_partition_for(rollout.app, self.rt.settings.windows_partitions) == partition:
                     judge.apply_rollout(rollout)  # no windows yet: nothing to publish
@@ -200,24 +217,58 @@ class _Stage2:
             if target in self.judges:
                 await self.publish(self.judges[target].apply_rollout(rollout))
 
+    async def on_override(self, override: Override) -> None:
+        async with self.lock:
+            self.overrides.append(override)
+            for judge in self.judges.values():
+                judge.apply_override(override)
+
     async def publish(self, verdicts: list[Verdict]) -> None:
         rt = self.rt
+        metrics = rt.backend.metrics
         for v in verdicts:
-            if v.seq <= self.published.get(v.rollout, 0):
+            key = v.key
+            if v.seq <= self.published.get(key, 0):
                 continue  # published before a restart: rebuilt, not repeated
-            body = orjson.dumps({**v.to_dict(), "emitted_at": now_ms()})
-            key = v.rollout.encode()
-            await rt.verdicts.send(key=key, value=body)
-            await rt.verdicts_latest.send(key=key, value=body)
-            self.published[v.rollout] = v.seq
+            emitted = now_ms()
+            body = orjson.dumps({**v.to_dict(), "emitted_at": emitted})
+            await rt.verdicts.send(key=key.encode(), value=body)
+            await rt.verdicts_latest.send(key=key.encode(), value=body)
+            self.published[key] = v.seq
             rt.stats["verdicts"] += 1
-            log.info("verdict %s #%d: %s — %s", v.rollout, v.seq, v.verdict, "; ".join(v.reasons)[:200])
+            dry = bool(v.policy.get("dry_run"))
+            metrics.verdicts.labels(verdict=v.verdict, dry_run=str(dry).lower()).inc()
+            metrics.latency.observe(max(0.0, (emitted - v.at - rt.settings.lateness_ms) / 1000))
+            if not dry and self.last_kind.get(key) != v.verdict:
+                self.notifier.notify(body)
+            self.last_kind[key] = v.verdict
+            log.info("verdict %s #%d: %s — %s", key, v.seq, v.verdict, "; ".join(v.reasons)[:200])
 
 
 def register(rt: Runtime, quiet: bool = False) -> None:
     app, settings = rt.app, rt.settings
-    stage1, stage2 = _Stage1(rt), _Stage2(rt)
+    servers = broker_servers(settings.broker or "")
+    rt.backend = backend = Backend()
+    notifier = Notifier(settings.webhook_urls.split(","), settings.webhook_secret,
+                        on_give_up=backend.metrics.webhook_failures.inc)
+    stage1, stage2 = _Stage1(rt), _Stage2(rt, notifier)
     rt.stage1, rt.stage2 = stage1, stage2
+
+    async def publish_rollout(rollout: Rollout) -> None:
+        await rt.rollouts.send(key=rollout.id.encode(), value=orjson.dumps(rollout.to_dict()))
+        await app.producer.flush()
+
+    async def publish_override(override: Override) -> None:
+        await rt.overrides.send(key=override.rollout.encode(), value=orjson.dumps(override.to_dict()))
+        await app.producer.flush()
+
+    async def history(rollout_id: str) -> list[dict]:
+        out = []
+        async for batch in read_to_end(servers, settings.topics.verdicts):
+            out += [orjson.loads(r.value) for r in batch if r.key == rollout_id.encode()]
+        return out
+
+    backend.publish_rollout, backend.publish_override, backend.history = publish_rollout, publish_override, history
 
     @app.agent(rt.beacons, name="aggregate")
     async def aggregate(stream):
@@ -244,6 +295,7 @@ def register(rt: Runtime, quiet: bool = False) -> None:
                 before = j.late_summaries
                 verdicts = j.add(record)
                 rt.stats["late_summaries"] += j.late_summaries - before
+                backend.metrics.late_summaries.inc(j.late_summaries - before)
                 await stage2.publish(verdicts)
 
     @app.timer(1.0)
@@ -251,30 +303,80 @@ def register(rt: Runtime, quiet: bool = False) -> None:
         await stage1.heartbeat()
 
     @app.task
-    async def follow_rollouts():
-        """Every worker reads all of rum.rollouts, from the start, for as long as it runs."""
+    async def follow_control_topics():
+        """Every worker reads all of rum.rollouts, rum.overrides and rum.verdicts.latest (all
+        small), from the start, for as long as it runs: any worker can answer the API."""
         await stage2.load_published()
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker_servers(settings.broker or ""),
-                                    enable_auto_commit=False, auto_offset_reset="earliest", group_id=None)
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", group_id=None)
         await consumer.start()
+        t = settings.topics
+        tps = [TopicPartition(t.rollouts, 0), TopicPartition(t.overrides, 0), TopicPartition(t.verdicts_latest, 0)]
         try:
-            tp = TopicPartition(settings.topics.rollouts, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
             while True:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                for record in batch.get(tp, ()):
-                    try:
-                        rollout = Rollout.from_dict(orjson.loads(record.value))
-                    except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-                        log.warning("rum.rollouts offset %d: refused (%s)", record.offset, exc)
-                        continue
-                    log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id,
-                             rollout.canary, rollout.baseline, rollout.policy.name,
-                             " (ended)" if rollout.ended_at else "")
-                    await stage2.on_rollout(rollout)
+                batch = await consumer.getmany(*tps, timeout_ms=500)
+                for tp in tps:
+                    for record in batch.get(tp, ()):
+                        try:
+                            await _control(tp.topic, record)
+                        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
+                            log.warning("%s offset %d: refused (%s)", tp.topic, record.offset, exc)
         finally:
             await consumer.stop()
+
+    async def _control(topic: str, record) -> None:
+        t = settings.topics
+        if topic == t.rollouts:
+            rollout = Rollout.from_dict(orjson.loads(record.value))
+            backend.rollouts[rollout.id] = rollout
+            log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id, rollout.canary,
+                     rollout.baseline, rollout.policy.name, " (ended)" if rollout.ended_at else "")
+            await stage2.on_rollout(rollout)
+        elif topic == t.overrides:
+            override = Override(**orjson.loads(record.value))
+            known = backend.overrides.setdefault(override.rollout, [])
+            if override not in known:
+                known.append(override)
+            log.info("override on %s by %s: %s (%s)", override.rollout, override.actor, override.action,
+                     override.reason)
+            await stage2.on_override(override)
+        else:
+            v = orjson.loads(record.value)
+            key = record.key.decode() if record.key else v["rollout"]
+            if v.get("seq", 0) >= (backend.latest.get(key) or {}).get("seq", 0):
+                backend.latest[key] = v
+
+    @app.task
+    async def deliver_webhooks():
+        await notifier.run()
+
+    @app.task
+    async def serve_http():
+        address = settings.http_address
+        if address is None:
+            return
+        runner = web.AppRunner(make_api(backend, settings.api_token, settings.api_read_open), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, *address)
+        await site.start()
+        if not quiet:
+            print(f"rumgate worker: HTTP API at http://{address[0]}:{address[1]}/v1/rollouts", flush=True)
+
+    @app.timer(5.0)
+    async def measure_lag():
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != settings.topics.beacons:
+                continue
+            try:
+                high = consumer.highwater(tp)
+                position = await consumer.position(tp)
+            except Exception:  # noqa: BLE001 - not fetched yet
+                continue
+            if high is not None and position is not None:
+                backend.metrics.lag.labels(partition=str(tp.partition)).set(max(0, high - position))
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):

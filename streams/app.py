@@ -34,7 +34,10 @@ class Runtime:
     verdicts: faust.TopicT
     verdicts_latest: faust.TopicT
     checkpoints: faust.TopicT  # compacted; see streams.agents
+    rollouts: faust.TopicT
+    overrides: faust.TopicT
     sources: int  # partitions of rum.beacons, which every window waits for
+    backend: Any = None  # streams.api.Backend: what the HTTP API serves
     stage1: Any = None  # streams.agents._Stage1, set by register()
     stage2: Any = None  # streams.agents._Stage2
     stats: dict[str, int] = field(default_factory=lambda: {
@@ -78,6 +81,8 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         verdicts=app.topic(t.verdicts, partitions=1, **raw),
         verdicts_latest=app.topic(t.verdicts_latest, partitions=1, **raw),
         checkpoints=app.topic(t.checkpoints, partitions=1, **raw),
+        rollouts=app.topic(t.rollouts, partitions=1, **raw),
+        overrides=app.topic(t.overrides, partitions=1, **raw),
         sources=sources,
     )
     from streams.agents import register

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from detectors.verdict import EXIT_CODES, Verdict
 from detectors.windows import DEFAULT_WINDOW_MS
-from streams.broker import BrokerError, EmbeddedBroker, broker_servers
+from streams.broker import BrokerError, EmbeddedBroker, broker_servers, free_port
 from streams.cli import _describe, _duration, load_policy_file
 from streams.feed import produce_beacons
 from streams.judge import Rollout
@@ -84,9 +84,11 @@ def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: 
         asyncio.run(ensure_topics(settings))
         worker = _start_worker(settings, logdir / "worker.log")
         click.echo(f"  worker started (log: {logdir / 'worker.log'}); waiting for it to join…")
-        _wait_for_worker(worker, logdir / "worker.log")
+        api = _wait_for_worker(worker, logdir / "worker.log")
         rollout = Rollout(f"{sim.app}:{sim.canary}", sim.app, sim.canary, sim.baseline, sim.start_ms,
                           policy, sim.canary_share)
+        if api:
+            click.echo(f"  verdicts also at {api.replace('/v1/rollouts', '')}/v1/rollouts/{rollout.id}/verdict")
         final, beacons, wall = asyncio.run(_run(settings, rollout, sim, seed, speed, worker))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
@@ -105,19 +107,23 @@ def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: 
 def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     env = dict(os.environ, RUMGATE_BROKER=settings.broker, RUMGATE_APP_ID=settings.app_id,
                RUMGATE_TOPIC_PREFIX=settings.topic_prefix,
-               RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4")
+               RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4",
+               RUMGATE_HTTP=f"127.0.0.1:{free_port()}", RUMGATE_API_READ_OPEN="true")
     return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
                             env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
 
-def _wait_for_worker(worker: subprocess.Popen, log: Path) -> None:
+def _wait_for_worker(worker: subprocess.Popen, log: Path) -> str | None:
+    """Wait until the worker owns partitions; return its HTTP API's URL if it printed one."""
     deadline = time.monotonic() + WORKER_START_S
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise click.ClickException(f"the worker exited with code {worker.returncode}:\n"
                                        + log.read_text(errors="replace")[-2000:])
-        if "partitions assigned" in log.read_text(errors="replace"):
-            return
+        text = log.read_text(errors="replace")
+        if "partitions assigned" in text:
+            api = [line.split("HTTP API at ", 1)[1].strip() for line in text.splitlines() if "HTTP API at " in line]
+            return api[0] if api else None
         time.sleep(0.2)
     raise click.ClickException(f"the worker did not join within {WORKER_START_S:g} s; see {log}")
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from detectors.gate import Gate
+from detectors.override import Override, apply_overrides
 from detectors.policy import DEFAULT_POLICY, Policy
 from detectors.verdict import Verdict
 from detectors.windows import WindowSummary, window_start
@@ -45,18 +46,22 @@ class Rollout:
     policy: Policy
     expected_share: float | None = None
     ended_at: int | None = None
+    #: Policies run beside the enforcing one; their verdicts are marked dry_run and decide nothing.
+    dry_run_policies: tuple[Policy, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "app": self.app, "canary": self.canary, "baseline": self.baseline,
                 "started_at": self.started_at, "policy": self.policy.to_dict(),
-                "expected_share": self.expected_share, "ended_at": self.ended_at}
+                "expected_share": self.expected_share, "ended_at": self.ended_at,
+                "dry_run_policies": [p.to_dict() for p in self.dry_run_policies]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Rollout:
         policy = Policy.from_dict(d["policy"]) if d.get("policy") else DEFAULT_POLICY
+        dry = tuple(replace(Policy.from_dict(p), dry_run=True) for p in d.get("dry_run_policies") or ())
         return cls(id=str(d["id"]), app=str(d["app"]), canary=str(d["canary"]), baseline=str(d["baseline"]),
                    started_at=int(d["started_at"]), policy=policy,
-                   expected_share=d.get("expected_share"), ended_at=d.get("ended_at"))
+                   expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry)
 
 
 @dataclass
@@ -78,22 +83,29 @@ class WindowsRecord:
                    [WindowSummary.from_dict(s) for s in d.get("summaries", ())])
 
 
-class _Active:
-    """A rollout being judged: its gate and where it stands."""
+class _Track:
+    """One gate of a rollout (the enforcing policy, or a dry-run one) and where it stands."""
 
-    def __init__(self, rollout: Rollout) -> None:
-        self.rollout = rollout
-        self.gate = Gate(rollout.policy, rollout.app, rollout.canary, rollout.baseline)
+    def __init__(self, rollout: Rollout, policy: Policy) -> None:
+        self.gate = Gate(policy, rollout.app, rollout.canary, rollout.baseline)
         self.gate.rollout = rollout.id
-        self.first_window: int | None = None
         self.last_window: int | None = None
         self.decided = False
 
-    def wants(self, start: int, size_ms: int) -> bool:
+
+class _Active:
+    """A rollout being judged: its gates and its overrides."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.rollout = rollout
+        self.tracks = [_Track(rollout, rollout.policy)] + [_Track(rollout, p) for p in rollout.dry_run_policies]
+        self.overrides: list[Override] = []
+
+    def wants(self, track: _Track, start: int, size_ms: int) -> bool:
         r = self.rollout
-        if self.decided or start < window_start(r.started_at, size_ms):
+        if track.decided or start < window_start(r.started_at, size_ms):
             return False
-        if self.last_window is not None and start <= self.last_window:
+        if track.last_window is not None and start <= track.last_window:
             return False
         return r.ended_at is None or start < r.ended_at
 
@@ -121,8 +133,17 @@ class Judge:
         self._pending: dict[int, dict[tuple[int, Any], WindowSummary]] = defaultdict(dict)
         self._history: dict[str, list[tuple[int, int, list[WindowSummary]]]] = defaultdict(list)
         self.rollouts: dict[str, _Active] = {}
+        self._early_overrides: dict[str, list[Override]] = {}
 
     # -- rollouts ---------------------------------------------------------------------------
+    def apply_override(self, override: Override) -> None:
+        """Record an override; it applies to the windows ending at or after its ``at``."""
+        active = self.rollouts.get(override.rollout)
+        if active is not None:
+            active.overrides.append(override)
+        else:
+            self._early_overrides.setdefault(override.rollout, []).append(override)
+
     def apply_rollout(self, rollout: Rollout) -> list[Verdict]:
         """Start (or end) judging a rollout; returns verdicts for windows already judged."""
         active = self.rollouts.get(rollout.id)
@@ -130,6 +151,7 @@ class Judge:
             active.rollout = rollout  # an end, or a repeated start: the gate carries on
             return []
         active = self.rollouts[rollout.id] = _Active(rollout)
+        active.overrides.extend(self._early_overrides.pop(rollout.id, ()))
         out = []
         for start, size_ms, summaries in self._history.get(rollout.app, ()):
             out += self._feed(active, start, size_ms, summaries)
@@ -191,13 +213,15 @@ class Judge:
         return out
 
     def _feed(self, active: _Active, start: int, size_ms: int, summaries: Iterable[WindowSummary]) -> list[Verdict]:
-        if not active.wants(start, size_ms):
-            return []
-        if active.first_window is None:
-            active.first_window = start
-            active.gate.started_at = start
-        active.last_window = start
-        verdict = active.gate.observe(start, size_ms, summaries, active.rollout.expected_share)
-        if verdict.decided:
-            active.decided = True
-        return [verdict]
+        out = []
+        for track in active.tracks:
+            if not active.wants(track, start, size_ms):
+                continue
+            track.last_window = start
+            verdict = track.gate.observe(start, size_ms, summaries, active.rollout.expected_share)
+            if not track.gate.policy.dry_run:
+                verdict = apply_overrides(verdict, active.overrides)
+            if verdict.decided:
+                track.decided = True
+            out.append(verdict)
+        return out

@@ -60,6 +60,11 @@ class Settings:
     batch_within_s: float = 0.1  # ... or what arrived in this long
     rebalance_timeout_s: float = 10.0
     session_timeout_s: float = 10.0
+    http: str = "0.0.0.0:8080"  # the HTTP API (host:port), or "off"
+    api_token: str = ""  # bearer token for mutations (and reads unless api_read_open); "" refuses them
+    api_read_open: bool = False  # serve reads without a token
+    webhook_urls: str = ""  # comma-separated: POSTed the verdict when a rollout's verdict changes
+    webhook_secret: str = ""  # HMAC-SHA256 key for the X-Rumgate-Signature header
     topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:
@@ -81,12 +86,24 @@ class Settings:
         settings = cls(**values)
         return settings
 
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """(host, port) of the HTTP API, None when it is off."""
+        if self.http.strip().lower() in ("off", "", "none"):
+            return None
+        host, _, port = self.http.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"RUMGATE_HTTP: must be host:port or off, got {self.http!r}")
+        return host or "0.0.0.0", int(port)
+
     def with_broker(self, url: str) -> Settings:
         return replace(self, broker=url)
 
 
 def _convert(name: str, text: str, default: object) -> object:
     if isinstance(default, bool):
+        if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise SettingsError(f"{name}: must be true or false, got {text!r}")
         return text.lower() in ("1", "true", "yes")
     if isinstance(default, int):
         try:

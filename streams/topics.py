@@ -8,7 +8,7 @@
 | ``rum.rollouts`` | rollout id | :class:`streams.judge.Rollout` | compacted |
 | ``rum.verdicts`` | rollout id | verdict event | retention (audit history) |
 | ``rum.verdicts.latest`` | rollout id | verdict event | compacted |
-| ``rum.overrides`` | rollout id | override | compacted |
+| ``rum.overrides`` | rollout id | :class:`detectors.override.Override` | retention (all kept) |
 | ``rum.checkpoints`` | beacons partition | :class:`streams.aggregate.Checkpoint` | compacted |
 """
 
@@ -39,7 +39,7 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         NewTopic(t.rollouts, 1, r, topic_configs=_COMPACT),
         NewTopic(t.verdicts, 1, r),
         NewTopic(t.verdicts_latest, 1, r, topic_configs=_COMPACT),
-        NewTopic(t.overrides, 1, r, topic_configs=_COMPACT),
+        NewTopic(t.overrides, 1, r),  # every override stays on record
         NewTopic(t.checkpoints, 1, r, topic_configs=_COMPACT),
     ]
 

@@ -119,8 +119,8 @@ def test_verdict_event_has_the_published_schema_and_is_json():
     v = run(DEFAULT_POLICY, 20)[-1]
     event = orjson.loads(orjson.dumps(v.to_dict()))
     assert list(event) == ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
-                           "emitted_at", "policy", "reasons", "metrics", "data_quality", "detectors",
-                           "inputs"]
+                           "emitted_at", "policy", "reasons", "overrides", "metrics", "data_quality",
+                           "detectors", "inputs"]
     assert event["rollout"] == f"{APP}:{CANARY}" and event["seq"] == 20
     assert event["policy"] == {"name": "default", "hash": DEFAULT_POLICY.hash, "dry_run": False}
     for key in ("metric", "statistic", "segment", "canary", "baseline", "ratio", "worse_by_at_least",

@@ -23,13 +23,14 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from detectors.policy import Policy
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, free_port
 from streams.feed import produce_beacons
 from streams.judge import Rollout
 from streams.settings import Settings
 from streams.topics import ensure_topics, read_to_end
 
 REPO = Path(__file__).resolve().parents[2]
+TOKEN = "test-token"
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,7 @@ def broker(tmp_path_factory) -> Iterator[EmbeddedBroker]:
 class Worker:
     process: subprocess.Popen
     log: Path
+    http: str  # base URL of its HTTP API
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -87,15 +89,17 @@ class Pipeline:
         s = self.settings
         return dict(os.environ, RUMGATE_BROKER=self.broker.url, RUMGATE_APP_ID=s.app_id,
                     RUMGATE_TOPIC_PREFIX=s.topic_prefix, RUMGATE_BEACONS_PARTITIONS=str(s.beacons_partitions),
-                    RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4",
+                    RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4", RUMGATE_API_TOKEN=TOKEN,
                     PYTHONPATH=str(REPO))
 
-    def start_worker(self) -> Worker:
+    def start_worker(self, **env: str) -> Worker:
         log = self.tmp / f"worker-{len(self.workers)}.log"
+        port = free_port()
         process = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
-                                   env=self.env(), stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                                   env={**self.env(), "RUMGATE_HTTP": f"127.0.0.1:{port}", **env},
+                                   stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
                                    cwd=self.tmp)
-        worker = Worker(process, log)
+        worker = Worker(process, log, f"http://127.0.0.1:{port}")
         self.workers.append(worker)
         return worker
 

@@ -1,0 +1,34 @@
+"""Prometheus metrics of a worker, served at ``GET /metrics``.
+
+One registry per worker (not the library's global one), so tests can run several.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.beacons = Counter("rumgate_beacons", "Beacons counted into windows", registry=r)
+        self.records = Counter("rumgate_records", "Records read from rum.beacons", registry=r)
+        self.dead_letters = Counter("rumgate_dead_letters", "Invalid items sent to the DLQ", registry=r)
+        self.windows = Counter("rumgate_windows_closed", "Window summaries published by stage 1", registry=r)
+        self.verdicts = Counter("rumgate_verdicts", "Verdicts published", ["verdict", "dry_run"], registry=r)
+        self.late_summaries = Counter("rumgate_late_summaries",
+                                      "Summaries the judge dropped (republished or after their window)",
+                                      registry=r)
+        self.lag = Gauge("rumgate_consumer_lag", "Records of rum.beacons not yet read, per partition",
+                         ["partition"], registry=r)
+        self.latency = Histogram(
+            "rumgate_window_close_to_verdict_seconds",
+            "From the moment a window could close (its end plus the allowed lateness) to its verdict",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+        self.webhook_failures = Counter("rumgate_webhook_failures", "Webhook deliveries given up", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
