@@ -205,6 +205,7 @@ def _replay(topic, broker, from_text, to_text, policy, app, canary, baseline, ex
 def _register_optional() -> None:
     """Commands that live in their own modules."""
     from streams.demo import demo
+    from streams.gate_cli import gate_group, override_command
     from streams.live_cli import broker_command, rollout_group, worker_command
     from streams.simulate_cli import simulate_command
 
@@ -213,6 +214,8 @@ def _register_optional() -> None:
     cli.add_command(broker_command, "broker")
     cli.add_command(worker_command, "worker")
     cli.add_command(rollout_group, "rollout")
+    cli.add_command(gate_group, "gate")
+    cli.add_command(override_command, "override")
 
 
 _register_optional()

@@ -110,3 +110,51 @@ def test_an_idle_partition_does_not_hold_back_the_others():
 def test_rollout_records_round_trip():
     again = Rollout.from_dict(orjson.loads(orjson.dumps(ROLLOUT.to_dict())))
     assert again == ROLLOUT and again.policy.hash == POLICY.hash
+
+
+def test_an_override_is_applied_from_its_time_until_it_expires_and_stays_on_record():
+    from detectors.override import Override
+
+    records = [orjson.dumps(b) for b in generate_beacons(replace(SC, regressions=(), duration_s=240.0), seed=5)]
+
+    start = SC.start_ms
+    hold = Override(ROLLOUT.id, "hold", "ana", "launch freeze", at=start + 60_000, ticket="OPS-1",
+                    expires_at=start + 120_000)
+    judge = Judge(1)
+    judge.apply_override(hold)  # known before the rollout: kept until it arrives
+    clean = replace(POLICY, min_duration_ms=3_600_000)  # never decides: every window gives a verdict
+    judge.apply_rollout(replace(ROLLOUT, policy=clean))
+    agg = PartitionAggregator(0)
+    verdicts = []
+    for i in range(0, len(records), 500):
+        step = agg.process([(o, r) for o, r in enumerate(records) if i <= o < i + 500])
+        verdicts += judge.add(WindowsRecord(0, agg.closed_before, False, step.closed))
+    before = [v for v in verdicts if v.at < hold.at]
+    during = [v for v in verdicts if hold.at <= v.at < hold.expires_at]
+    after = [v for v in verdicts if v.at >= hold.expires_at]
+    assert before and during and after
+    assert all(v.verdict == "hold" and v.reasons[0].startswith("override by ana: hold, launch freeze (OPS-1)")
+               for v in during)
+    assert all(v.overrides[0]["active"] for v in during)
+    assert all(v.verdict == "continue" and not v.overrides[0]["active"] for v in after)
+    assert all(v.verdict == "continue" and not v.overrides[0]["active"] for v in before)  # on record, not yet
+
+
+def test_dry_run_policies_publish_beside_the_enforcing_one(records):
+    lenient = parse_policy("name: lenient\nmetrics:\n  - metric: LCP\n    rollback_tolerance: 1.0\n    promote_tolerance: 1.0\n"
+                           "warmup: 0s\nmin_duration: 2m\n")
+    rollout = replace(ROLLOUT, dry_run_policies=(replace(lenient, dry_run=True),))
+    again = Rollout.from_dict(orjson.loads(orjson.dumps(rollout.to_dict())))
+    assert again.dry_run_policies[0].dry_run and again.dry_run_policies[0].name == "lenient"
+    judge = Judge(1)
+    verdicts = judge.apply_rollout(rollout)
+    agg = PartitionAggregator(0)
+    verdicts += judge.add(WindowsRecord(0, None, False, []))
+    step = agg.process(list(enumerate(records)))
+    verdicts += judge.add(WindowsRecord(0, agg.closed_before, False, step.closed))
+    enforcing = [v for v in verdicts if v.key == rollout.id]
+    dry = [v for v in verdicts if v.key == f"{rollout.id}~dry-run:lenient"]
+    assert enforcing[-1].verdict == "rollback"  # +25 % LCP
+    assert dry and all(v.policy["dry_run"] for v in dry)
+    assert all(v.verdict != "rollback" for v in dry)  # tolerates +100 %: the trust-building view
+    assert len(dry) > len(enforcing)  # the dry run is not stopped by the enforcing decision
