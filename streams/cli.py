@@ -75,6 +75,7 @@ def _describe(v: Verdict) -> str:
 @click.option("--broker", envvar="RUMGATE_BROKER", help="Kafka address for --topic, e.g. kafka://host:9092.")
 @click.option("--from", "from_text", help="With --topic: start of the range (ISO 8601 or epoch ms).")
 @click.option("--to", "to_text", help="With --topic: end of the range (default: what is there now).")
+@click.option("--overrides-topic", help="With --topic: overrides to apply (default: rum.overrides beside it).")
 @click.option("--app", required=True, help="App whose rollout to judge, e.g. shop-web.")
 @click.option("--canary", required=True, help="Release under rollout.")
 @click.option("--baseline", required=True, help="Release the canary is compared with.")
@@ -91,7 +92,7 @@ def _describe(v: Verdict) -> str:
 @click.option("--no-stop", is_flag=True, help="Keep judging after the first decision.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final verdict.")
 def backtest(inputs: tuple[str, ...], topic: str | None, broker: str | None, from_text: str | None,
-             to_text: str | None, app: str, canary: str, baseline: str, policy_path: str | None,
+             to_text: str | None, overrides_topic: str | None, app: str, canary: str, baseline: str, policy_path: str | None,
              output: str | None, expected_share: float | None, window_ms: int, lateness_ms: int,
              no_stop: bool, quiet: bool) -> None:
     """Replay beacon files (NDJSON, or NDJSON.gz), or a Kafka topic, through the gate.
@@ -143,8 +144,12 @@ def backtest(inputs: tuple[str, ...], topic: str | None, broker: str | None, fro
                                   lateness_ms=lateness_ms, stop_at_decision=not no_stop,
                                   on_verdict=on_verdict)
         else:
+            if overrides_topic is None:
+                overrides_topic = (topic[: -len("rum.beacons")] + "rum.overrides"
+                                   if topic.endswith("rum.beacons") else "rum.overrides")
             result = _replay(topic, broker, from_text, to_text, policy, app, canary, baseline,
-                             expected_share, window_ms, lateness_ms, not no_stop, on_verdict, quiet)
+                             expected_share, window_ms, lateness_ms, not no_stop, on_verdict, quiet,
+                             overrides_topic)
     finally:
         if out:
             out.close()
@@ -166,7 +171,7 @@ def backtest(inputs: tuple[str, ...], topic: str | None, broker: str | None, fro
 
 
 def _replay(topic, broker, from_text, to_text, policy, app, canary, baseline, expected_share,
-            window_ms, lateness_ms, stop, on_verdict, quiet):
+            window_ms, lateness_ms, stop, on_verdict, quiet, overrides_topic):
     """``backtest --topic``: read the range from the broker and judge it."""
     import asyncio
 
@@ -193,7 +198,8 @@ def _replay(topic, broker, from_text, to_text, policy, app, canary, baseline, ex
         return asyncio.run(asyncio.wait_for(replay_topic(
             servers, topic, policy, app, canary, baseline, from_ms=from_ms, to_ms=to_ms,
             expected_share=expected_share, window_ms=window_ms, lateness_ms=lateness_ms,
-            stop_at_decision=stop, on_verdict=on_verdict, on_progress=progress), timeout=None))
+            stop_at_decision=stop, on_verdict=on_verdict, on_progress=progress,
+            overrides_topic=overrides_topic), timeout=None))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a broker that cannot be reached, or a missing topic

@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import orjson
+
+from detectors.override import Override
 from detectors.policy import Policy
 from detectors.verdict import Verdict
 from streams.aggregate import DeadLetter, PartitionAggregator
@@ -58,6 +61,7 @@ async def replay_topic(
     on_verdict: Callable[[Verdict], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     rollout_id: str | None = None,
+    overrides_topic: str | None = None,
 ) -> ReplayResult:
     """Judge one rollout over the records of ``topic`` from ``from_ms`` to ``to_ms``."""
     result = ReplayResult()
@@ -92,6 +96,15 @@ async def replay_topic(
     sources = max(aggs, default=-1) + 1
     judge = Judge(max(sources, 1))
     rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline, from_ms, policy, expected_share)
+    if overrides_topic is not None:  # replayed like evidence: the same verdicts as live
+        async for batch in read_to_end(servers, overrides_topic):
+            for r in batch:
+                try:
+                    override = Override(**orjson.loads(r.value))
+                except (TypeError, ValueError, orjson.JSONDecodeError):
+                    continue
+                if override.rollout == rollout.id:
+                    judge.apply_override(override)
     judge.apply_rollout(rollout)
     for p in range(sources):
         if p not in aggs or aggs[p].closed_before is None:

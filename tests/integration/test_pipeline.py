@@ -9,6 +9,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from detectors.override import Override
 from detectors.policy import parse_policy
 from streams.cli import cli
 from streams.simulate import SCENARIOS, Regression, generate_beacons
@@ -64,7 +65,14 @@ def test_a_malformed_record_goes_to_the_dlq_and_the_worker_keeps_going(pipeline)
 
 
 def test_replaying_the_topic_gives_the_live_verdicts(pipeline, tmp_path):
-    pipeline.start_rollout(make_rollout(REGRESSED, POLICY))
+    rollout = make_rollout(REGRESSED, POLICY)
+    pipeline.start_rollout(rollout)
+    # A hold for the first 30 s of the rollout: it delays the rollback, live and replayed alike.
+    hold = Override(rollout.id, "hold", "ana", "launch freeze", at=REGRESSED.start_ms,
+                    expires_at=REGRESSED.start_ms + 30_000)
+    import asyncio
+
+    asyncio.run(pipeline._send(pipeline.topics.overrides, orjson.dumps(hold.to_dict()), rollout.id.encode()))
     pipeline.start_worker()
     pipeline.produce(generate_beacons(REGRESSED, seed=11))
     live = pipeline.wait_for_verdict(decided)
@@ -79,6 +87,9 @@ def test_replaying_the_topic_gives_the_live_verdicts(pipeline, tmp_path):
     replayed = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     assert [core(v) for v in replayed] == [core(v) for v in live[:len(replayed)]]
     assert len(replayed) == len(live) and decided(replayed[-1])
+    held = [v for v in live if v["overrides"] and v["overrides"][0]["active"]]
+    assert held and all(v["verdict"] == "hold" for v in held)  # the override was in force live
+    assert live[-1]["inputs"]["elapsed_ms"] >= 30_000  # decided only once the hold expired
     # The replay joined no group: the live group's committed offsets are the only ones.
     assert "final verdict: ROLLBACK" in result.output
 
