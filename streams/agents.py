@@ -56,6 +56,7 @@ class _Stage1:
         self.aggs: dict[int, PartitionAggregator] = {}
         self.held: dict[int, deque] = defaultdict(deque)  # events not yet safe to commit
         self.last_record_at: dict[int, float] = {}
+        self.reported: dict[int, int | None] = {}  # closed_before last sent, per partition
         self.assigned: set[int] = set()
         self.saved: dict[int, Checkpoint] | None = None  # read from rum.checkpoints on assignment
         self.lock = asyncio.Lock()
@@ -91,6 +92,7 @@ class _Stage1:
             self.aggs.pop(p, None)
             self.held.pop(p, None)  # never acked: the next owner re-reads them
             self.last_record_at.pop(p, None)
+            self.reported.pop(p, None)
         self.assigned -= partitions
 
     async def process(self, p: int, events: list) -> None:
@@ -116,8 +118,10 @@ class _Stage1:
             await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers)
             rt.stats["dead_letters"] += 1
             rt.backend.metrics.dead_letters.inc()
-        if step.closed or idle:
+        # Progress matters even without summaries (a window this partition had no beacons in).
+        if step.closed or idle or agg.closed_before != self.reported.get(p):
             await self.send_windows(p, agg.closed_before, idle, step)
+            self.reported[p] = agg.closed_before
         if step.done_offset is not None:
             await rt.app.producer.flush()  # windows first, then the checkpoint that relies on them
             await rt.checkpoints.send(key=str(p).encode(), value=orjson.dumps(step.checkpoint.to_dict()))
@@ -270,6 +274,11 @@ def register(rt: Runtime, quiet: bool = False) -> None:
 
     backend.publish_rollout, backend.publish_override, backend.history = publish_rollout, publish_override, history
 
+    async def ingest_sink(topic: str, key: bytes, value: bytes, headers: list) -> None:
+        target = rt.beacons if topic == settings.topics.beacons else rt.dlq
+        fut = await target.send(key=key, value=value, headers=headers or None)
+        await fut  # acknowledged by the broker before the browser hears 202
+
     @app.agent(rt.beacons, name="aggregate")
     async def aggregate(stream):
         async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
@@ -357,7 +366,14 @@ def register(rt: Runtime, quiet: bool = False) -> None:
         address = settings.http_address
         if address is None:
             return
-        runner = web.AppRunner(make_api(backend, settings.api_token, settings.api_read_open), access_log=None)
+        api = make_api(backend, settings.api_token, settings.api_read_open)
+        try:
+            from streams.ingest import Ingestor, add_ingest_routes, ingest_config
+        except ImportError as exc:  # noqa: F841 - TEMPORARY while streams.formats is written
+            log.warning("beacon ingestion not available: %s", exc)
+        else:
+            add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink))
+        runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, *address)
         await site.start()

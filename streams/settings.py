@@ -65,6 +65,14 @@ class Settings:
     api_read_open: bool = False  # serve reads without a token
     webhook_urls: str = ""  # comma-separated: POSTed the verdict when a rollout's verdict changes
     webhook_secret: str = ""  # HMAC-SHA256 key for the X-Rumgate-Signature header
+    ingest_cors_origins: str = "*"  # comma-separated origins allowed to POST beacons
+    ingest_max_body: int = 64 * 1024  # bytes (the browsers' keepalive cap)
+    ingest_rate_limit: float = 20.0  # requests/s per client
+    ingest_dedupe_ttl_s: float = 1800.0  # beacon ids remembered this long
+    ingest_country_header: str = ""  # e.g. CF-IPCountry: the only use of where a client is
+    ingest_session_salt: str = ""  # set: session ids are stored as keyed hashes
+    ingest_routes: str = ""  # comma-separated route templates, e.g. /product/:id,/cart
+    ingest_linger_ms: float = 20.0  # how long beacons wait to share a record
     topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:
