@@ -26,6 +26,8 @@ __all__ = ["ACTIONS", "Override", "OverrideError", "parse_override", "apply_over
 
 ACTIONS = ("promote", "hold", "rollback")
 _MAX_TEXT = 1000
+_MAX_TTL_S = 366 * 86_400  # an override lasting over a year is a policy change, not an override
+_TS_MAX = 9_999_999_999_999  # epoch ms, as beacons
 
 
 class OverrideError(ValueError):
@@ -65,7 +67,7 @@ def _time(d: dict, name: str) -> int | None:
     value = d.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _TS_MAX:
         raise OverrideError(f"{name}: must be epoch milliseconds (a positive integer), got {value!r}")
     return value
 
@@ -90,8 +92,8 @@ def parse_override(d: Any, rollout: str, now_ms: int) -> Override:
     if ttl is not None:
         if expires_at is not None:
             raise OverrideError("give expires_at or ttl_s, not both")
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            raise OverrideError(f"ttl_s: must be a number of seconds > 0, got {ttl!r}")
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= _MAX_TTL_S:
+            raise OverrideError(f"ttl_s: must be a number of seconds > 0 and at most a year, got {ttl!r}")
         expires_at = at + int(ttl * 1000)
     if expires_at is not None and expires_at <= at:
         raise OverrideError("expires_at: must be after the override takes effect (already expired)")

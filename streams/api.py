@@ -9,7 +9,9 @@ Argo Rollouts' ``web`` provider polls ``GET /v1/rollouts/{id}/verdict`` with
 ``successCondition: result.verdict == "promote"`` and ``failureCondition: result.verdict ==
 "rollback"``; hold and continue are neither, hence Inconclusive. Flagger's
 ``confirm-promotion`` webhook gets 200 only on promote, its ``rollback`` webhook 200
-only on rollback.
+only on rollback. Flagger cannot send headers, so its hooks also take the token as
+``?token=``, and can name the app (``metadata.app``) instead of a rollout id, which one
+Canary object cannot know for every release.
 """
 
 from __future__ import annotations
@@ -180,9 +182,13 @@ def make_api(backend: Backend, token: str = "", read_open: bool = False,
         started = d.get("started_at", now_ms())
         if isinstance(started, bool) or not isinstance(started, int) or started <= 0:
             return _error(400, f"started_at: must be epoch milliseconds, got {started!r}")
+        if "id" in d and (not isinstance(d["id"], str) or not d["id"].strip()):
+            return _error(400, "id: must be a non-empty string")
         rid = d.get("id") or f"{d['app']}:{d['canary']}"
-        if rid in backend.rollouts and backend.rollouts[rid].ended_at is None:
-            return _error(409, f"rollout {rid!r} is already running")
+        if rid in backend.rollouts:
+            # Never reuse an id: its verdict history (and latest verdict) belongs to that rollout.
+            state = "is already running" if backend.rollouts[rid].ended_at is None else "was used before"
+            return _error(409, f"rollout {rid!r} {state}: choose another id, e.g. APP:RELEASE")
         rollout = Rollout(rid, d["app"], d["canary"], d["baseline"], started, policy, share, None, dry)
         await backend.publish_rollout(rollout)
         backend.rollouts[rid] = rollout
@@ -216,20 +222,45 @@ def make_api(backend: Backend, token: str = "", read_open: bool = False,
         return _json(override.to_dict(), status=201)
 
     # -- Flagger webhooks -------------------------------------------------------------------
+    def hook_rollout(request: web.Request, d: Any) -> Rollout | web.Response:
+        """The rollout a webhook asks about: ``metadata.rollout`` (or ``?rollout=``) by id, or
+        ``metadata.app`` (or ``?app=``) for the app's rollout that started last and has not
+        ended (a Canary object is written once, for every release)."""
+        meta = (d.get("metadata") or {}) if isinstance(d, dict) else {}
+        if not isinstance(meta, dict):
+            return _error(400, "metadata: must be an object, e.g. {\"rollout\": \"shop-web:abc\"}")
+        rid = request.query.get("rollout") or meta.get("rollout")
+        app_name = request.query.get("app") or meta.get("app")
+        for name, value in (("rollout", rid), ("app", app_name)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                return _error(400, f"metadata.{name}: must be a non-empty string")
+        if rid:
+            return backend.rollouts.get(rid) or _error(404, f"no rollout {rid!r}")
+        if app_name:
+            running = [r for r in backend.rollouts.values() if r.app == app_name and r.ended_at is None]
+            if not running:
+                return _error(404, f"no running rollout of app {app_name!r}")
+            return max(running, key=lambda r: r.started_at)
+        return _error(400, "which rollout? give metadata.rollout (or metadata.app) in the webhook, "
+                           "or ?rollout=ID (or ?app=APP)")
+
     def flagger(wanted: str | None, refuse_on: str | None = None):
-        @guarded(mutation=False)
         async def hook(request: web.Request) -> web.Response:
             d = await body(request)
-            rid = request.query.get("rollout") or ((d.get("metadata") or {}).get("rollout")
-                                                   if isinstance(d, dict) else None)
-            if not rid:
-                return _error(400, "which rollout? give metadata.rollout in the webhook, or ?rollout=ID")
-            if rid not in backend.rollouts:
-                return _error(404, f"no rollout {rid!r}")
-            verdict = backend.latest.get(rid) or no_verdict(rid)
+            # Flagger cannot send headers: its hooks may carry the token as ?token= instead.
+            given = request.query.get("token")
+            if given is None or not token or not hmac.compare_digest(given.encode(), token.encode()):
+                refused = authorized(request, mutation=False)
+                if refused is not None:
+                    return refused
+            rollout = hook_rollout(request, d)
+            if isinstance(rollout, web.Response):
+                return rollout
+            verdict = backend.latest.get(rollout.id) or no_verdict(rollout.id)
             kind = verdict["verdict"]
             ok = kind == wanted if wanted else kind != refuse_on
-            answer = {"rollout": rid, "verdict": kind, "seq": verdict.get("seq"), "reasons": verdict.get("reasons")}
+            answer = {"rollout": rollout.id, "verdict": kind, "seq": verdict.get("seq"),
+                      "reasons": verdict.get("reasons")}
             return _json(answer, status=200 if ok else 409)
         return hook
 

@@ -184,6 +184,10 @@ def rollout_start(broker, app, canary, baseline, policy_path, expected_share, st
         raise click.BadParameter("canary and baseline must be different releases", param_hint="--canary")
     rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
                       parse_time(started_at), policy, expected_share)
+    known, _ = _run(read_state(settings))
+    if rollout.id in known:
+        raise click.ClickException(f"rollout {rollout.id!r} exists already (ids are never reused: its verdicts "
+                                   "belong to it); choose another with --id")
     _run(_produce(settings, settings.topics.rollouts, rollout.id.encode(), orjson.dumps(rollout.to_dict())))
     click.echo(f"rollout {rollout.id} started: {app} canary {canary} vs baseline {baseline}, "
                f"policy {policy.name} ({policy.hash[:19]}…)")

@@ -61,7 +61,8 @@ OPENAPI = {
                 }},
             "FlaggerWebhook": {"type": "object", "properties": {
                 "name": {"type": "string"}, "namespace": {"type": "string"}, "phase": {"type": "string"},
-                "metadata": {"type": "object", "properties": {"rollout": {"type": "string"}}}}},
+                "metadata": {"type": "object", "properties": {"rollout": {"type": "string"},
+                                                              "app": {"type": "string"}}}}},
         },
     },
     "security": [{"bearer": []}],
@@ -69,6 +70,8 @@ OPENAPI = {
         "/healthz": {"get": {"security": [], "summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
         "/metrics": {"get": {"security": [], "summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition format"}}}},
+        "/v1/openapi.json": {"get": {"security": [], "summary": "This description",
+                                     "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
         "/v1/rollouts": {
             "get": {"summary": "All rollouts with their latest verdict",
                     "responses": {"200": {"description": "rollouts"}, **_AUTH}},
@@ -101,8 +104,13 @@ OPENAPI = {
                      "responses": {"201": {"description": "recorded"}, "400": _ERROR, "404": _ERROR, **_AUTH}}},
         **{f"/v1/flagger/{hook}": {"post": {
             "summary": summary,
-            "parameters": [{"name": "rollout", "in": "query", "required": False, "schema": {"type": "string"}}],
             "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/FlaggerWebhook"}}}},
+            "parameters": [
+                {"name": "rollout", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "app", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "the app's running rollout that started last"},
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "the API token (Flagger cannot send headers)"}],
             "responses": {"200": {"description": "go"}, "409": {"description": "not this verdict"},
                           "400": _ERROR, "404": _ERROR, **_AUTH}}}
            for hook, summary in (("confirm-promotion", "200 only when the verdict is promote"),
