@@ -174,23 +174,31 @@ async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dic
               help="Configured canary share; enables the sample-ratio check.")
 @click.option("--started-at", help="When the rollout began (now, epoch ms or ISO 8601). Default: now.")
 @click.option("--id", "rollout_id", help="Rollout id. Default: APP:CANARY.")
-def rollout_start(broker, app, canary, baseline, policy_path, expected_share, started_at, rollout_id) -> None:
+@click.option("--dry-run-policy", "dry_run_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="A policy to run beside the enforcing one, publishing verdicts marked dry_run "
+                   "(repeatable): build trust before enforcing it.")
+def rollout_start(broker, app, canary, baseline, policy_path, expected_share, started_at, rollout_id,
+                  dry_run_paths) -> None:
     """Start judging a rollout: canary release against baseline release of one app."""
+    from dataclasses import replace
+
     from streams.cli import load_policy_file
 
     settings = settings_from(broker, require_broker=True)
     policy = load_policy_file(policy_path)
+    dry = tuple(replace(load_policy_file(path), dry_run=True) for path in dry_run_paths)
     if canary == baseline:
         raise click.BadParameter("canary and baseline must be different releases", param_hint="--canary")
     rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
-                      parse_time(started_at), policy, expected_share)
+                      parse_time(started_at), policy, expected_share, dry_run_policies=dry)
     known, _ = _run(read_state(settings))
     if rollout.id in known:
         raise click.ClickException(f"rollout {rollout.id!r} exists already (ids are never reused: its verdicts "
                                    "belong to it); choose another with --id")
     _run(_produce(settings, settings.topics.rollouts, rollout.id.encode(), orjson.dumps(rollout.to_dict())))
     click.echo(f"rollout {rollout.id} started: {app} canary {canary} vs baseline {baseline}, "
-               f"policy {policy.name} ({policy.hash[:19]}…)")
+               f"policy {policy.name} ({policy.hash[:19]}…)"
+               + "".join(f", dry run {p.name}" for p in dry))
 
 
 @rollout_group.command("end")

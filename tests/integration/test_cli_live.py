@@ -25,14 +25,21 @@ def invoke(pipeline, *args: str):
 def test_rollout_start_status_end(pipeline, tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text("name: strict\nmetrics:\n  - metric: LCP\n")
+    trial = tmp_path / "trial.yaml"
+    trial.write_text("name: trial\nmetrics:\n  - metric: INP\n")
     started = invoke(pipeline, "rollout", "start", "--app", "shop-web", "--canary", "r2", "--baseline", "r1",
-                     "--policy", str(policy), "--expected-share", "0.05", "--started-at", "2026-11-23T10:00:00Z")
+                     "--policy", str(policy), "--expected-share", "0.05", "--started-at", "2026-11-23T10:00:00Z",
+                     "--dry-run-policy", str(trial))
     assert started.exit_code == 0, started.output
     assert "rollout shop-web:r2 started" in started.output and "policy strict" in started.output
+    assert "dry run trial" in started.output
     records = pipeline.read(pipeline.topics.rollouts)
     rollout = Rollout.from_dict(orjson.loads(records[-1].value))
     assert (rollout.app, rollout.canary, rollout.baseline, rollout.expected_share) == ("shop-web", "r2", "r1", 0.05)
     assert rollout.started_at == 1_795_428_000_000 and rollout.policy.name == "strict"
+    assert [(p.name, p.dry_run) for p in rollout.dry_run_policies] == [("trial", True)]
+    again = invoke(pipeline, "rollout", "start", "--app", "shop-web", "--canary", "r2", "--baseline", "r1")
+    assert again.exit_code == 1 and "never reused" in again.output
 
     status = invoke(pipeline, "rollout", "status", "shop-web:r2")
     assert status.exit_code == 2  # no verdict yet: not a pass
