@@ -35,6 +35,7 @@ from streams.aggregate import Checkpoint, PartitionAggregator, Step
 from streams.api import Backend, make_api
 from streams.app import Runtime
 from streams.broker import broker_servers
+from streams.ingest import Ingestor, add_ingest_routes, ingest_config
 from streams.judge import Judge, Rollout, WindowsRecord
 from streams.topics import read_to_end, windows_partition_for
 from streams.webhooks import Notifier
@@ -367,12 +368,7 @@ def register(rt: Runtime, quiet: bool = False) -> None:
         if address is None:
             return
         api = make_api(backend, settings.api_token, settings.api_read_open)
-        try:
-            from streams.ingest import Ingestor, add_ingest_routes, ingest_config
-        except ImportError as exc:  # noqa: F841 - TEMPORARY while streams.formats is written
-            log.warning("beacon ingestion not available: %s", exc)
-        else:
-            add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink))
+        add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink))
         runner = web.AppRunner(api, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, *address)

@@ -212,6 +212,7 @@ def _register_optional() -> None:
     """Commands that live in their own modules."""
     from streams.demo import demo
     from streams.gate_cli import gate_group, override_command
+    from streams.ingest_cli import ingest_command
     from streams.live_cli import broker_command, rollout_group, worker_command
     from streams.simulate_cli import simulate_command
 
@@ -222,6 +223,7 @@ def _register_optional() -> None:
     cli.add_command(rollout_group, "rollout")
     cli.add_command(gate_group, "gate")
     cli.add_command(override_command, "override")
+    cli.add_command(ingest_command, "ingest")
 
 
 _register_optional()

@@ -70,6 +70,24 @@ OPENAPI = {
         "/healthz": {"get": {"security": [], "summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
         "/metrics": {"get": {"security": [], "summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition format"}}}},
+        "/v1/beacons": {
+            "post": {"security": [], "summary": "Ingest beacons (JSON, JSON array, NDJSON, text/plain from "
+                                                "sendBeacon, form encoding; canonical, web-vitals, Boomerang, "
+                                                "Datadog RUM, OTLP/JSON)",
+                     "parameters": [{"name": "app", "in": "query", "required": False, "schema": {"type": "string"}},
+                                    {"name": "release", "in": "query", "required": False,
+                                     "schema": {"type": "string"}}],
+                     "responses": {"202": {"description": "accepted, rejected (sent to the DLQ) and duplicate "
+                                                          "counts, with the first errors"},
+                                   "400": _ERROR, "403": {**_ERROR, "description": "origin not allowed"},
+                                   "413": _ERROR, "429": _ERROR, "503": _ERROR}},
+            "get": {"security": [], "summary": "Boomerang image beacons (parameters in the query)",
+                    "responses": {"202": {"description": "as POST"}, "400": _ERROR, "429": _ERROR}},
+            "options": {"security": [], "summary": "CORS preflight",
+                        "responses": {"204": {"description": "allowed"}, "403": _ERROR}}},
+        "/v1/rumgate.js": {"get": {"security": [], "summary": "The browser snippet (web-vitals included)",
+                                   "responses": {"200": {"description": "JavaScript"},
+                                                 "503": {"description": "npm ci --prefix streams/web not run"}}}},
         "/v1/openapi.json": {"get": {"security": [], "summary": "This description",
                                      "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
         "/v1/rollouts": {

@@ -339,7 +339,7 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
     assert spec["openapi"] == "3.1.0" and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
     routes, documented = api_routes(), documented_routes(spec)
-    assert len(routes) == 14, routes
+    assert len(routes) == 18, routes
     # Every route is described, and nothing else.
     assert routes - documented == set(), "routes missing from the OpenAPI description"
     assert documented - routes == set(), "OpenAPI describes routes that do not exist"
@@ -365,9 +365,12 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
 
 
 def api_routes() -> set[tuple[str, str]]:
-    """(path, method) of every route of the aiohttp app (HEAD comes with each GET)."""
-    return {(r.resource.canonical, r.method.lower()) for r in make_api(Backend()).router.routes()
-            if r.method != "HEAD"}
+    """(path, method) of every route the worker serves (HEAD comes with each GET)."""
+    from streams.ingest import IngestConfig, Ingestor, add_ingest_routes
+
+    app = make_api(Backend())
+    add_ingest_routes(app, Ingestor(IngestConfig(), sink=None))
+    return {(r.resource.canonical, r.method.lower()) for r in app.router.routes() if r.method != "HEAD"}
 
 
 def documented_routes(spec: dict) -> set[tuple[str, str]]:

@@ -1,0 +1,253 @@
+"""What every format adapter shares: the request context, the error, the result holder and
+the helpers that turn SDK values into canonical fields.
+
+Adapters are pure: no I/O and no clock. The receive time, and the app, release and country
+the request itself names, come in a :class:`Context`. A canonical field is filled from the
+payload first and from the context second (``country`` from the context only: no browser
+SDK knows it):
+
+>>> ctx = Context(received_at=1763856000123, app="shop-web", release="r2", country="DE")
+>>> make_beacon(ctx, app=None, release="r3", page="https://shop.example/p/42?q=shoes#top",
+...             metrics={"LCP": 2140.3})
+{'ts': 1763856000123, 'app': 'shop-web', 'release': 'r3', 'page': '/p/42', 'country': 'DE', 'metrics': {'LCP': 2140.3}}
+
+Pages keep their path only: query strings and fragments can carry personal data.
+
+>>> page_path("/checkout?coupon=X#pay"), page_path("https://shop.example"), page_path("?q=1")
+('/checkout', '/', None)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.beacon import _MAX_STR, _TS_MAX, _TS_MIN
+
+__all__ = [
+    "Context",
+    "FormatError",
+    "Converted",
+    "make_beacon",
+    "number",
+    "text",
+    "epoch_ms",
+    "page_path",
+    "device_class",
+    "ua_device",
+    "ua_browser",
+    "brands_browser",
+]
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the request says besides its body.
+
+    Parameters
+    ----------
+    received_at
+        The server's receive time, epoch ms. It becomes every beacon's ``ts``.
+    app, release
+        From the ``X-Rumgate-App`` header or ``?app=`` (and the same for the release); used
+        when the payload names none.
+    country
+        From a configured header (e.g. ``CF-IPCountry``). The client IP is never used here.
+    """
+
+    received_at: int
+    app: str | None = None
+    release: str | None = None
+    country: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.received_at) is not int or not _TS_MIN <= self.received_at <= _TS_MAX:
+            raise ValueError(f"received_at: must be epoch milliseconds, got {self.received_at!r}")
+        for name in ("app", "release", "country"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                raise ValueError(f"{name}: must be a string or None, got {type(value).__name__}")
+
+
+class FormatError(ValueError):
+    """A body or an item cannot be used. The message says what is wrong, naming the field."""
+
+
+@dataclass
+class Converted:
+    """What an adapter made of its items.
+
+    ``beacons`` pairs each beacon with the indexes of the items it came from (several for
+    grouped web-vitals metrics); ``rejects`` holds ``(item index, reason)``.
+    """
+
+    beacons: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
+    rejects: list[tuple[int, str]] = field(default_factory=list)
+
+
+def number(x: Any) -> float | None:
+    """``x`` as a finite float when it is a JSON number (not a bool), else None."""
+    if type(x) is int:
+        return float(x) if abs(x) < 2**1023 else None
+    if type(x) is float and math.isfinite(x):
+        return x
+    return None
+
+
+def text(x: Any) -> str | None:
+    """``x`` when it is a non-blank string of at most 512 characters, else None."""
+    if type(x) is str and x.strip() and len(x) <= _MAX_STR:
+        return x
+    return None
+
+
+def epoch_ms(x: Any) -> int | None:
+    """``x`` as an int when it is plausible epoch milliseconds (2001 .. 2286), else None."""
+    if type(x) is float and x.is_integer():
+        x = int(x)
+    if type(x) is int and _TS_MIN <= x <= _TS_MAX:
+        return x
+    return None
+
+
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*")
+
+
+def page_path(x: Any) -> str | None:
+    """The path of a URL or route: no scheme, host, query string or fragment.
+
+    ``None`` when there is no path; at most 512 characters.
+    """
+    if type(x) is not str:
+        return None
+    s = x.strip()
+    s, had_authority = _AUTHORITY.subn("", s, count=1)
+    s = re.split(r"[?#]", s, maxsplit=1)[0]
+    if not s:
+        return "/" if had_authority else None
+    return s[:_MAX_STR]
+
+
+_DEVICE_WORDS = {
+    "mobile": "mobile",
+    "phone": "mobile",
+    "smartphone": "mobile",
+    "desktop": "desktop",
+    "tablet": "tablet",
+    "unknown": "unknown",
+}
+
+
+def device_class(x: Any) -> str | None:
+    """A device word (any case; ``phone`` means mobile) as a segment; others are ``unknown``."""
+    if type(x) is not str or not x.strip():
+        return None
+    return _DEVICE_WORDS.get(x.strip().lower(), "unknown")
+
+
+_TABLET = re.compile(r"iPad|Tablet|PlayBook|Kindle|Silk/|Android(?!.*Mobile)")
+_MOBILE = re.compile(r"Mobi|iPhone|iPod|Android|BlackBerry|Opera Mini|Windows Phone")
+_DESKTOP = re.compile(r"Windows NT|Macintosh|X11|CrOS|Linux x86_64")
+
+
+def ua_device(ua: Any) -> str | None:
+    """The device class of a User-Agent string, or None when it does not say."""
+    if type(ua) is not str:
+        return None
+    for pattern, device in ((_TABLET, "tablet"), (_MOBILE, "mobile"), (_DESKTOP, "desktop")):
+        if pattern.search(ua):
+            return device
+    return None
+
+
+# Order matters: Edge, Opera and Samsung Internet also name Chrome and Safari.
+_BROWSERS = (
+    (re.compile(r"Edg(?:e|A|iOS)?/"), "Edge"),
+    (re.compile(r"OPR/|Opera"), "Opera"),
+    (re.compile(r"SamsungBrowser/"), "Samsung Internet"),
+    (re.compile(r"Firefox/|FxiOS/"), "Firefox"),
+    (re.compile(r"CriOS/|Chrome/"), "Chrome"),
+    (re.compile(r"Version/[\d.]+.*Safari/"), "Safari"),
+    (re.compile(r"Trident/|MSIE "), "Internet Explorer"),
+)
+
+
+def ua_browser(ua: Any) -> str | None:
+    """The browser family of a User-Agent string, or None."""
+    if type(ua) is not str:
+        return None
+    for pattern, name in _BROWSERS:
+        if pattern.search(ua):
+            return name
+    return None
+
+
+_BRANDS = {"Google Chrome": "Chrome", "Microsoft Edge": "Edge", "Opera": "Opera",
+           "Brave": "Brave", "Samsung Internet": "Samsung Internet", "Chromium": "Chromium"}
+_GREASE = re.compile(r"not.?a.?brand", re.IGNORECASE)
+
+
+def brands_browser(brands: Any) -> str | None:
+    """The browser of a UA Client Hints brand list (``["Chromium 130", "Google Chrome 130"]``).
+
+    The specific brand wins over ``Chromium``; GREASE entries (``Not?A_Brand``) are skipped.
+    """
+    if not isinstance(brands, list):
+        return None
+    found = None
+    for entry in brands:
+        name = entry.get("brand") if isinstance(entry, dict) else entry
+        if type(name) is not str or _GREASE.search(name):
+            continue
+        name = re.sub(r"\s+[\d.]+$", "", name.strip())
+        if name in _BRANDS and (found is None or found == "Chromium"):
+            found = _BRANDS[name]
+    return found
+
+
+def make_beacon(
+    ctx: Context,
+    *,
+    app: Any = None,
+    release: Any = None,
+    id: Any = None,  # noqa: A002 - the canonical field name
+    client_ts: Any = None,
+    cohort: Any = None,
+    session: Any = None,
+    page: Any = None,
+    device: Any = None,
+    browser: Any = None,
+    metrics: dict[str, Any] | None = None,
+    errors: Any = None,
+) -> dict[str, Any]:
+    """A canonical beacon dict stamped with the context.
+
+    ``ts`` is always ``ctx.received_at``; ``app`` and ``release`` fall back to the context
+    when the payload gives none (None or a blank string); ``country`` is the context's;
+    ``page`` keeps its path only; ``metrics`` is always there (maybe empty). Other absent
+    fields are left out. Nothing is validated here:
+    :func:`detectors.beacon.validate_beacon` does that on the result.
+    """
+
+    def given(x: Any) -> bool:
+        return x is not None and not (type(x) is str and not x.strip())
+
+    out: dict[str, Any] = {
+        "id": id if type(id) is str and 0 < len(id) <= _MAX_STR else None,
+        "ts": ctx.received_at,
+        "client_ts": epoch_ms(client_ts),
+        "app": app if given(app) else ctx.app,
+        "release": release if given(release) else ctx.release,
+        "cohort": cohort,
+        "session": session,
+        "page": page_path(page),
+        "device": device,
+        "country": ctx.country,
+        "browser": browser if type(browser) is str and len(browser) <= _MAX_STR else None,
+        "metrics": {} if metrics is None else metrics,
+        "errors": errors,
+    }
+    return {k: v for k, v in out.items() if v is not None}
+

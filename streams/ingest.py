@@ -1,0 +1,313 @@
+"""Beacon ingestion: ``POST /v1/beacons`` from browsers into ``rum.beacons``.
+
+What a request goes through, in order:
+
+1. CORS: the ``Origin`` must be on the allow-list (``RUMGATE_CORS_ORIGINS``, ``*`` for any);
+   preflights (``OPTIONS``) are answered here.
+2. Limits: bodies over ``RUMGATE_MAX_BODY`` (64 KiB, the browsers' own keepalive cap) get
+   413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get 429. The client
+   address is held in memory for the rate limit only; it is never stored or forwarded.
+3. Parsing (:mod:`streams.formats`): JSON, NDJSON, ``text/plain`` from ``sendBeacon``, and
+   form or query encoding (Boomerang); every SDK format becomes canonical beacons. A body
+   that cannot be parsed gets 400 naming what is wrong.
+4. Server-side fields and privacy: ``ts`` is the receive time; ``app``/``release`` come
+   from the payload or the ``X-Rumgate-App``/``X-Rumgate-Release`` headers; ``country``
+   only from a configured header; session ids kept as given or hashed with a secret salt;
+   pages reduced to route templates when configured; query strings never kept.
+5. Validation and dedupe: each beacon is checked like stage 1 checks it; an ``id`` seen
+   within ``RUMGATE_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every page hide).
+6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
+   app; bad items go to ``rum.beacons.dlq`` with their reason. The response (202) says how
+   many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import orjson
+from aiohttp import web
+
+from detectors.beacon import validate_beacon
+from streams.formats import Context, FormatError, parse_body, to_canonical
+from streams.snippet import add_snippet_routes
+
+__all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "RouteTemplates"]
+
+_NOT_OURS = re.compile(r"are not page views|not (a )?real users?")
+
+Sink = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[None]]  # topic, key, value, headers
+
+
+@dataclass
+class IngestConfig:
+    beacons_topic: str = "rum.beacons"
+    dlq_topic: str = "rum.beacons.dlq"
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body: int = 64 * 1024
+    rate_per_s: float = 20.0
+    burst: int = 40
+    dedupe_ttl_s: float = 1800.0
+    dedupe_max: int = 1_000_000
+    country_header: str | None = None
+    session_salt: str | None = None  # set: session ids are replaced by a keyed hash
+    routes: tuple[str, ...] = ()  # route templates, e.g. /product/:id
+    linger_ms: float = 20.0
+    batch_beacons: int = 200
+
+
+class RouteTemplates:
+    """``/product/:id`` style templates; a page becomes the first template it matches.
+
+    >>> r = RouteTemplates(["/product/:id", "/cart"])
+    >>> r.reduce("/product/123"), r.reduce("/cart"), r.reduce("/about")
+    ('/product/:id', '/cart', '/about')
+    """
+
+    def __init__(self, templates: list[str] | tuple[str, ...]) -> None:
+        self.templates = [(t, re.compile("^" + re.sub(r":[A-Za-z_]\w*", r"[^/]+", re.escape(t).replace(r"\:", ":")) + "/?$"))
+                          for t in templates if t]
+
+    def reduce(self, page: str) -> str:
+        for template, pattern in self.templates:
+            if pattern.match(page):
+                return template
+        return page
+
+
+class _Dedupe:
+    """Beacon ids seen within a time-to-live, bounded in number."""
+
+    def __init__(self, ttl_s: float, max_ids: int) -> None:
+        self.ttl_ms, self.max_ids = ttl_s * 1000, max_ids
+        self.seen: OrderedDict[str, float] = OrderedDict()
+
+    def first_time(self, beacon_id: str, now_ms: float) -> bool:
+        while self.seen:
+            oldest, at = next(iter(self.seen.items()))
+            if now_ms - at < self.ttl_ms and len(self.seen) < self.max_ids:
+                break
+            del self.seen[oldest]
+        if beacon_id in self.seen:
+            return False
+        self.seen[beacon_id] = now_ms
+        return True
+
+
+class _RateLimit:
+    """A token bucket per client, forgotten when full again (memory stays small)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str, now_s: float) -> bool:
+        tokens, at = self.buckets.get(client, (self.burst, now_s))
+        tokens = min(self.burst, tokens + (now_s - at) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now_s)
+            return False
+        self.buckets[client] = (tokens - 1, now_s)
+        if len(self.buckets) > 100_000:  # drop clients whose buckets have refilled
+            self.buckets = {c: v for c, v in self.buckets.items() if v[0] + (now_s - v[1]) * self.rate < self.burst}
+        return True
+
+
+@dataclass
+class _Batch:
+    beacons: list[bytes] = field(default_factory=list)
+    done: asyncio.Future | None = None
+
+
+class Ingestor:
+    """Turns requests into records; ``sink`` produces one record (and resolves once acked)."""
+
+    def __init__(self, config: IngestConfig, sink: Sink, now_ms: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.sink = sink
+        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.dedupe = _Dedupe(config.dedupe_ttl_s, config.dedupe_max)
+        self.rate = _RateLimit(config.rate_per_s, config.burst)
+        self.routes = RouteTemplates(config.routes)
+        self.batches: dict[str, _Batch] = {}
+        self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0}
+
+    # -- the request path ---------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        cors = self._cors_headers(request)
+        if cors is None:
+            return _json({"error": f"origin {request.headers.get('Origin')!r} is not allowed"}, 403)
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+                                                     "Access-Control-Allow-Headers":
+                                                         "Content-Type, X-Rumgate-App, X-Rumgate-Release",
+                                                     "Access-Control-Max-Age": "86400"})
+        self.counts["requests"] += 1
+        client = request.remote or "?"
+        if not self.rate.allow(client, time.monotonic()):
+            return _json({"error": f"rate limit: more than {self.config.rate_per_s:g} requests/s from this client"},
+                         429, {**cors, "Retry-After": "1"})
+        if request.content_length is not None and request.content_length > self.config.max_body:
+            return _json({"error": f"body of {request.content_length} bytes is over the {self.config.max_body} "
+                                   "byte limit"}, 413, cors)
+        body = await request.content.read(self.config.max_body + 1)
+        if len(body) > self.config.max_body:
+            return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
+        content_type = request.content_type or "text/plain"
+        query = {k: v for k, v in request.query.items()}
+        if request.method == "GET":  # Boomerang's image beacons carry everything in the query
+            body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
+        try:
+            items = parse_body(body, content_type, query)
+        except FormatError as exc:
+            return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
+        if not items:
+            return _json({"error": "empty body: no beacons"}, 400, cors)
+        ctx = Context(received_at=self.now_ms(),
+                      app=request.headers.get("X-Rumgate-App") or query.get("app"),
+                      release=request.headers.get("X-Rumgate-Release") or query.get("release"),
+                      country=self._country(request))
+        try:
+            result = await self.ingest_items(items, ctx)
+        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
+            return _json({"error": f"cannot store beacons right now ({type(exc).__name__}); retry later"},
+                         503, {**cors, "Retry-After": "5"})
+        status = 202 if result["accepted"] or result["duplicates"] or result["ignored"] else 400
+        if status == 400:
+            result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
+        return _json(result, status, cors)
+
+    async def ingest_items(self, items: list, ctx: Context) -> dict:
+        beacons, bad = to_canonical(items, ctx)
+        # SDK batches also carry events that are not page views (Datadog actions, resources;
+        # bots, synthetic sessions): valid, just not ours. They are counted, not dead-lettered.
+        ignored = [(i, r) for i, r in bad if _NOT_OURS.search(r)]
+        bad = [(i, r) for i, r in bad if not _NOT_OURS.search(r)]
+        errors = [f"item {i}: {reason}" for i, reason in bad]
+        rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
+        good: dict[str, list[bytes]] = {}
+        duplicates = 0
+        for beacon in beacons:
+            self._protect(beacon)
+            checked, reason = validate_beacon(beacon)
+            if checked is None:
+                errors.append(f"beacon {beacon.get('id') or ''}: {reason}".replace("beacon : ", "beacon: "))
+                rejects.append((_dump(beacon), reason))
+                continue
+            beacon_id = beacon.get("id")
+            if isinstance(beacon_id, str) and beacon_id and not self.dedupe.first_time(
+                    f"{checked.app}\x00{beacon_id}", ctx.received_at):
+                duplicates += 1
+                continue
+            good.setdefault(checked.app, []).append(orjson.dumps(beacon))
+        waits = [self._add(app, values) for app, values in good.items()]
+        for raw, reason in rejects:
+            waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
+                                   [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
+        if waits:
+            await asyncio.gather(*waits)
+        accepted = sum(len(v) for v in good.values())
+        self.counts["accepted"] += accepted
+        self.counts["rejected"] += len(rejects)
+        self.counts["duplicates"] += duplicates
+        self.counts["ignored"] += len(ignored)
+        return {"accepted": accepted, "rejected": len(rejects), "duplicates": duplicates,
+                "ignored": len(ignored), "errors": errors[:20]}
+
+    # -- privacy --------------------------------------------------------------------------------
+    def _protect(self, beacon: dict) -> None:
+        page = beacon.get("page")
+        if isinstance(page, str):
+            page = page.split("?", 1)[0].split("#", 1)[0]
+            beacon["page"] = self.routes.reduce(page)
+        session = beacon.get("session")
+        if self.config.session_salt and isinstance(session, str):
+            digest = hmac.new(self.config.session_salt.encode(), session.encode(), hashlib.sha256).hexdigest()
+            beacon["session"] = digest[:32]
+        for leak in ("ip", "client_ip", "user_agent_full", "url"):
+            beacon.pop(leak, None)
+
+    def _country(self, request: web.Request) -> str | None:
+        if not self.config.country_header:
+            return None
+        value = request.headers.get(self.config.country_header, "").strip().upper()
+        return value if re.fullmatch(r"[A-Z]{2}", value) else None
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return {}
+        allowed = self.config.cors_origins
+        if "*" in allowed:
+            return {"Access-Control-Allow-Origin": "*"}
+        if origin in allowed:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return None
+
+    # -- batching -------------------------------------------------------------------------------
+    def _add(self, app: str, values: list[bytes]) -> asyncio.Future:
+        """Queue beacons of one app; the future resolves once their record is produced."""
+        batch = self.batches.get(app)
+        if batch is None:
+            batch = self.batches[app] = _Batch(done=asyncio.get_running_loop().create_future())
+            asyncio.get_running_loop().call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
+        batch.beacons.extend(values)
+        future = batch.done
+        if len(batch.beacons) >= self.config.batch_beacons:
+            self._flush_soon(app, batch)
+        return future
+
+    def _flush_soon(self, app: str, batch: _Batch) -> None:
+        if self.batches.get(app) is batch:
+            del self.batches[app]
+            asyncio.ensure_future(self._flush(app, batch))
+
+    async def _flush(self, app: str, batch: _Batch) -> None:
+        value = b"[" + b",".join(batch.beacons) + b"]"
+        try:
+            await self.sink(self.config.beacons_topic, app.encode(), value, [])
+        except Exception as exc:  # noqa: BLE001 - the waiting requests get the error
+            batch.done.set_exception(exc)
+            return
+        batch.done.set_result(None)
+
+
+def _dump(item) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return repr(item).encode()
+
+
+def _json(data: dict, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers=headers or {})
+
+
+def ingest_config(settings) -> IngestConfig:
+    """The :class:`IngestConfig` of a :class:`~streams.settings.Settings`."""
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
+    return IngestConfig(
+        beacons_topic=settings.topics.beacons, dlq_topic=settings.topics.dlq,
+        cors_origins=split(settings.ingest_cors_origins), max_body=settings.ingest_max_body,
+        rate_per_s=settings.ingest_rate_limit, burst=max(1, int(2 * settings.ingest_rate_limit)),
+        dedupe_ttl_s=settings.ingest_dedupe_ttl_s, country_header=settings.ingest_country_header or None,
+        session_salt=settings.ingest_session_salt or None, routes=split(settings.ingest_routes),
+        linger_ms=settings.ingest_linger_ms)
+
+
+def add_ingest_routes(app: web.Application, ingestor: Ingestor) -> None:
+    """``POST``/``GET``/``OPTIONS /v1/beacons`` on ``app``, and the browser snippet."""
+    app.router.add_route("POST", "/v1/beacons", ingestor.handle)
+    app.router.add_route("GET", "/v1/beacons", ingestor.handle)
+    app.router.add_route("OPTIONS", "/v1/beacons", ingestor.handle)
+    add_snippet_routes(app)

@@ -1,0 +1,99 @@
+"""Which adapter reads an item, what nothing reads, and to_canonical's own guarantees."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams import formats
+from streams.formats import ADAPTERS, UNRECOGNISED, boomerang, canonical, datadog, otel, to_canonical, webvitals
+from tests.formats.helpers import CTX, assert_valid, load, parse_body, query, raw
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def fixture_items():
+    """Every item of every fixture, with the adapter that must read it."""
+    cases = [
+        ("webvitals_v5_batch.json", "application/json", webvitals),
+        ("webvitals_v5_single.json", "application/json", webvitals),
+        ("webvitals_v4_batch.json", "application/json", webvitals),
+        ("webvitals_v6_softnav.json", "application/json", webvitals),
+        ("webvitals_bfcache.json", "application/json", webvitals),
+        ("webvitals_envelope.json", "application/json", webvitals),
+        ("snippet_envelope.json", "text/plain;charset=UTF-8", webvitals),
+        ("boomerang_pageload.form", FORM, boomerang),
+        ("boomerang_unload.form", FORM, boomerang),
+        ("boomerang_spa.form", FORM, boomerang),
+        ("boomerang_xhr.form", FORM, boomerang),
+        ("datadog_batch.ndjson", "", datadog),
+        ("otel_logs.json", "application/json", otel),
+        ("otel_semconv_body.json", "application/json", otel),
+        ("canonical.json", "application/json", canonical),
+    ]
+    for name, content_type, adapter in cases:
+        for i, item in enumerate(parse_body(raw(name), content_type)):
+            yield pytest.param(item, adapter, id=f"{name}[{i}]")
+    yield pytest.param(query("boomerang_get.query"), boomerang, id="boomerang_get.query")
+
+
+@pytest.mark.parametrize("item, adapter", list(fixture_items()))
+def test_every_real_payload_is_read_by_exactly_one_adapter(item, adapter):
+    assert [a for a in ADAPTERS if a.detect(item)] == [adapter]
+    assert formats.detect(item) is adapter
+
+
+def test_the_detection_order():
+    assert ADAPTERS == (otel, datadog, webvitals, boomerang, canonical)
+
+
+@pytest.mark.parametrize("item", [
+    42, "LCP", None, True, [], [{"name": "LCP", "value": 1}], {}, {"foo": "bar"},
+    {"session": "s", "page": "/"},  # no ts, app, release or metrics
+    {"type": "view", "view": "6c1b"},  # not a Datadog view
+    {"resourceLogs": {}},  # not an OTLP export
+    {"name": "TBT", "value": 1},
+], ids=repr)
+def test_what_nothing_reads_is_reported_as_unrecognised(item):
+    assert to_canonical([item], CTX) == ([], [(0, UNRECOGNISED)])
+
+
+def test_unrecognised_message():
+    assert UNRECOGNISED == ("unrecognised format: expected a canonical beacon, web-vitals metric, "
+                            "Boomerang, Datadog RUM view or OTLP log record")
+
+
+def test_one_request_of_every_format_keeps_item_order():
+    items = (parse_body(raw("otel_logs.json"), "application/json")
+             + parse_body(raw("boomerang_pageload.form"), FORM)
+             + load("canonical.json")[:1]
+             + [7]
+             + parse_body(raw("datadog_batch.ndjson"), "")[2:3]
+             + load("webvitals_v5_batch.json"))
+    beacons, rejects = to_canonical(items, CTX)
+    assert_valid(beacons)
+    assert [b["id"][:5] for b in beacons] == ["v5-17", "boomr", "v5-17", "dd-6c", "v5-17"]
+    assert rejects == [(3, UNRECOGNISED)]
+
+
+def test_an_adapter_bug_is_reported_not_raised(monkeypatch):
+    def broken(items, ctx):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(datadog, "convert", broken)
+    items = parse_body(raw("datadog_batch.ndjson"), "")[:2] + load("canonical.json")[:1]
+    beacons, rejects = to_canonical(items, CTX)
+    assert len(beacons) == 1  # the canonical beacon still goes through
+    assert rejects == [(i, "internal error in the Datadog RUM adapter: KeyError: 'boom'") for i in (0, 1)]
+
+
+def test_a_detection_bug_is_reported_not_raised(monkeypatch):
+    monkeypatch.setattr(otel, "detect", lambda item: 1 / 0)
+    assert to_canonical([{}], CTX) == ([], [(0, "internal error in format detection: ZeroDivisionError: division by zero")])
+
+
+def test_every_reason_names_its_format():
+    items = [{"name": "LCP", "value": "x"}, {"v": "1", "u": "x", "pt.lcp": "y"}, {"type": "action", "_dd": {}},
+             {"resourceLogs": []}, {"app": "a", "metrics": {"LCP": -1}}]
+    _, rejects = to_canonical(items, CTX)
+    assert [reason.split(":")[0] for _, reason in rejects] == [
+        "web-vitals", "Boomerang", "Datadog RUM", "OTLP log", "canonical"]

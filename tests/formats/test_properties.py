@@ -1,0 +1,170 @@
+"""Properties: parse_body raises FormatError or nothing; to_canonical never raises and every
+beacon it returns is valid, whatever the items, including damaged real payloads."""
+
+from __future__ import annotations
+
+import copy
+from urllib.parse import urlencode
+
+import orjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detectors.beacon import validate_beacon
+from streams.formats import Context, FormatError, parse_body, to_canonical
+from tests.formats.helpers import RECEIVED_AT, load, query, raw
+
+CONTENT_TYPES = [
+    "application/json", "application/json; charset=utf-8", "application/x-ndjson", "text/plain;charset=UTF-8",
+    "application/x-www-form-urlencoded", "", "application/octet-stream", "application/vnd.api+json", "image/png",
+]
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+json_scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=20) | st.floats(
+    allow_nan=False, allow_infinity=False)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=25,
+)
+# Python values a caller could hand over: huge ints, NaN, infinities, bytes, tuples
+python_values = st.recursive(
+    json_scalars | st.integers() | st.floats() | st.binary(max_size=5),
+    lambda children: st.lists(children, max_size=4) | st.tuples(children)
+    | st.dictionaries(st.text(max_size=10) | st.integers(), children, max_size=4),
+    max_leaves=20,
+)
+
+# Every item of every fixture: real shapes, so damage reaches deep into the adapters.
+REAL_ITEMS = (
+    load("webvitals_v5_batch.json") + load("webvitals_v4_batch.json") + load("webvitals_v6_softnav.json")
+    + [load(name) for name in ("webvitals_envelope.json", "snippet_envelope.json", "webvitals_v5_single.json",
+                               "otel_logs.json", "otel_semconv_body.json")]
+    + [query("boomerang_get.query")]
+    + parse_body(raw("datadog_batch.ndjson"), "")
+    + parse_body(raw("boomerang_pageload.form"), "application/x-www-form-urlencoded")
+    + load("canonical.json")
+)
+
+
+def _paths(obj, prefix=()):
+    """Every place in a JSON value, as a path of keys and indexes."""
+    yield prefix
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _paths(value, prefix + (key,))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _paths(value, prefix + (i,))
+
+
+@st.composite
+def damaged_items(draw):
+    """A real item with a few of its values replaced by arbitrary ones (strings for params)."""
+    item = copy.deepcopy(draw(st.sampled_from(REAL_ITEMS)))
+    for _ in range(draw(st.integers(1, 4))):
+        paths = [p for p in _paths(item) if p]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = item
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and all(type(v) is str for v in parent.values()) and draw(st.booleans()):
+            parent[path[-1]] = draw(st.text(max_size=12) | st.sampled_from(["", "-1", "1e999", "NaN", "~(~(n~2))"]))
+        else:
+            parent[path[-1]] = draw(json_values | python_values)
+    return item
+
+
+contexts = st.builds(
+    Context,
+    received_at=st.integers(1_000_000_000_000, 9_999_999_999_999),
+    app=st.none() | st.text(max_size=8),
+    release=st.none() | st.text(max_size=8),
+    country=st.none() | st.sampled_from(["DE", "US"]),
+)
+
+
+def check(items, ctx):
+    beacons, rejects = to_canonical(items, ctx)
+    for beacon in beacons:
+        assert validate_beacon(beacon)[1] is None, beacon
+        assert beacon["ts"] == ctx.received_at
+        page = beacon.get("page")
+        assert page is None or ("?" not in page and "#" not in page)
+    for index, reason in rejects:
+        assert 0 <= index < len(items) and type(reason) is str and reason
+        assert "internal error" not in reason, reason
+    return beacons, rejects
+
+
+@SETTINGS
+@given(body=st.binary(max_size=300), content_type=st.sampled_from(CONTENT_TYPES))
+def test_parse_body_on_any_bytes_returns_items_or_raises_format_error(body, content_type):
+    try:
+        items = parse_body(body, content_type)
+    except FormatError as exc:
+        assert str(exc)
+    else:
+        assert isinstance(items, list)
+
+
+@SETTINGS
+@given(values=st.lists(json_values, max_size=4), content_type=st.sampled_from(CONTENT_TYPES),
+       joiner=st.sampled_from([b"\n", b"\r\n", b" ", b"", b"\n\n"]), noise=st.binary(max_size=3))
+def test_parse_body_on_json_like_bodies_returns_items_or_raises_format_error(values, content_type, joiner, noise):
+    body = joiner.join(orjson.dumps(v) for v in values) + noise
+    try:
+        items = parse_body(body, content_type)
+    except FormatError:
+        return
+    assert isinstance(items, list)
+    check(items, Context(RECEIVED_AT, app="a", release="r"))
+
+
+@SETTINGS
+@given(value=json_values.filter(lambda v: isinstance(v, (dict, list))))
+def test_a_json_document_round_trips(value):
+    assert parse_body(orjson.dumps(value), "application/json") == (value if isinstance(value, list) else [value])
+
+
+@SETTINGS
+@given(objects=st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=4), min_size=1, max_size=5))
+def test_ndjson_round_trips(objects):
+    body = b"\n".join(orjson.dumps(o) for o in objects) + b"\n"
+    assert parse_body(body, "application/x-ndjson") == objects
+
+
+@SETTINGS
+@given(params=st.dictionaries(st.text(max_size=8), st.text(max_size=12), min_size=1, max_size=6))
+def test_form_params_round_trip(params):
+    assert parse_body(urlencode(params).encode(), "application/x-www-form-urlencoded") == [params]
+
+
+@SETTINGS
+@given(items=st.lists(json_values | python_values, max_size=6), ctx=contexts)
+def test_to_canonical_never_raises_and_returns_only_valid_beacons(items, ctx):
+    check(items, ctx)
+
+
+@SETTINGS
+@given(items=st.lists(damaged_items() | st.sampled_from(REAL_ITEMS), min_size=1, max_size=6), ctx=contexts)
+def test_damaged_real_payloads_never_raise_and_give_only_valid_beacons(items, ctx):
+    check(items, ctx)
+
+
+@SETTINGS
+@given(items=st.lists(st.sampled_from(REAL_ITEMS), min_size=1, max_size=8))
+def test_undamaged_real_payloads_only_lose_what_is_not_a_page_view(items):
+    beacons, rejects = check(copy.deepcopy(items), Context(RECEIVED_AT, app="a", release="r"))
+    allowed = ("Datadog RUM: type: 'action'", "Datadog RUM: session.type: 'synthetics'")
+    assert all(reason.startswith(allowed) for _, reason in rejects), rejects
+    page_views = [item for item in items if not _datadog_non_user_or_action(item)]
+    assert bool(beacons) == bool(page_views)
+
+
+def _datadog_non_user_or_action(item):
+    session = item.get("session")
+    return "_dd" in item and (item["type"] == "action" or isinstance(session, dict) and session["type"] == "synthetics")
