@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from detectors.beacon import CohortKey
 from detectors.etest import ConditionalBinomialE, SampleRatioE
+from detectors.incident import GlobalIncident, PromotionWatch
 from detectors.policy import MetricPolicy, Policy
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, LogSketch
 from detectors.verdict import MetricEvidence, Verdict
@@ -190,6 +191,14 @@ class Gate:
         self.late_beacons = 0
         self.last_canary_at: int | None = None
         self.last_expected: float | None = None
+        self.incident: GlobalIncident | None = None
+        if policy.global_incident or policy.post_promotion_watch_ms:
+            from detectors.anomaly import DETECTORS, GATE_DETECTOR
+
+            self.detector_name = policy.anomaly_detector or GATE_DETECTOR
+            self.incident = GlobalIncident(DETECTORS[self.detector_name](), policy.anomaly_threshold)
+        self.watch: PromotionWatch | None = None
+        self.incident_now: tuple[bool, float] | None = None
 
     # -- input ------------------------------------------------------------------------------
     def observe(self, start: int, size_ms: int, summaries: Iterable[WindowSummary],
@@ -199,6 +208,10 @@ class Gate:
             self.started_at = start
         arms = self._arms(start, size_ms, summaries)
         end = start + size_ms
+        if self.watch is not None:
+            return self._watch(end, arms["all"])
+        if self.incident is not None:
+            self.incident_now = self.incident.observe(end, *self._series(arms["all"].baseline))
         pv_c, pv_b = arms["all"].canary.page_views, arms["all"].baseline.page_views
         if pv_c:
             self.last_canary_at = end
@@ -216,6 +229,39 @@ class Gate:
                 test.update(arms[test.segment])
             self.windows.append(start)
         return self._decide(end, warming)
+
+    def _series(self, summary: WindowSummary) -> tuple[float | None, int]:
+        """(p75 of the watched metric, its count) in one window's summary."""
+        sketch = summary.sketches[self.policy.anomaly_metric]
+        return (sketch.quantile(0.75) if sketch.count else None), sketch.count
+
+    def _watch(self, end: int, arms: _Arms) -> Verdict:
+        """After promotion: the release (now everyone's) against the pre-promotion history."""
+        w = self.watch
+        broken, score, ratio = w.observe(end, *self._series(arms.canary))
+        m = self.policy.anomaly_metric
+        left = max(0, w.until - end)
+        if broken:
+            verdict = "rollback"
+            severity = "critical" if ratio and ratio >= 1.25 else "major" if ratio and ratio >= 1.10 else "minor"
+            reasons = [f"post-promotion watch: {m} p75 of the promoted release is "
+                       f"{(ratio or 1) - 1:+.1%} against the pre-promotion history for {w.persist} windows "
+                       f"in a row (anomaly score {score:.3g} ≥ {w.threshold:g})"]
+            status = "broken"
+        elif left == 0:
+            verdict, severity, status = "promote", "none", "passed"
+            reasons = [f"post-promotion watch passed: {m} p75 stayed within the pre-promotion history"]
+        else:
+            verdict, severity, status = "promote", "none", "watching"
+            reasons = [f"promoted; post-promotion watch of {m} p75: {left // 60_000} min left"
+                       + (f" (now {ratio - 1:+.1%} against the history)" if ratio else "")]
+        last = self.last_verdict
+        self.seq += 1
+        return replace(last, seq=self.seq, verdict=verdict, severity=severity, at=end, reasons=reasons,
+                       detectors={**last.detectors, "post_promotion_watch": {
+                           "status": status, "until": w.until, "score": round(score, 4),
+                           "ratio": None if ratio is None else round(ratio, 4), "detector": "robust_z (frozen history)"}},
+                       inputs={**last.inputs, "watch_windows": last.inputs.get("watch_windows", 0) + 1})
 
     def _arms(self, start: int, size_ms: int, summaries: Iterable[WindowSummary]) -> dict[str, _Arms]:
         empty = lambda: WindowSummary.empty(  # noqa: E731
@@ -246,6 +292,11 @@ class Gate:
             verdict = "rollback"
             severity = max((e.severity for e in worse), key=["none", "minor", "major", "critical"].index)
             reasons = [e.reason for e in worse]
+        elif self.incident_now is not None and self.incident_now[0]:
+            verdict, severity = "hold", "none"
+            reasons = [f"global incident: the baseline's {p.anomaly_metric} p75 moved too (anomaly score "
+                       f"{self.incident_now[1]:.3g} ≥ {p.anomaly_threshold:g}); both cohorts are affected, "
+                       "so no decision is taken on this window"]
         elif srm_bad:
             verdict, severity = "hold", "none"
             reasons = [f"sample-ratio mismatch: canary has {self._share():.2%} of page views, "
@@ -268,7 +319,19 @@ class Gate:
             waiting = [e for e in evidence if e.status != "not_worse"]
             reasons = [f"collecting evidence: {', '.join(e.name for e in waiting) or 'minimum duration'}"]
         self.seq += 1
-        return Verdict(
+        detectors: dict = {"global_anomaly": False}
+        if self.incident is not None:
+            flagged, score = self.incident_now or (False, 0.0)
+            detectors = {"global_anomaly": flagged, "baseline_score": round(score, 4),
+                         "detector": self.detector_name, "incident_windows": self.incident.flagged}
+        watch_ms = self.policy.post_promotion_watch_ms
+        if verdict == "promote" and watch_ms and self.incident is not None:
+            self.watch = PromotionWatch(self.incident, until=at + watch_ms,
+                                        tolerance=min(m.rollback_tolerance for m in p.metrics))
+            detectors["post_promotion_watch"] = {"status": "watching", "until": at + watch_ms,
+                                                 "detector": "robust_z (frozen history)"}
+            reasons = [*reasons, f"watching {p.anomaly_metric} p75 for {watch_ms // 60_000} min after promotion"]
+        self.last_verdict = Verdict(
             rollout=self.rollout, app=self.app, canary=self.canary, baseline=self.baseline,
             seq=self.seq, verdict=verdict, severity=severity, at=at,
             policy=dict(self.policy_ref),
@@ -279,10 +342,12 @@ class Gate:
                 "expected_share": self.last_expected,
                 "late_beacons": self.late_beacons,
                 "partitions_complete": True,
+                "global_incident_windows": self.incident.flagged if self.incident is not None else 0,
             },
-            detectors={"global_anomaly": False},
+            detectors=detectors,
             inputs={"windows": [self.windows[0], at] if self.windows else [], "elapsed_ms": elapsed},
         )
+        return self.last_verdict
 
     def _share(self) -> float:
         total = self.page_views["canary"] + self.page_views["baseline"]

@@ -111,6 +111,13 @@ class Policy:
     min_baseline_for_threshold: int = 200
     fast_path: bool = True
     dry_run: bool = False
+    #: Hold decisions on windows where the baseline itself is anomalous (a global incident).
+    global_incident: bool = False
+    #: After a promote, watch the release against the pre-promotion history this long (0: off).
+    post_promotion_watch_ms: int = 0
+    anomaly_detector: str = ""  # a name in detectors.anomaly.DETECTORS; "" = its GATE_DETECTOR
+    anomaly_threshold: float = 0.5  # detector score (in [0, 1]) at which a window is anomalous
+    anomaly_metric: str = "LCP"  # its p75, per window, is the watched series
 
     @property
     def hash(self) -> str:
@@ -254,7 +261,8 @@ class _Reader:
 
 _TOP_KEYS = ("name", "metrics", "segments", "alpha", "alpha_promote", "alpha_srm", "warmup",
              "min_duration", "max_duration", "max_silence", "min_baseline_for_threshold",
-             "fast_path", "dry_run")
+             "fast_path", "dry_run", "global_incident", "post_promotion_watch", "anomaly_detector",
+             "anomaly_threshold", "anomaly_metric")
 _METRIC_KEYS = ("metric", "statistic", "rollback_tolerance", "promote_tolerance", "min_canary",
                 "min_canary_events", "alpha_weight")
 
@@ -285,9 +293,19 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         values["min_baseline_for_threshold"] = int(read.number(
             top["min_baseline_for_threshold"], "min_baseline_for_threshold", 1, float("inf"),
             lo_open=False, integer=True))
-    for key in ("fast_path", "dry_run"):
+    for key in ("fast_path", "dry_run", "global_incident"):
         if key in top:
             values[key] = read.boolean(top[key], key)
+    if "post_promotion_watch" in top:
+        values["post_promotion_watch_ms"] = read.duration(top["post_promotion_watch"], "post_promotion_watch")
+    if "anomaly_threshold" in top:
+        values["anomaly_threshold"] = float(read.number(top["anomaly_threshold"], "anomaly_threshold", 0, 1))
+    if "anomaly_metric" in top:
+        values["anomaly_metric"] = read.choice(top["anomaly_metric"], "anomaly_metric", ("LCP", "INP", "FCP", "TTFB"))
+    if "anomaly_detector" in top:
+        from detectors.anomaly import DETECTORS
+
+        values["anomaly_detector"] = read.choice(top["anomaly_detector"], "anomaly_detector", tuple(DETECTORS))
     if "segments" in top:
         node = top["segments"]
         if not isinstance(node, yaml.SequenceNode) or not node.value:

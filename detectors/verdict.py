@@ -75,8 +75,15 @@ class Verdict:
         return self.rollout
 
     @property
+    def watching(self) -> bool:
+        """A promote whose post-promotion watch is still running."""
+        return (self.detectors.get("post_promotion_watch") or {}).get("status") == "watching"
+
+    @property
     def decided(self) -> bool:
-        """Whether this verdict ends the rollout's automatic phase."""
+        """Whether this verdict ends the rollout's automatic phase (a watch keeps it going)."""
+        if self.watching:
+            return False
         return self.verdict in ("promote", "rollback") or (
             self.verdict == "hold" and any(r.startswith("inconclusive") for r in self.reasons)
         )
