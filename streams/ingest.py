@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from detectors.beacon import validate_beacon
 from streams.formats import Context, FormatError, parse_body, to_canonical
 from streams.snippet import add_snippet_routes
 
@@ -88,17 +87,25 @@ class _Dedupe:
     def __init__(self, ttl_s: float, max_ids: int) -> None:
         self.ttl_ms, self.max_ids = ttl_s * 1000, max_ids
         self.seen: OrderedDict[str, float] = OrderedDict()
+        self.next_sweep = 0.0
 
     def first_time(self, beacon_id: str, now_ms: float) -> bool:
-        while self.seen:
-            oldest, at = next(iter(self.seen.items()))
-            if now_ms - at < self.ttl_ms and len(self.seen) < self.max_ids:
-                break
-            del self.seen[oldest]
+        if now_ms >= self.next_sweep or len(self.seen) >= self.max_ids:
+            self._expire(now_ms)
+            self.next_sweep = now_ms + 1000  # sweep once a second, not per beacon
         if beacon_id in self.seen:
             return False
         self.seen[beacon_id] = now_ms
         return True
+
+    def _expire(self, now_ms: float) -> None:
+        """Forget ids older than the TTL, and the oldest beyond the size bound (insertion order)."""
+        seen = self.seen
+        while seen:
+            oldest, at = next(iter(seen.items()))
+            if now_ms - at < self.ttl_ms and len(seen) < self.max_ids:
+                break
+            del seen[oldest]
 
 
 class _RateLimit:
@@ -194,24 +201,22 @@ class Ingestor:
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
         good: dict[str, list[bytes]] = {}
         duplicates = 0
-        for beacon in beacons:
+        for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
             self._protect(beacon)
-            checked, reason = validate_beacon(beacon)
-            if checked is None:
-                errors.append(f"beacon {beacon.get('id') or ''}: {reason}".replace("beacon : ", "beacon: "))
-                rejects.append((_dump(beacon), reason))
-                continue
+            app = beacon["app"]
             beacon_id = beacon.get("id")
             if isinstance(beacon_id, str) and beacon_id and not self.dedupe.first_time(
-                    f"{checked.app}\x00{beacon_id}", ctx.received_at):
+                    f"{app}\x00{beacon_id}", ctx.received_at):
                 duplicates += 1
                 continue
-            good.setdefault(checked.app, []).append(orjson.dumps(beacon))
+            good.setdefault(app, []).append(orjson.dumps(beacon))
         waits = [self._add(app, values) for app, values in good.items()]
         for raw, reason in rejects:
             waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
                                    [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
-        if waits:
+        if len(waits) == 1:
+            await waits[0]
+        elif waits:
             await asyncio.gather(*waits)
         accepted = sum(len(v) for v in good.values())
         self.counts["accepted"] += accepted
