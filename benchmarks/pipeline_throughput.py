@@ -1,8 +1,11 @@
 """Pipeline throughput and latency: the live worker against the embedded broker.
 
-One run starts the embedded broker (Tansu, memory storage), produces the same simulated
-beacons twice, once one beacon per record and once 100 beacons per record (a JSON array),
-and then, on each data set, times three contenders that all read the whole topic:
+One run starts the embedded broker (Tansu, memory storage) and produces two data sets of
+simulated beacons (the ``stationary`` scenario, seed 1): ``--beacons`` one beacon per record
+at ``--rate`` beacons/s of event time, and ``--batch-beacons`` 100 beacons per record (a JSON
+array) at ``--batch-rate``. The event-time rate sets how many windows the data spans, so
+that stage 1 closes windows and publishes them in both (the output counts them). Then, on
+each data set, it times three contenders that all read the whole topic:
 
 aiokafka  bare ``AIOKafkaConsumer``: assign every partition (no group), ``getmany`` until
           all records are read, only counting them. The floor of what any consumer pays.
@@ -37,9 +40,10 @@ that moment closes it) to the verdict's publication.
 Targets: stage 1 one-beacon rate ≥ 80 % of the bare Faust rate; batch records ≥ 150,000
 beacons/s per worker; latency p99 ≤ 1 s. Medians over ``--repeat`` runs.
 
-    python benchmarks/pipeline_throughput.py                      # 200,000 beacons, 1 repeat
-    python benchmarks/pipeline_throughput.py --repeat 3 --beacons 300000
+    python benchmarks/pipeline_throughput.py                      # 1 repeat, about 4 minutes
+    python benchmarks/pipeline_throughput.py --repeat 3
     python benchmarks/pipeline_throughput.py --skip-latency --repeat 5
+    python benchmarks/pipeline_throughput.py --skip-throughput --fetch-max-wait-ms 100   # what-if
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def _contender_settings(spec: dict):
                     window_ms=spec["window_ms"], lateness_ms=spec["lateness_ms"],
                     batch_max=spec["batch_max"], batch_within_s=spec["batch_within_s"],
                     rebalance_timeout_s=spec["group_timeout_s"], session_timeout_s=spec["group_timeout_s"],
-                    topics=topics)
+                    http="off", topics=topics)
 
 
 async def _child_aiokafka(spec: dict) -> dict:
@@ -152,6 +156,16 @@ def _child_faust(spec: dict) -> int:
     """Run a Faust worker in this process (bare agent, stage 1, or the full worker for latency)."""
     from faust.worker import Worker
 
+    if spec.get("fetch_max_wait_ms"):  # what-if: Faust hard-codes fetch_max_wait_ms=1500
+        import aiokafka
+
+        init = aiokafka.AIOKafkaConsumer.__init__
+
+        def patched(self, *args, **kwargs):
+            kwargs["fetch_max_wait_ms"] = spec["fetch_max_wait_ms"]
+            init(self, *args, **kwargs)
+
+        aiokafka.AIOKafkaConsumer.__init__ = patched
     settings = _contender_settings(spec)
     kind = spec["kind"]
     state: dict = {"t0": None, "t0_wall": None, "done": False, "progress": lambda: ""}
@@ -312,6 +326,7 @@ class Bench:
                 "partitions": a.partitions, "window_ms": a.window_ms, "lateness_ms": a.lateness_ms,
                 "batch_max": a.batch_max, "batch_within_s": a.batch_within_s,
                 "group_timeout_s": a.group_timeout, "timeout_s": a.timeout,
+                "fetch_max_wait_ms": getattr(a, "fetch_max_wait_ms", None),
                 "result": str(self.tmp / f"result-{self.serial}.json"),
                 "ready": str(self.tmp / f"ready-{self.serial}"), **extra}
 
@@ -355,6 +370,9 @@ class Bench:
         extra = {k: result[k] for k in ("beacons", "windows", "dead_letters") if k in result}
         if kind == "stage1" and result["beacons"] != data.beacons:
             raise RuntimeError(f"stage 1 counted {result['beacons']} beacons, {data.beacons} were produced")
+        if kind == "stage1" and not result["windows"]:
+            log("  WARNING: stage 1 closed no window: the data spans too little event time (raise --beacons "
+                "or lower --rate); window publication and checkpoints are not in this measurement")
         return Run(kind, data, repeat, result["seconds"], result["timed_records"], result["first_wall"] - spawned,
                    result.get("timed_beacons"), extra)
 
@@ -503,10 +521,9 @@ def prepare_data(args: argparse.Namespace, broker) -> list[DataSet]:
         return n
 
     out = []
-    for per_record, n in ((1, args.beacons), (100, args.batch_beacons)):
-        # The same stationary traffic (seed 1) for both: the batch set is longer, same start.
-        scenario = replace(SCENARIOS["stationary"], duration_s=max(10.0, math.ceil(n / args.rate * 1.05)),
-                           rate=args.rate)
+    for per_record, n, rate in ((1, args.beacons, args.rate), (100, args.batch_beacons, args.batch_rate)):
+        # The stationary scenario, seed 1, at each data set's event-time rate.
+        scenario = replace(SCENARIOS["stationary"], duration_s=max(10.0, math.ceil(n / rate * 1.05)), rate=rate)
         settings = Settings(broker=broker.url, topic_prefix=f"data{per_record}.", beacons_partitions=args.partitions)
         asyncio.run(ensure_topics(settings))
         t0 = time.perf_counter()
@@ -515,7 +532,7 @@ def prepare_data(args: argparse.Namespace, broker) -> list[DataSet]:
                                                per_record=per_record))
         records = asyncio.run(count(settings.topics.beacons))
         out.append(DataSet(per_record, settings.topics.beacons, records, produced))
-        log(f"generated and produced {produced:,} beacons ({produced / args.rate:.0f} s of event time) as "
+        log(f"generated and produced {produced:,} beacons ({produced / rate:.0f} s of event time) as "
             f"{records:,} records to {settings.topics.beacons} ({args.partitions} partitions) "
             f"in {time.perf_counter() - t0:.1f} s")
     return out
@@ -545,15 +562,17 @@ def report(args, data: list[DataSet], runs: list[Run], lat: list[dict], setup: s
     w("group join, assignment and the first fetch are thus excluded for every contender alike (shown as")
     w("'start-up'). Each contender: its own process, consumer group and output topics; same topic data.")
     w("Baselines do not decode: their beacons/s = records/s x beacons per record of the data set.")
+    w("'windows': window summaries stage 1 closed and published to rum.windows in the run.")
     w("")
     w(f"{'repeat':>6}  {'contender':<20} {'data':<18} {'records/s':>11} {'beacons/s':>11} "
-      f"{'timed s':>8} {'start-up s':>10}")
+      f"{'timed s':>8} {'start-up s':>10} {'windows':>8}")
     for r in runs:
         if r.failed:
             w(f"{r.repeat + 1:>6}  {LABELS[r.kind]:<20} {r.data.label:<18} FAILED: {r.failed[:200]}")
             continue
         w(f"{r.repeat + 1:>6}  {LABELS[r.kind]:<20} {r.data.label:<18} {fmt_rate(r.records_per_s):>11} "
-          f"{fmt_rate(r.beacons_per_s):>11} {r.seconds:>8.2f} {r.startup_s:>10.1f}")
+          f"{fmt_rate(r.beacons_per_s):>11} {r.seconds:>8.2f} {r.startup_s:>10.1f} "
+          f"{r.extra.get('windows', '-'):>8}")
     w("")
     w(f"Medians over {args.repeat} repeat(s) (failed runs left out and counted):")
     w(f"  {'contender':<20} {'data':<18} {'records/s':>11} {'beacons/s':>11}")
@@ -637,10 +656,13 @@ def main(argv: list[str] | None = None) -> int:
                          "stage 1 takes up to 2000 records = 200,000 beacons per batch)")
     ap.add_argument("--repeat", type=int, default=1, help="repeats of every measurement; medians are reported "
                                                           "(default 1)")
-    ap.add_argument("--rate", type=float, default=20_000.0,
-                    help="event-time rate of the throughput data, beacons/s: how many windows the beacons "
-                         "span (default 20000, a busy site: 200,000 beacons = 10 s; at 1000 stage 1 crashes "
-                         "on 100-beacon records, see docs/benchmarks.md)")
+    ap.add_argument("--rate", type=float, default=2000.0,
+                    help="event-time rate of the one-beacon data, beacons/s: how many windows it spans "
+                         "(default 2000: 200,000 beacons = 100 s = 20 five-second windows per partition)")
+    ap.add_argument("--batch-rate", type=float, default=20_000.0,
+                    help="event-time rate of the 100-beacon data (default 20000, a busy site: 1,000,000 "
+                         "beacons = 50 s). With 4 partitions, 80000 makes stage 1 crash: one window of one "
+                         "partition is a rum.windows record over 1 MB (see docs/benchmarks.md)")
     ap.add_argument("--partitions", type=int, default=4, help="partitions of rum.beacons (default 4)")
     ap.add_argument("--window-ms", type=int, default=5000, help="stage-1 window for throughput (default 5000)")
     ap.add_argument("--lateness-ms", type=int, default=5000, help="allowed lateness for throughput (default 5000)")
@@ -655,6 +677,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-window-ms", type=int, default=1000)
     ap.add_argument("--latency-lateness-ms", type=int, default=500)
     ap.add_argument("--latency-warmup", type=int, default=5, help="first seconds of windows not counted")
+    ap.add_argument("--fetch-max-wait-ms", type=int, default=None,
+                    help="WHAT-IF, not the shipped worker: patch the consumers of the Faust processes to "
+                         "this fetch_max_wait_ms (Faust hard-codes 1500, which Tansu holds a fetch "
+                         "for about half of under steady traffic)")
     ap.add_argument("--skip-latency", action="store_true", help="throughput only")
     ap.add_argument("--skip-throughput", action="store_true", help="latency only")
     ap.add_argument("--only", choices=CONTENDERS, action="append", help="run only these contenders "
@@ -675,10 +701,13 @@ def main(argv: list[str] | None = None) -> int:
 
     setup = (f"Machine: {os.cpu_count()} CPUs ({affinity} usable), Python {sys.version.split()[0]}, "
              f"faust-streaming {faust.__version__}, aiokafka {aiokafka.__version__}; broker: Tansu (memory), "
-             f"same host.\nData: stationary traffic, {args.rate:g} beacons/s of event time: {args.beacons:,} "
-             f"beacons one per record, {args.batch_beacons:,} 100 per record; {args.partitions} partitions; stage 1 "
+             f"same host.\nData: stationary traffic: {args.beacons:,} beacons one per record at {args.rate:g} "
+             f"beacons/s of event time, {args.batch_beacons:,} 100 per record at {args.batch_rate:g}/s; "
+             f"{args.partitions} partitions; stage 1 "
              f"with {args.window_ms} ms windows, {args.lateness_ms} ms lateness, take_events({args.batch_max}, "
-             f"within={args.batch_within_s:g} s); group timeouts {args.group_timeout:g} s.")
+             f"within={args.batch_within_s:g} s); group timeouts {args.group_timeout:g} s."
+             + (f"\nWHAT-IF: Faust consumers patched to fetch_max_wait_ms={args.fetch_max_wait_ms} "
+                "(the shipped worker uses Faust's 1500)." if args.fetch_max_wait_ms else ""))
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rumgate-pipe-") as tmpdir, \
             EmbeddedBroker(log_path=Path(tmpdir) / "broker.log") as broker:
@@ -710,11 +739,12 @@ def main(argv: list[str] | None = None) -> int:
     if runs and set(kinds) == set(CONTENDERS):
         report(args, data, runs, lat, setup)
     elif lat or runs:
-        report_partial(runs, lat)
+        report_partial(args, runs, lat, setup)
     return 0
 
 
-def report_partial(runs: list[Run], lat: list[dict]) -> None:
+def report_partial(args, runs: list[Run], lat: list[dict], setup: str) -> None:
+    print(setup)
     for r in runs:
         if r.failed:
             print(f"{r.repeat + 1:>3} {LABELS[r.kind]:<20} {r.data.label:<18} FAILED: {r.failed[:300]}")
@@ -728,6 +758,11 @@ def report_partial(runs: list[Run], lat: list[dict]) -> None:
         if x["stage1"]:
             print(f"    stage 1 part p50 {pct(x['stage1'], 50):.0f} ms p99 {pct(x['stage1'], 99):.0f} ms; "
                   f"stage 2 part p50 {pct(x['stage2'], 50):.0f} ms p99 {pct(x['stage2'], 99):.0f} ms")
+    if lat:
+        p99 = median([pct(x["samples"], 99) for x in lat])
+        print(f"latency median over {len(lat)} repeat(s): p50 {median([pct(x['samples'], 50) for x in lat]):.0f} ms, "
+              f"p99 {p99:.0f} ms, max {median([x['samples'][-1] for x in lat]):.0f} ms; target p99 <= "
+              f"{TARGET_P99_MS:.0f} ms: {'MET' if p99 <= TARGET_P99_MS else 'NOT MET'}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.broker import broker_servers
 from streams.settings import Settings
@@ -44,6 +45,28 @@ class Runtime:
         "beacons": 0, "records": 0, "dead_letters": 0, "windows": 0, "verdicts": 0, "late_summaries": 0})
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer with a short fetch wait.
+
+    Faust hard-codes ``fetch_max_wait_ms=1500``; a broker that answers a fetch only when the
+    wait runs out (the embedded one does, under steady traffic) then delays every window's
+    verdict by up to that, twice (rum.beacons, then rum.windows). Faust has no setting for
+    it, so this thread sets aiokafka's value before the consumer starts.
+    """
+
+    fetch_max_wait_ms = 100
+
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by aiokafka at start()
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _ConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
 def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = False) -> Runtime:
     """The Faust app of a rumgate worker (agents registered, nothing started).
 
@@ -69,7 +92,12 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         stream_wait_empty=False,
         producer_linger_ms=5,
         loghandlers=[],
+        # A window summary carries its sessions' hashes: at tens of thousands of beacons/s per
+        # partition one record outgrows the 1 MB default.
+        producer_max_request_size=16 * 1024 * 1024,
     )
+    _ConsumerThread.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    faust_aiokafka.Transport.Consumer = _Consumer
     raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     runtime = Runtime(
         settings=settings,

@@ -58,6 +58,7 @@ class Settings:
     idle_after_s: float = 10.0  # a partition without records this long is idle
     batch_max: int = 2000  # records per stage-1 batch
     batch_within_s: float = 0.1  # ... or what arrived in this long
+    fetch_max_wait_ms: int = 100  # how long a fetch may wait for data (latency of verdicts)
     rebalance_timeout_s: float = 10.0
     session_timeout_s: float = 10.0
     http: str = "0.0.0.0:8080"  # the HTTP API (host:port), or "off"
