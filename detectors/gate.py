@@ -30,7 +30,7 @@ import numpy as np
 
 from detectors.beacon import CohortKey
 from detectors.etest import ConditionalBinomialE, SampleRatioE
-from detectors.incident import GlobalIncident, PromotionWatch
+from detectors.incident import INCIDENT_DETECTOR, GlobalIncident, PromotionWatch
 from detectors.policy import MetricPolicy, Policy
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, LogSketch
 from detectors.verdict import MetricEvidence, Verdict
@@ -193,9 +193,9 @@ class Gate:
         self.last_expected: float | None = None
         self.incident: GlobalIncident | None = None
         if policy.global_incident or policy.post_promotion_watch_ms:
-            from detectors.anomaly import DETECTORS, GATE_DETECTOR
+            from detectors.anomaly import DETECTORS
 
-            self.detector_name = policy.anomaly_detector or GATE_DETECTOR
+            self.detector_name = policy.anomaly_detector or INCIDENT_DETECTOR
             self.incident = GlobalIncident(DETECTORS[self.detector_name](), policy.anomaly_threshold)
         self.watch: PromotionWatch | None = None
         self.incident_now: tuple[bool, float] | None = None

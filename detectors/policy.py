@@ -115,8 +115,8 @@ class Policy:
     global_incident: bool = False
     #: After a promote, watch the release against the pre-promotion history this long (0: off).
     post_promotion_watch_ms: int = 0
-    anomaly_detector: str = ""  # a name in detectors.anomaly.DETECTORS; "" = its GATE_DETECTOR
-    anomaly_threshold: float = 0.5  # detector score (in [0, 1]) at which a window is anomalous
+    anomaly_detector: str = ""  # a name in detectors.anomaly.DETECTORS; "" = detectors.incident.INCIDENT_DETECTOR
+    anomaly_threshold: float = 0.75  # detector score (in [0, 1]) at which a window is anomalous
     anomaly_metric: str = "LCP"  # its p75, per window, is the watched series
 
     @property

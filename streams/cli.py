@@ -211,6 +211,7 @@ def _replay(topic, broker, from_text, to_text, policy, app, canary, baseline, ex
 def _register_optional() -> None:
     """Commands that live in their own modules."""
     from streams.demo import demo
+    from streams.detect_cli import detect_command
     from streams.gate_cli import gate_group, override_command
     from streams.ingest_cli import ingest_command
     from streams.live_cli import broker_command, rollout_group, worker_command
@@ -224,6 +225,7 @@ def _register_optional() -> None:
     cli.add_command(gate_group, "gate")
     cli.add_command(override_command, "override")
     cli.add_command(ingest_command, "ingest")
+    cli.add_command(detect_command, "detect")
 
 
 _register_optional()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import collections
 import math
 
-import numpy as np
-
 from .base import Detector, valid
 from .loda import LODAScorer
 
@@ -32,8 +30,9 @@ class AnomalyLikelihood:
     """Tail probability of the recent mean raw score against the series' own score history.
 
     The inner detector's raw scores are averaged over the last ``short_window`` points; the
-    long-run distribution of that average (the last ``long_window`` of them) is summarised by a
-    normal, re-estimated every ``reestimation_period`` learns, with floors on its mean and
+    long-run distribution of that average is summarised by a normal whose mean and variance are
+    exponentially weighted over about ``long_window`` points (exact averages until then; O(1)
+    memory where Numenta keeps the last 8,640 scores), with floors on its mean and
     standard deviation so a quiet series does not turn noise into alarms. The likelihood is
     the tail ``Q((recent − mean)/std)``: a series whose raw score is *always* high (noisy) is
     normal, a *run* of high scores is not. This is the post-processing that lifts HTM from
@@ -48,15 +47,17 @@ class AnomalyLikelihood:
     short_window
         Points in the recent mean.
     long_window
-        Points of history in the long-run distribution (memory is bounded by it).
+        Horizon, in points, of the long-run mean and variance (weight ``1/long_window``).
     learning_period
         Points learned before scores leave 0.
-    reestimation_period
-        Learns between two estimates of the long-run mean and deviation.
     min_mean, min_std
         Floors of the long-run mean and standard deviation.
     scale
         ``−log10`` tail that maps to 0.5.
+    log_scores
+        Average ``−log(1 − s)`` instead of the inner score ``s``; for a score squashed as
+        ``z/(1 + z)`` that is ``log(1 + z)``, which keeps the size of large deviations that the
+        squash compresses towards 1.
 
     Examples
     --------
@@ -86,12 +87,12 @@ class AnomalyLikelihood:
         short_window: int = 10,
         long_window: int = 8640,
         learning_period: int = 300,
-        reestimation_period: int = 100,
         min_mean: float = 0.03,
         min_std: float = 0.0173,
         scale: float = 5.0,
+        log_scores: bool = False,
     ) -> None:
-        if short_window < 1 or long_window < 2 or learning_period < 1 or reestimation_period < 1:
+        if short_window < 1 or long_window < 2 or learning_period < 1:
             raise ValueError("windows and periods must be positive (long_window >= 2)")
         if scale <= 0 or min_std <= 0 or min_mean < 0:
             raise ValueError("scale and min_std must be > 0, min_mean >= 0")
@@ -99,20 +100,30 @@ class AnomalyLikelihood:
         self.short_window = short_window
         self.long_window = long_window
         self.learning_period = learning_period
-        self.reestimation_period = reestimation_period
         self.min_mean = min_mean
         self.min_std = min_std
         self.scale = scale
+        self.log_scores = log_scores
         self._recent: collections.deque[float] = collections.deque(maxlen=short_window)
-        self._history: collections.deque[float] = collections.deque(maxlen=long_window)
         self._n = 0
-        self._mean = min_mean
-        self._std = min_std
+        self._avg = 0.0  # exponentially weighted mean and variance of the recent means
+        self._var = 0.0
 
-    def _estimate(self) -> None:
-        a = np.fromiter(self._history, np.float64, len(self._history))
-        self._mean = max(float(a.mean()), self.min_mean)
-        self._std = max(float(a.std()), self.min_std)
+    @property
+    def mean(self) -> float:
+        """Long-run mean of the recent-mean score (with its floor)."""
+        return max(self._avg, self.min_mean)
+
+    @property
+    def std(self) -> float:
+        """Long-run standard deviation of the recent-mean score (with its floor)."""
+        return max(math.sqrt(self._var), self.min_std)
+
+    def _raw(self, t: int, x: float | None) -> float:
+        s = self.detector.score_one(t, x)
+        if self.log_scores:
+            return -math.log1p(-s) if s < 1.0 else 50.0
+        return s
 
     def _recent_mean(self, raw: float) -> float:
         window = list(self._recent)[1:] if len(self._recent) == self.short_window else list(self._recent)
@@ -121,17 +132,19 @@ class AnomalyLikelihood:
     def learn_one(self, t: int, x: float | None) -> None:
         if not valid(x):
             return
-        raw = self.detector.score_one(t, x)
+        raw = self._raw(t, x)
         self.detector.learn_one(t, x)
-        self._history.append(self._recent_mean(raw))
+        m = self._recent_mean(raw)
         self._recent.append(raw)
         self._n += 1
-        if self._n % self.reestimation_period == 0 or self._n == self.learning_period:
-            self._estimate()
+        a = max(1.0 / self._n, 1.0 / self.long_window)
+        d = m - self._avg
+        self._avg += a * d
+        self._var = (1.0 - a) * (self._var + a * d * d)
 
     def score_one(self, t: int, x: float | None) -> float:
         if not valid(x) or self._n < self.learning_period:
             return 0.0
-        z = (self._recent_mean(self.detector.score_one(t, x)) - self._mean) / self._std
+        z = (self._recent_mean(self._raw(t, x)) - self.mean) / self.std
         ll = log_tail(z)
         return ll / (ll + self.scale)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from river import anomaly
 
 from .base import squash, valid
@@ -29,6 +31,8 @@ class LODAScorer:
         Number of learned points before the score leaves 0.
     seed
         Seed of the random projections.
+    extrapolate
+        Add the out-of-range term described above.
 
     Examples
     --------
@@ -37,7 +41,8 @@ class LODAScorer:
     ...     det.learn_one(i * 60_000, 5.0 + (i % 7) * 0.1)
     >>> normal = det.score_one(200 * 60_000, 5.3)
     >>> spike = det.score_one(200 * 60_000, 50.0)
-    >>> 0.0 <= normal < spike <= 1.0
+    >>> huge = det.score_one(200 * 60_000, 5000.0)
+    >>> 0.0 <= normal < spike < huge < 1.0
     True
     >>> det.score_one(200 * 60_000, None)
     0.0
@@ -48,13 +53,17 @@ class LODAScorer:
           2016. https://doi.org/10.1007/s10994-015-5521-0
     """
 
-    def __init__(self, n_bins: int = 10, n_random_cuts: int = 100, grace_period: int = 10, seed: int = 42) -> None:
+    def __init__(self, n_bins: int = 10, n_random_cuts: int = 100, grace_period: int = 10, seed: int = 42,
+                 extrapolate: bool = True) -> None:
         if n_bins < 2 or n_random_cuts < 1 or grace_period < 1:
             raise ValueError("n_bins >= 2, n_random_cuts >= 1 and grace_period >= 1 are required")
         self.n_bins = n_bins
         self.n_random_cuts = n_random_cuts
         self.grace_period = grace_period
         self.seed = seed
+        self.extrapolate = extrapolate
+        self._lo = [math.inf, math.inf]  # learned min of x and dx
+        self._hi = [-math.inf, -math.inf]
         self._loda = anomaly.LODA(n_bins=n_bins, n_random_cuts=n_random_cuts, seed=seed)
         self._prev: float | None = None
         self._n = 0
@@ -66,13 +75,26 @@ class LODAScorer:
         """The unsquashed LODA score of ``x`` (0 during warm-up)."""
         if self._n < self.grace_period:
             return 0.0
-        return max(float(self._loda.score_one(self._features(x))), 0.0)
+        f = self._features(x)
+        raw = max(float(self._loda.score_one(f)), 0.0)
+        if self.extrapolate:
+            excess = 0.0
+            for j, v in enumerate((f["x"], f["dx"])):
+                span = self._hi[j] - self._lo[j]
+                if span > 0:
+                    excess += max(v - self._hi[j], self._lo[j] - v, 0.0) / span
+            raw += math.log1p(excess)
+        return raw
 
     def learn_one(self, t: int, x: float | None) -> None:
         if not valid(x):
             return
         x = float(x)  # type: ignore[arg-type]
-        self._loda.learn_one(self._features(x))
+        f = self._features(x)
+        self._loda.learn_one(f)
+        for j, v in enumerate((f["x"], f["dx"])):
+            self._lo[j] = min(self._lo[j], v)
+            self._hi[j] = max(self._hi[j], v)
         self._prev = x
         self._n += 1
 

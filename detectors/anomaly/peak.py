@@ -11,15 +11,17 @@ __all__ = ["NewPeakFilter"]
 
 
 class NewPeakFilter:
-    """Pass the inner score only if it exceeds every inner score of the last ``window`` points.
+    """Put the onset of each event above 0.5 and its echo below: ``s`` is a new peak or not.
 
     An anomaly usually makes the inner score high for many consecutive points, and any fixed
     threshold then alarms on all of them. Whatever the threshold ``θ``, the first point of a
     run to reach ``θ`` exceeds the recent scores (they were below ``θ``), so it passes; the
     points after it pass only if they climb higher still. The filter therefore keeps the
     *onset* of each event for every threshold at once and drops its echo; a later, stronger
-    event still passes. Suppressed points score 0. The recent scores are the inner scores of
-    learned points (missing values are skipped).
+    event still passes. A new peak ``s > 0`` scores ``0.5 + s/2``, any other point ``s/2``:
+    every threshold of 0.5 or more sees only onsets, and the order of the inner scores is kept
+    within each half (a lower threshold also sees the strongest echoes). The recent scores are
+    the inner scores of learned points (missing values are skipped).
 
     Parameters
     ----------
@@ -37,8 +39,8 @@ class NewPeakFilter:
     >>> first = det.score_one(100, 9.0)
     >>> det.learn_one(100, 9.0)
     >>> echo = det.score_one(101, 9.0)             # the same level again: not a new peak
-    >>> first > 0.5, echo
-    (True, 0.0)
+    >>> first > 0.5 > echo
+    True
     """
 
     def __init__(self, detector: Detector | None = None, window: int = 100) -> None:
@@ -58,4 +60,6 @@ class NewPeakFilter:
         if not valid(x):
             return 0.0
         s = self.detector.score_one(t, x)
-        return s if not self._recent or s > max(self._recent) else 0.0
+        if s > 0.0 and (not self._recent or s > max(self._recent)):
+            return 0.5 + 0.5 * s
+        return 0.5 * s
