@@ -301,10 +301,14 @@ class TumblingWindows:
                 summary = WindowSummary.empty(key, start, self.size_ms, self.relative_accuracy)
                 self._open[(start, key)] = summary
             summary.add_counts(counts, g)
-        return self._close(self.watermark - self.allowed_lateness_ms - self.size_ms + 1)
+        return self._close(int(self._closed_before(self.watermark)))
 
     def _closed_before(self, watermark: np.ndarray) -> np.ndarray:
-        """Windows starting before this are closed once the watermark has reached ``watermark``."""
+        """Windows starting before this are closed once the watermark has reached ``watermark``.
+
+        A window closes when ``start + size + lateness <= watermark``; starts are multiples
+        of the size, so the bound is rounded up to the next one.
+        """
         before = watermark - self.allowed_lateness_ms - self.size_ms + 1
         return -(-before // self.size_ms) * self.size_ms
 
@@ -318,19 +322,16 @@ class TumblingWindows:
     def advance(self, watermark: int) -> list[WindowSummary]:
         """Move the watermark without data (an idle source) and close what it passes."""
         self.watermark = watermark if self.watermark is None else max(self.watermark, watermark)
-        return self._close(self.watermark - self.allowed_lateness_ms - self.size_ms + 1)
+        return self._close(int(self._closed_before(self.watermark)))
 
     def flush(self) -> list[WindowSummary]:
         """Close every open window (end of input)."""
         return self._close(None)
 
     def _close(self, before: int | None) -> list[WindowSummary]:
-        """Close windows starting before ``before`` (all when None), in (start, key) order."""
-        if before is not None:
-            # Window starts are multiples of the size: round up so ``start < before`` still holds.
-            before = -(-before // self.size_ms) * self.size_ms
-            if self.closed_before is not None and before <= self.closed_before:
-                return []
+        """Close windows starting before ``before`` (a window start; all when None), in (start, key) order."""
+        if before is not None and self.closed_before is not None and before <= self.closed_before:
+            return []
         done = sorted((k for k in self._open if before is None or k[0] < before),
                       key=lambda k: (k[0], tuple("" if v is None else v for v in k[1])))
         if before is None and done:

@@ -23,6 +23,7 @@ from detectors.override import Override
 from detectors.policy import Policy
 from detectors.verdict import Verdict
 from streams.aggregate import DeadLetter, PartitionAggregator
+from streams.backtest import BacktestResult
 from streams.judge import Judge, Rollout, WindowsRecord
 from streams.topics import read_to_end
 
@@ -30,17 +31,11 @@ __all__ = ["ReplayResult", "replay_topic"]
 
 
 @dataclass
-class ReplayResult:
-    verdicts: list[Verdict] = field(default_factory=list)
-    beacons: int = 0
-    records: int = 0
-    rejects: list[DeadLetter] = field(default_factory=list)
-    rejected: int = 0
-    late: int = 0
+class ReplayResult(BacktestResult):
+    """A :class:`BacktestResult` whose rejects are :class:`DeadLetter` (with their offsets)."""
 
-    @property
-    def final(self) -> Verdict | None:
-        return self.verdicts[-1] if self.verdicts else None
+    rejects: list[DeadLetter] = field(default_factory=list)
+    records: int = 0
 
 
 async def replay_topic(
