@@ -15,7 +15,8 @@ What a request goes through, in order:
    only from a configured header; session ids kept as given or hashed with a secret salt;
    pages reduced to route templates when configured; query strings never kept.
 5. Validation and dedupe: each beacon is checked like stage 1 checks it; an ``id`` seen
-   within ``RUMGATE_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every page hide).
+   within ``RUMGATE_INGEST_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every
+   page hide), from a table of fixed size (:mod:`streams.dedupe`).
 6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
    app; bad items go to ``rum.beacons.dlq`` with their reason. The response (202) says how
    many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
@@ -28,14 +29,15 @@ import hashlib
 import hmac
 import re
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
 from aiohttp import web
 
+from streams.dedupe import RecentIds
 from streams.formats import Context, FormatError, parse_body, to_canonical
+from streams.formats.fast import CanonicalItem, canonical_items, encode
 from streams.snippet import add_snippet_routes
 
 __all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "RouteTemplates"]
@@ -54,7 +56,7 @@ class IngestConfig:
     rate_per_s: float = 20.0
     burst: int = 40
     dedupe_ttl_s: float = 1800.0
-    dedupe_max: int = 1_000_000
+    dedupe_slots: int = 1 << 20  # fixed: 16 bytes each, allocated at start
     country_header: str | None = None
     session_salt: str | None = None  # set: session ids are replaced by a keyed hash
     routes: tuple[str, ...] = ()  # route templates, e.g. /product/:id
@@ -79,33 +81,6 @@ class RouteTemplates:
             if pattern.match(page):
                 return template
         return page
-
-
-class _Dedupe:
-    """Beacon ids seen within a time-to-live, bounded in number."""
-
-    def __init__(self, ttl_s: float, max_ids: int) -> None:
-        self.ttl_ms, self.max_ids = ttl_s * 1000, max_ids
-        self.seen: OrderedDict[str, float] = OrderedDict()
-        self.next_sweep = 0.0
-
-    def first_time(self, beacon_id: str, now_ms: float) -> bool:
-        if now_ms >= self.next_sweep or len(self.seen) >= self.max_ids:
-            self._expire(now_ms)
-            self.next_sweep = now_ms + 1000  # sweep once a second, not per beacon
-        if beacon_id in self.seen:
-            return False
-        self.seen[beacon_id] = now_ms
-        return True
-
-    def _expire(self, now_ms: float) -> None:
-        """Forget ids older than the TTL, and the oldest beyond the size bound (insertion order)."""
-        seen = self.seen
-        while seen:
-            oldest, at = next(iter(seen.items()))
-            if now_ms - at < self.ttl_ms and len(seen) < self.max_ids:
-                break
-            del seen[oldest]
 
 
 class _RateLimit:
@@ -140,7 +115,7 @@ class Ingestor:
         self.config = config
         self.sink = sink
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
-        self.dedupe = _Dedupe(config.dedupe_ttl_s, config.dedupe_max)
+        self.dedupe = RecentIds(config.dedupe_ttl_s * 1000, config.dedupe_slots)
         self.rate = _RateLimit(config.rate_per_s, config.burst)
         self.routes = RouteTemplates(config.routes)
         self.batches: dict[str, _Batch] = {}
@@ -168,21 +143,25 @@ class Ingestor:
         if len(body) > self.config.max_body:
             return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
         content_type = request.content_type or "text/plain"
-        query = {k: v for k, v in request.query.items()}
+        query = {k: v for k, v in request.query.items()} if request.query_string else {}
         if request.method == "GET":  # Boomerang's image beacons carry everything in the query
             body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
-        try:
-            items = parse_body(body, content_type, query)
-        except FormatError as exc:
-            return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
-        if not items:
-            return _json({"error": "empty body: no beacons"}, 400, cors)
         ctx = Context(received_at=self.now_ms(),
                       app=request.headers.get("X-Rumgate-App") or query.get("app"),
                       release=request.headers.get("X-Rumgate-Release") or query.get("release"),
                       country=self._country(request))
+        canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
         try:
-            result = await self.ingest_items(items, ctx)
+            if canonical is not None:  # the fast path: exactly what the general path would give
+                result = await self.ingest_canonical(canonical, ctx)
+            else:
+                try:
+                    items = parse_body(body, content_type, query)
+                except FormatError as exc:
+                    return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
+                if not items:
+                    return _json({"error": "empty body: no beacons"}, 400, cors)
+                result = await self.ingest_items(items, ctx)
         except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
             return _json({"error": f"cannot store beacons right now ({type(exc).__name__}); retry later"},
                          503, {**cors, "Retry-After": "5"})
@@ -192,6 +171,7 @@ class Ingestor:
         return _json(result, status, cors)
 
     async def ingest_items(self, items: list, ctx: Context) -> dict:
+        """Items of any format (see :mod:`streams.formats`) → records; the counts of each fate."""
         beacons, bad = to_canonical(items, ctx)
         # SDK batches also carry events that are not page views (Datadog actions, resources;
         # bots, synthetic sessions): valid, just not ours. They are counted, not dead-lettered.
@@ -210,6 +190,27 @@ class Ingestor:
                 duplicates += 1
                 continue
             good.setdefault(app, []).append(orjson.dumps(beacon))
+        return await self._produce(good, rejects, duplicates, len(ignored), errors)
+
+    async def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> dict:
+        """Stamped canonical beacons from :func:`~streams.formats.fast.canonical_items` → records."""
+        good: dict[str, list[bytes]] = {}
+        duplicates = 0
+        for item in items:
+            if type(item.page) is str:
+                item.page = self._page(item.page)
+            if self.config.session_salt and type(item.session) is str:
+                item.session = self._session(item.session)
+            app, beacon_id = item.app, item.id
+            if beacon_id and not self.dedupe.first_time(f"{app}\x00{beacon_id}", ctx.received_at):
+                duplicates += 1
+                continue
+            good.setdefault(app, []).append(encode(item))
+        return await self._produce(good, [], duplicates, 0, [])
+
+    async def _produce(self, good: dict[str, list[bytes]], rejects: list[tuple[bytes, str]], duplicates: int,
+                       ignored: int, errors: list[str]) -> dict:
+        """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all."""
         waits = [self._add(app, values) for app, values in good.items()]
         for raw, reason in rejects:
             waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
@@ -222,22 +223,28 @@ class Ingestor:
         self.counts["accepted"] += accepted
         self.counts["rejected"] += len(rejects)
         self.counts["duplicates"] += duplicates
-        self.counts["ignored"] += len(ignored)
+        self.counts["ignored"] += ignored
         return {"accepted": accepted, "rejected": len(rejects), "duplicates": duplicates,
-                "ignored": len(ignored), "errors": errors[:20]}
+                "ignored": ignored, "errors": errors[:20]}
 
     # -- privacy --------------------------------------------------------------------------------
     def _protect(self, beacon: dict) -> None:
         page = beacon.get("page")
-        if isinstance(page, str):
-            page = page.split("?", 1)[0].split("#", 1)[0]
-            beacon["page"] = self.routes.reduce(page)
+        if type(page) is str:
+            beacon["page"] = self._page(page)
         session = beacon.get("session")
         if self.config.session_salt and isinstance(session, str):
-            digest = hmac.new(self.config.session_salt.encode(), session.encode(), hashlib.sha256).hexdigest()
-            beacon["session"] = digest[:32]
+            beacon["session"] = self._session(session)
         for leak in ("ip", "client_ip", "user_agent_full", "url"):
             beacon.pop(leak, None)
+
+    def _page(self, page: str) -> str:
+        if "?" in page or "#" in page:  # every adapter's page_path strips them already: a guard
+            page = page.partition("?")[0].partition("#")[0]
+        return self.routes.reduce(page) if self.routes.templates else page
+
+    def _session(self, session: str) -> str:
+        return hmac.new(self.config.session_salt.encode(), session.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _country(self, request: web.Request) -> str | None:
         if not self.config.country_header:
@@ -305,7 +312,8 @@ def ingest_config(settings) -> IngestConfig:
         beacons_topic=settings.topics.beacons, dlq_topic=settings.topics.dlq,
         cors_origins=split(settings.ingest_cors_origins), max_body=settings.ingest_max_body,
         rate_per_s=settings.ingest_rate_limit, burst=max(1, int(2 * settings.ingest_rate_limit)),
-        dedupe_ttl_s=settings.ingest_dedupe_ttl_s, country_header=settings.ingest_country_header or None,
+        dedupe_ttl_s=settings.ingest_dedupe_ttl_s, dedupe_slots=settings.ingest_dedupe_slots,
+        country_header=settings.ingest_country_header or None,
         session_salt=settings.ingest_session_salt or None, routes=split(settings.ingest_routes),
         linger_ms=settings.ingest_linger_ms)
 

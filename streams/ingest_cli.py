@@ -32,7 +32,9 @@ async def serve_ingest(settings, ready: asyncio.Event | None = None) -> None:
     add_ingest_routes(app, ingestor)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", **ingestor.counts})
+        # dedupe_evicted_early > 0: ids forgotten before their TTL (RUMGATE_INGEST_DEDUPE_SLOTS too small)
+        return web.json_response({"status": "ok", **ingestor.counts,
+                                  "dedupe_evicted_early": ingestor.dedupe.evicted_early})
 
     app.router.add_get("/healthz", healthz)
     runner = web.AppRunner(app, access_log=None)

@@ -70,6 +70,7 @@ class Settings:
     ingest_max_body: int = 64 * 1024  # bytes (the browsers' keepalive cap)
     ingest_rate_limit: float = 20.0  # requests/s per client
     ingest_dedupe_ttl_s: float = 1800.0  # beacon ids remembered this long
+    ingest_dedupe_slots: int = 1 << 20  # fixed dedupe table: 16 bytes per slot, allocated at start
     ingest_country_header: str = ""  # e.g. CF-IPCountry: the only use of where a client is
     ingest_session_salt: str = ""  # set: session ids are stored as keyed hashes
     ingest_routes: str = ""  # comma-separated route templates, e.g. /product/:id,/cart

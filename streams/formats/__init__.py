@@ -42,7 +42,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from detectors.beacon import validate_beacon
+from detectors.beacon import beacon_reason
 from streams.formats import boomerang, canonical, datadog, otel, webvitals
 from streams.formats.base import Context, FormatError
 from streams.formats.body import CONTEXT_PARAMS, parse_body
@@ -67,8 +67,20 @@ UNRECOGNISED = (
 )
 
 
+def _plainly_canonical(item: Any) -> bool:
+    """A ``metrics`` object and none of the keys the other formats are detected by.
+
+    Most items are canonical beacons (the snippet sends them), so they skip the four
+    detectors before :mod:`~streams.formats.canonical`; what this accepts, those reject.
+    """
+    return (type(item) is dict and type(item.get("metrics")) is dict and "resourceLogs" not in item
+            and "type" not in item and "name" not in item)
+
+
 def detect(item: Any) -> ModuleType | None:
     """The adapter that reads ``item``: the first of :data:`ADAPTERS` to detect it, or None."""
+    if _plainly_canonical(item):
+        return canonical
     for adapter in ADAPTERS:
         if adapter.detect(item):
             return adapter
@@ -111,7 +123,7 @@ def to_canonical(
             rejects.extend((index, _internal(adapter, exc)) for index, _ in group)
             continue
         for sources, beacon in converted.beacons:
-            _, reason = validate_beacon(beacon)
+            reason = beacon_reason(beacon)
             if reason is None:
                 beacons.append((min(sources), beacon))
             else:

@@ -123,8 +123,10 @@ def page_path(x: Any) -> str | None:
     if type(x) is not str:
         return None
     s = x.strip()
-    s, had_authority = _AUTHORITY.subn("", s, count=1)
-    s = re.split(r"[?#]", s, maxsplit=1)[0]
+    had_authority = 0
+    if "//" in s:  # most pages are paths already; the regex is for full URLs
+        s, had_authority = _AUTHORITY.subn("", s, count=1)
+    s = s.partition("?")[0].partition("#")[0]
     if not s:
         return "/" if had_authority else None
     return s[:_MAX_STR]
@@ -231,23 +233,40 @@ def make_beacon(
     :func:`detectors.beacon.validate_beacon` does that on the result.
     """
 
-    def given(x: Any) -> bool:
-        return x is not None and not (type(x) is str and not x.strip())
+    # Built key by key (absent fields left out) rather than filtered from a full dict: this
+    # runs for every beacon the endpoint takes.
+    out: dict[str, Any] = {}
+    if type(id) is str and 0 < len(id) <= _MAX_STR:
+        out["id"] = id
+    out["ts"] = ctx.received_at
+    client_ts = epoch_ms(client_ts)
+    if client_ts is not None:
+        out["client_ts"] = client_ts
+    app = app if _given(app) else ctx.app
+    if app is not None:
+        out["app"] = app
+    release = release if _given(release) else ctx.release
+    if release is not None:
+        out["release"] = release
+    if cohort is not None:
+        out["cohort"] = cohort
+    if session is not None:
+        out["session"] = session
+    page = page_path(page)
+    if page is not None:
+        out["page"] = page
+    if device is not None:
+        out["device"] = device
+    if ctx.country is not None:
+        out["country"] = ctx.country
+    if type(browser) is str and len(browser) <= _MAX_STR:
+        out["browser"] = browser
+    out["metrics"] = {} if metrics is None else metrics
+    if errors is not None:
+        out["errors"] = errors
+    return out
 
-    out: dict[str, Any] = {
-        "id": id if type(id) is str and 0 < len(id) <= _MAX_STR else None,
-        "ts": ctx.received_at,
-        "client_ts": epoch_ms(client_ts),
-        "app": app if given(app) else ctx.app,
-        "release": release if given(release) else ctx.release,
-        "cohort": cohort,
-        "session": session,
-        "page": page_path(page),
-        "device": device,
-        "country": ctx.country,
-        "browser": browser if type(browser) is str and len(browser) <= _MAX_STR else None,
-        "metrics": {} if metrics is None else metrics,
-        "errors": errors,
-    }
-    return {k: v for k, v in out.items() if v is not None}
 
+def _given(x: Any) -> bool:
+    """A payload value that counts: not None and not a blank string."""
+    return x is not None and not (type(x) is str and not x.strip())

@@ -1,0 +1,152 @@
+"""The fast path for bodies of canonical beacons: decoded, checked and stamped in one pass.
+
+Relays and backends post canonical beacons as NDJSON or a JSON array, and at load that is
+most of what the endpoint does. The general path (:func:`~streams.formats.parse_body`, then
+:func:`~streams.formats.to_canonical`) builds every beacon twice in Python dicts; here
+msgspec decodes each item straight into a typed :class:`CanonicalItem` whose constraints
+are checked in C, and encodes the stamped result.
+
+The fast path is an optimisation, never a second definition of a beacon. It either gives
+**exactly** what the general path gives (the same beacons, field for field) or declines
+(returns ``None``) and the caller takes the general path, which also words every error.
+It declines whole bodies: anything that is not plainly canonical (a web-vitals ``name``, a
+Datadog ``type``, an OTLP ``resourceLogs``, no ``metrics`` object), any item the general
+path would refuse or repair, and any body msgspec cannot decode. ``tests/formats/
+test_fast.py`` checks the equivalence on generated bodies.
+
+>>> from streams.formats.base import Context
+>>> ctx = Context(received_at=1763856000123, release="r2")
+>>> items = canonical_items(b'{"id":"a1","ts":1763855999000,"app":"shop-web","page":"/cart?x=1",'
+...                         b'"metrics":{"LCP":2480}}', "application/x-ndjson", ctx)
+>>> [encode(item) for item in items]
+[b'{"id":"a1","ts":1763856000123,"client_ts":1763855999000,"app":"shop-web","release":"r2","page":"/cart","metrics":{"LCP":2480.0}}']
+>>> canonical_items(b'{"name":"LCP","value":2140.3}', "application/json", ctx) is None
+True
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+from detectors.beacon import _MAX_ERRORS, _MAX_STR, METRIC_LIMITS
+from streams.formats.base import Context, _given, epoch_ms, page_path
+
+__all__ = ["CanonicalItem", "canonical_items", "encode"]
+
+
+def _metric(name: str) -> Any:
+    # UNSET (absent) and None (null) differ: the general path keeps a null metric as null.
+    return Annotated[float, Meta(ge=0, le=METRIC_LIMITS[name])] | None | UnsetType
+
+
+class Metrics(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A ``metrics`` object: the known metrics only, each a number within its limits."""
+
+    LCP: _metric("LCP") = UNSET
+    INP: _metric("INP") = UNSET
+    CLS: _metric("CLS") = UNSET
+    FCP: _metric("FCP") = UNSET
+    TTFB: _metric("TTFB") = UNSET
+
+
+_Text = Annotated[str, Meta(max_length=_MAX_STR)]
+
+
+class CanonicalItem(Struct, omit_defaults=True):
+    """One canonical beacon as sent, then as stamped; the field order is the general path's.
+
+    Fields the general path drops when malformed (``id``, ``client_ts``, ``browser``,
+    ``country``) or fills from the request (``app``, ``release``) are typed ``Any`` and
+    settled in Python by :func:`_stamp`; the others are checked by msgspec. Unknown fields
+    are skipped, as the general path drops them; ``name``, ``type`` and ``resourceLogs``
+    are read only to see that the item belongs to another format.
+    """
+
+    id: Any = None
+    ts: Any = None
+    client_ts: Any = None
+    app: Any = None
+    release: Any = None
+    cohort: _Text | None = None
+    session: _Text | None = None
+    page: Any = None
+    # "" is allowed: the general path keeps it and counts it as "unknown"
+    device: Literal["mobile", "desktop", "tablet", "unknown", ""] | None = None
+    country: Any = None
+    browser: Any = None
+    metrics: Metrics | UnsetType = UNSET
+    errors: Annotated[int, Meta(ge=0, le=_MAX_ERRORS)] | None = None
+    name: Any = msgspec.field(default=UNSET)
+    type: Any = msgspec.field(default=UNSET)
+    resourceLogs: Any = msgspec.field(default=UNSET)  # noqa: N815 - the OTLP field name
+
+
+_ONE = msgspec.json.Decoder(CanonicalItem)
+_MANY = msgspec.json.Decoder(list[CanonicalItem])
+_ENCODER = msgspec.json.Encoder()
+_NDJSON = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl",
+                     "application/x-jsonlines", "application/jsonlines"})
+_JSON = frozenset({"application/json", "text/json"})
+
+
+def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[CanonicalItem] | None:
+    """The stamped beacons of a body of canonical beacons, or None: take the general path."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    try:
+        if media in _NDJSON:
+            # line by line, as parse_body reads NDJSON: joining lines could mend broken ones
+            items = [_ONE.decode(line) for line in body.split(b"\n") if line.strip()]
+        elif media in _JSON:
+            start = body.lstrip()[:1]
+            if start == b"[":
+                items = _MANY.decode(body)
+            elif start == b"{":
+                items = [_ONE.decode(body)]
+            else:
+                return None
+        else:
+            return None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if not items:
+        return None
+    for item in items:
+        if not _stamp(item, ctx):
+            return None
+    return items
+
+
+def _stamp(item: CanonicalItem, ctx: Context) -> bool:
+    """Stamp ``item`` as the general path would; False when that path would refuse it."""
+    if item.metrics is UNSET or item.name is not UNSET or item.type is not UNSET \
+            or item.resourceLogs is not UNSET:
+        return False  # not plainly canonical: detection is the general path's business
+    beacon_id = item.id
+    if beacon_id is not None and not (type(beacon_id) is str and 0 < len(beacon_id) <= _MAX_STR):
+        item.id = None
+    item.client_ts = epoch_ms(item.ts if item.ts is not None else item.client_ts)
+    item.ts = ctx.received_at
+    app = item.app if _given(item.app) else ctx.app
+    release = item.release if _given(item.release) else ctx.release
+    if not (type(app) is str and type(release) is str and app.strip() and release.strip()
+            and len(app) <= _MAX_STR and len(release) <= _MAX_STR):
+        return False
+    item.app, item.release = app, release
+    item.page = page_path(item.page)
+    country = item.country
+    if ctx.country is not None:
+        item.country = ctx.country
+    elif not (type(country) is str and 0 < len(country) <= 64):
+        item.country = None
+    browser = item.browser
+    if not (type(browser) is str and len(browser) <= _MAX_STR):
+        item.browser = None
+    return True
+
+
+def encode(item: CanonicalItem) -> bytes:
+    """The stamped beacon as JSON (absent fields left out)."""
+    return _ENCODER.encode(item)

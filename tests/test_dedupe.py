@@ -1,0 +1,74 @@
+"""RecentIds: the same answers as an exact table while it has room, fixed memory always."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.dedupe import WAYS, RecentIds
+
+
+class ExactIds:
+    """The model: every id with the time it was last taken, forever."""
+
+    def __init__(self, ttl_ms: float) -> None:
+        self.ttl_ms, self.seen = ttl_ms, {}
+
+    def first_time(self, beacon_id: str, now_ms: int) -> bool:
+        at = self.seen.get(beacon_id)
+        if at is not None and now_ms - at < self.ttl_ms:
+            return False
+        self.seen[beacon_id] = now_ms
+        return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3_000)), max_size=300))
+def test_agrees_with_an_exact_table_while_it_has_room(events: list[tuple[int, int]]) -> None:
+    """41 distinct ids in 4,096 slots: no bucket overflows in practice, so no answer differs."""
+    ids, exact = RecentIds(ttl_ms=1_000, capacity=4_096), ExactIds(1_000)
+    now = 0
+    for beacon_id, step in events:
+        now += step
+        assert ids.first_time(f"app\x00{beacon_id}", now) == exact.first_time(f"app\x00{beacon_id}", now)
+    assert ids.evicted_early == 0
+
+
+def test_a_resent_page_view_is_a_duplicate_until_the_ttl() -> None:
+    ids = RecentIds(ttl_ms=60_000)
+    assert ids.first_time("shop-web\x00v5-1", 1_000)
+    assert not ids.first_time("shop-web\x00v5-1", 60_999)
+    assert ids.first_time("shop-web\x00v5-1", 61_000)
+    assert ids.first_time("other-app\x00v5-1", 61_000)  # ids are per app (the caller's key)
+
+
+def test_memory_is_fixed_and_overload_forgets_the_oldest_first() -> None:
+    """Ten times more live ids than slots: memory does not move, the newest ids are still known
+    and every id forgotten early is counted."""
+    ids = RecentIds(ttl_ms=10**12, capacity=1_024)
+    nbytes = ids.nbytes
+    rng = random.Random(7)
+    names = [f"id-{rng.getrandbits(64):x}" for _ in range(10_240)]
+    for t, name in enumerate(names):
+        assert ids.first_time(name, t)
+    assert ids.nbytes == nbytes == 1_024 * 16
+    assert len(ids._fingerprints) == len(ids._seen_at) == 1_024
+    assert ids.evicted_early == 10_240 - 1_024  # every slot full, every later insert evicts one
+    recent = sum(not ids.first_time(name, len(names)) for name in names[-64:])
+    assert recent >= 60  # the last 64 ids: only a bucket that took 4+ newer ids lost any
+    oldest = sum(not ids.first_time(name, len(names)) for name in names[:64])
+    assert oldest == 0
+
+
+def test_capacity_rounds_up_to_whole_buckets() -> None:
+    assert RecentIds(1_000, capacity=1_000).capacity == 1_024
+    assert RecentIds(1_000, capacity=WAYS).capacity == WAYS
+
+
+@pytest.mark.parametrize("ttl, capacity", [(0, 1024), (-1, 1024), (1_000, 3)])
+def test_refuses_a_useless_table(ttl: float, capacity: int) -> None:
+    with pytest.raises(ValueError):
+        RecentIds(ttl, capacity)
