@@ -1,12 +1,16 @@
 """Ingestion load: the beacon endpoint under HTTP load, next to a bare aiohttp handler.
 
-One run starts the embedded broker (Tansu, memory storage) and measures two servers, each in
+One run starts the embedded broker (Tansu, memory storage) and measures the servers, each in
 its own fresh process, with the same load, alternating (the order flips every repeat):
 
 bare      a bare aiohttp handler for ``POST /v1/beacons`` that reads the body and returns 204:
           same aiohttp, same server set-up as ``rumgate ingest`` (``web.Application()``,
           ``AppRunner(access_log=None)``, ``TCPSite``), the default asyncio loop. The ceiling
           of any aiohttp endpoint on this machine.
+parse     a reference (skip it with ``--no-parse``): the bare handler plus the least any
+          endpoint that looks at its beacons does, ``orjson.loads`` of every NDJSON line and
+          ``orjson.dumps`` of every beacon, answering 202 with a JSON body. No checks, no Kafka.
+          It shows how much of the bare rate is left once every beacon is touched in Python.
 endpoint  the real endpoint, ``python -m streams ingest --broker URL --http 127.0.0.1:PORT``,
           producing to the embedded broker, with ``RUMGATE_INGEST_RATE_LIMIT`` set very high
           (every request comes from 127.0.0.1) and a fresh ``RUMGATE_TOPIC_PREFIX`` per process.
@@ -28,9 +32,9 @@ Memory (``--soak``, 60 s): a fresh endpoint process under the same load; its RSS
 ``/proc/PID/status``) is sampled every second. Reported: first, max, last, the value at 10 s,
 and the least-squares slope over the second half (MB/min). Flat = slope under
 ``FLAT_SLOPE_MB_MIN`` and the last value within 10 % of the value at 10 s. The endpoint's
-dedupe table (every accepted id, kept ``RUMGATE_INGEST_DEDUPE_TTL_S`` = 1800 s, at most
-1,000,000) grows until it is full, which at full load takes most of a minute;
-``--soak-dedupe-ttl 10`` bounds it by time instead, to see whether anything else grows.
+dedupe table is allocated at start (``RUMGATE_INGEST_DEDUPE_SLOTS``, 1,048,576 ids, 16 MiB);
+at full load it holds fewer ids than 30 minutes bring, and the ids it forgets early are
+reported (``dedupe_evicted_early`` on ``/healthz``).
 
 Targets: endpoint requests/s ≥ 50 % of the bare handler's (median of the per-repeat ratios);
 memory flat during the soak. The machine has 2 shared cores: the load generator, the server
@@ -40,7 +44,7 @@ reported too (% of one core).
     python benchmarks/ingest_load.py                          # 3 repeats of 10 s + 60 s soak, ~3 min
     python benchmarks/ingest_load.py --repeat 5 --connections 64
     python benchmarks/ingest_load.py --client compare --soak 0 --repeat 1
-    python benchmarks/ingest_load.py --skip-throughput --soak 60 --soak-dedupe-ttl 10
+    python benchmarks/ingest_load.py --skip-throughput --soak 60
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ FLAT_SLOPE_MB_MIN = 3.0  # second-half RSS slope under this ...
 FLAT_LAST_VS_10S = 0.10  # ... and last RSS within 10 % of the RSS at 10 s
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 APP, RELEASE = "shop-web", "r2"
+KINDS = ("bare", "parse", "endpoint")
 
 WRK_SCRIPT = r"""
 -- Each request: N canonical beacons as NDJSON, ids unique per run, thread and request.
@@ -130,6 +135,41 @@ def run_bare_server(address: str) -> None:
     async def beacons(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(status=204)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_route("POST", "/v1/beacons", beacons)
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, int(port)).start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+def run_parse_server(address: str) -> None:
+    """The bare handler plus one ``orjson.loads`` and ``orjson.dumps`` per beacon: a reference."""
+    import orjson
+    from aiohttp import web
+
+    host, _, port = address.rpartition(":")
+
+    async def beacons(request: web.Request) -> web.Response:
+        body = await request.read()
+        out = [orjson.dumps(orjson.loads(line)) for line in body.split(b"\n") if line.strip()]
+        record = b"[" + b",".join(out) + b"]"
+        return web.Response(status=202, body=orjson.dumps({"accepted": len(out), "bytes": len(record)}),
+                            content_type="application/json")
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -237,8 +277,8 @@ class Server:
         self.kind, self.port = kind, free_port()
         self.prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}."
         self.log_path = log_dir / f"{kind}-{self.port}.log"
-        if kind == "bare":
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-server", f"127.0.0.1:{self.port}"]
+        if kind in ("bare", "parse"):
+            cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}-server", f"127.0.0.1:{self.port}"]
             env = dict(os.environ)
         else:
             cmd = [sys.executable, "-m", "streams", "ingest", "--broker", broker_url,
@@ -402,6 +442,7 @@ def soak(args: argparse.Namespace, client: str, broker, tmp: Path) -> dict:
         after = server.settled_counts()
         res["check"] = check(args, before, after, res)
         res["rss_after_load"] = rss_mb(server.pid)
+        res["dedupe_evicted_early"] = server.counts().get("dedupe_evicted_early")
     samples = [(t, v) for t, v in samples if t <= args.soak]
     half = [(t, v) for t, v in samples if t >= args.soak / 2]
     slope = _slope(half) * 60 if len(half) >= 2 else float("nan")
@@ -432,33 +473,41 @@ def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -
     out = [f"Load: {client_label(args, client)}, {args.connections} connections, "
            f"{args.beacons_per_request} beacons per request, {args.duration:g} s measured after "
            f"{args.warmup:g} s warm-up, {args.repeat} repeat(s). CPU in % of one core (2 shared cores).", "",
-           "| repeat | server | requests/s | beacons/s | p50 ms | p99 ms | CPU server | CPU broker | CPU load gen | endpoint / bare |",
+           "| repeat | server | requests/s | beacons/s | p50 ms | p99 ms | CPU server | CPU broker | CPU load gen | / bare |",
            "|---|---|---|---|---|---|---|---|---|---|"]
-    ratios = []
+    kinds = [k for k in KINDS if any(x["kind"] == k for x in runs)]
+    ratios: dict[str, list[float]] = {k: [] for k in kinds}
     for r in range(args.repeat):
-        pair = {x["kind"]: x for x in runs if x["repeat"] == r}
-        ratio = pair["endpoint"]["rps"] / pair["bare"]["rps"] if pair["bare"]["rps"] else float("nan")
-        ratios.append(ratio)
-        for kind in ("bare", "endpoint"):
-            x = pair[kind]
+        group = {x["kind"]: x for x in runs if x["repeat"] == r}
+        for kind in kinds:
+            x = group[kind]
+            ratio = x["rps"] / group["bare"]["rps"] if group["bare"]["rps"] else float("nan")
+            ratios[kind].append(ratio)
             out.append(f"| {r + 1} | {kind} | {x['rps']:,.0f} | {x['rps'] * args.beacons_per_request:,.0f} | "
                        f"{ms(x['p50_us'])} | {ms(x['p99_us'])} | {pct(x['cpu_server'])} | {pct(x['cpu_broker'])} | "
-                       f"{pct(x['cpu_load'])} | {pct(ratio) if kind == 'endpoint' else ''} |")
+                       f"{pct(x['cpu_load'])} | {pct(ratio) if kind != 'bare' else ''} |")
     med = {}
-    for kind in ("bare", "endpoint"):
+    for kind in kinds:
         xs = [x for x in runs if x["kind"] == kind]
         med[kind] = {k: statistics.median(x[k] for x in xs)
                      for k in ("rps", "p50_us", "p99_us", "cpu_server", "cpu_broker", "cpu_load")}
-    ratio_med = statistics.median(ratios)
-    for kind in ("bare", "endpoint"):
+    ratio_med = statistics.median(ratios["endpoint"])
+    for kind in kinds:
         m = med[kind]
+        shown = {"bare": "", "parse": pct(statistics.median(ratios[kind])) if kind == "parse" else "",
+                 "endpoint": "**" + pct(ratio_med) + "**"}[kind]
         out.append(f"| median | {kind} | {m['rps']:,.0f} | {m['rps'] * args.beacons_per_request:,.0f} | "
                    f"{ms(m['p50_us'])} | {ms(m['p99_us'])} | {pct(m['cpu_server'])} | {pct(m['cpu_broker'])} | "
-                   f"{pct(m['cpu_load'])} | {('**' + pct(ratio_med) + '**') if kind == 'endpoint' else ''} |")
+                   f"{pct(m['cpu_load'])} | {shown} |")
     met = ratio_med >= TARGET_RATIO
     out += ["", f"Target endpoint / bare ≥ {pct(TARGET_RATIO)}: **{'met' if met else 'not met'}** "
                 f"(median of the per-repeat ratios {pct(ratio_med)}; ratio of the medians "
                 f"{pct(med['endpoint']['rps'] / med['bare']['rps'])})."]
+    if "parse" in med:
+        cpu = {k: med[k]["cpu_server"] / med[k]["rps"] * 1e6 for k in kinds}
+        out.append("Server CPU per request (median CPU / median requests/s): "
+                   + ", ".join(f"{k} {cpu[k]:.0f} µs" for k in kinds)
+                   + f"; the endpoint spends {cpu['endpoint'] - cpu['parse']:.0f} µs more than the parse reference.")
     checks = [x["check"] for x in runs if x["kind"] == "endpoint"]
     all_ok = all(c["ok"] for c in checks)
     out.append(f"Correctness of the measured endpoint runs: **{'all OK' if all_ok else 'MISMATCH'}**")
@@ -469,7 +518,7 @@ def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -
 def report_soak(args: argparse.Namespace, client: str, s: dict) -> list[str]:
     ld = s["load"]
     ttl = (f"RUMGATE_INGEST_DEDUPE_TTL_S={args.soak_dedupe_ttl:g}" if args.soak_dedupe_ttl
-           else "the default dedupe (ids kept 1800 s, at most 1,000,000)")
+           else "the default dedupe (ids kept 1800 s, a fixed table of 1,048,576)")
     out = [f"Soak: a fresh endpoint process with {ttl}, {args.soak:g} s of the same load ({client_label(args, client)}, "
            f"{args.connections} connections): {ld['rps']:,.0f} requests/s "
            f"({ld['rps'] * args.beacons_per_request:,.0f} beacons/s), p50 {ms(ld['p50_us'])} ms, "
@@ -481,6 +530,7 @@ def report_soak(args: argparse.Namespace, client: str, s: dict) -> list[str]:
            f"Flat = slope < {FLAT_SLOPE_MB_MIN:g} MB/min and last within {pct(FLAT_LAST_VS_10S)} of the value "
            f"at 10 s (last / at 10 s = {pct(s['last'] / s['at10'])}).",
            f"Soak correctness: {check_text(ld['check'])}",
+           f"Dedupe ids forgotten before their TTL (table full): {ld.get('dedupe_evicted_early')}",
            "RSS every 5 s: " + ", ".join(f"{t:.0f}s {v:.0f}" for t, v in s["samples"][::5])]
     return out
 
@@ -505,10 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak", type=float, default=60.0, help="memory soak seconds against the endpoint; 0: skip "
                                                               "(default 60)")
     ap.add_argument("--soak-dedupe-ttl", type=float, default=None, metavar="S",
-                    help="RUMGATE_INGEST_DEDUPE_TTL_S for the soak endpoint (default: the endpoint's, 1800 s; "
-                         "the dedupe table grows to its 1,000,000-id cap first, so a short TTL shows the "
-                         "steady state within the soak)")
+                    help="RUMGATE_INGEST_DEDUPE_TTL_S for the soak endpoint (default: the endpoint's, 1800 s)")
     ap.add_argument("--skip-throughput", action="store_true", help="only the soak")
+    ap.add_argument("--no-parse", action="store_true", help="skip the parse reference server")
     ap.add_argument("--client", choices=("auto", "wrk", "python", "compare"), default="auto",
                     help="load generator: wrk if on the PATH (auto), the asyncio client, or compare both "
                          "against the bare handler first")
@@ -516,10 +565,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate-limit", type=float, default=1e9, help="RUMGATE_INGEST_RATE_LIMIT for the endpoint")
     ap.add_argument("--json", help="also write every raw result to this file")
     ap.add_argument("--bare-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--parse-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     ap.add_argument("--load-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.bare_server:
         run_bare_server(args.bare_server)
+        return 0
+    if args.parse_server:
+        run_parse_server(args.parse_server)
         return 0
     if args.load_child:
         run_python_load(json.loads(args.load_child))
@@ -553,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_throughput:
             runs = []
             for r in range(args.repeat):
-                order = ("bare", "endpoint") if r % 2 == 0 else ("endpoint", "bare")
+                kinds = [k for k in KINDS if k != "parse" or not args.no_parse]
+                order = kinds if r % 2 == 0 else kinds[::-1]
                 for kind in order:
                     with Server(kind, broker.url, tmp, args.rate_limit) as server:
                         server.wait_ready()
@@ -565,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"CPU server {pct(res['cpu_server'])} broker {pct(res['cpu_broker'])} "
                         f"load {pct(res['cpu_load'])}" + (f"; {check_text(res['check'])}" if "check" in res else ""))
             results["runs"] = runs
-            lines += ["## Throughput: bare aiohttp handler vs the endpoint", ""] + report_throughput(args, client, runs)
+            lines += ["## Throughput: bare aiohttp handler, parse reference, the endpoint", ""] + report_throughput(args, client, runs)
             lines.append("")
         if args.soak > 0:
             s = soak(args, client, broker, tmp)

@@ -37,7 +37,7 @@ from aiohttp import web
 
 from streams.dedupe import RecentIds
 from streams.formats import Context, FormatError, parse_body, to_canonical
-from streams.formats.fast import CanonicalItem, canonical_items, encode
+from streams.formats.fast import CanonicalItem, canonical_items, encode_many
 from streams.snippet import add_snippet_routes
 
 __all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "RouteTemplates"]
@@ -104,7 +104,8 @@ class _RateLimit:
 
 @dataclass
 class _Batch:
-    beacons: list[bytes] = field(default_factory=list)
+    beacons: list[bytes] = field(default_factory=list)  # JSON fragments, one or more beacons each
+    count: int = 0  # beacons
     done: asyncio.Future | None = None
 
 
@@ -190,28 +191,37 @@ class Ingestor:
                 duplicates += 1
                 continue
             good.setdefault(app, []).append(orjson.dumps(beacon))
-        return await self._produce(good, rejects, duplicates, len(ignored), errors)
+        return await self._produce({app: (values, len(values)) for app, values in good.items()}, rejects,
+                                   duplicates, len(ignored), errors)
 
     async def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> dict:
         """Stamped canonical beacons from :func:`~streams.formats.fast.canonical_items` → records."""
-        good: dict[str, list[bytes]] = {}
+        good: dict[str, list[CanonicalItem]] = {}
         duplicates = 0
+        salt = self.config.session_salt
         for item in items:
             if type(item.page) is str:
                 item.page = self._page(item.page)
-            if self.config.session_salt and type(item.session) is str:
+            if salt and type(item.session) is str:
                 item.session = self._session(item.session)
             app, beacon_id = item.app, item.id
             if beacon_id and not self.dedupe.first_time(f"{app}\x00{beacon_id}", ctx.received_at):
                 duplicates += 1
                 continue
-            good.setdefault(app, []).append(encode(item))
-        return await self._produce(good, [], duplicates, 0, [])
+            good.setdefault(app, []).append(item)
+        # one encoding per app: the batch stores JSON fragments that join into the record's array
+        return await self._produce({app: ([encode_many(group)], len(group)) for app, group in good.items()}, [],
+                                   duplicates, 0, [])
 
-    async def _produce(self, good: dict[str, list[bytes]], rejects: list[tuple[bytes, str]], duplicates: int,
-                       ignored: int, errors: list[str]) -> dict:
-        """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all."""
-        waits = [self._add(app, values) for app, values in good.items()]
+    async def _produce(self, good: dict[str, tuple[list[bytes], int]], rejects: list[tuple[bytes, str]],
+                       duplicates: int, ignored: int, errors: list[str]) -> dict:
+        """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all.
+
+        ``good`` maps an app to JSON fragments (members of the record's array, one or more
+        beacons each) and the number of beacons in them.
+        """
+        accepted = sum(count for _, count in good.values())
+        waits = [self._add(app, fragments, count) for app, (fragments, count) in good.items()]
         for raw, reason in rejects:
             waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
                                    [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
@@ -219,7 +229,6 @@ class Ingestor:
             await waits[0]
         elif waits:
             await asyncio.gather(*waits)
-        accepted = sum(len(v) for v in good.values())
         self.counts["accepted"] += accepted
         self.counts["rejected"] += len(rejects)
         self.counts["duplicates"] += duplicates
@@ -264,15 +273,16 @@ class Ingestor:
         return None
 
     # -- batching -------------------------------------------------------------------------------
-    def _add(self, app: str, values: list[bytes]) -> asyncio.Future:
+    def _add(self, app: str, values: list[bytes], count: int) -> asyncio.Future:
         """Queue beacons of one app; the future resolves once their record is produced."""
         batch = self.batches.get(app)
         if batch is None:
             batch = self.batches[app] = _Batch(done=asyncio.get_running_loop().create_future())
             asyncio.get_running_loop().call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
         batch.beacons.extend(values)
+        batch.count += count
         future = batch.done
-        if len(batch.beacons) >= self.config.batch_beacons:
+        if batch.count >= self.config.batch_beacons:
             self._flush_soon(app, batch)
         return future
 

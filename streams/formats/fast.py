@@ -32,9 +32,9 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from detectors.beacon import _MAX_ERRORS, _MAX_STR, METRIC_LIMITS
-from streams.formats.base import Context, _given, epoch_ms, page_path
+from streams.formats.base import Context, epoch_ms, page_path
 
-__all__ = ["CanonicalItem", "canonical_items", "encode"]
+__all__ = ["CanonicalItem", "canonical_items", "encode", "encode_many"]
 
 
 def _metric(name: str) -> Any:
@@ -129,8 +129,11 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
         item.id = None
     item.client_ts = epoch_ms(item.ts if item.ts is not None else item.client_ts)
     item.ts = ctx.received_at
-    app = item.app if _given(item.app) else ctx.app
-    release = item.release if _given(item.release) else ctx.release
+    app, release = item.app, item.release
+    if app is None or (type(app) is str and not app.strip()):  # not given: the request's
+        app = ctx.app
+    if release is None or (type(release) is str and not release.strip()):
+        release = ctx.release
     if not (type(app) is str and type(release) is str and app.strip() and release.strip()
             and len(app) <= _MAX_STR and len(release) <= _MAX_STR):
         return False
@@ -150,3 +153,14 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
 def encode(item: CanonicalItem) -> bytes:
     """The stamped beacon as JSON (absent fields left out)."""
     return _ENCODER.encode(item)
+
+
+def encode_many(items: list[CanonicalItem]) -> bytes:
+    """Stamped beacons as the comma-separated members of a JSON array (no brackets).
+
+    >>> from streams.formats.base import Context
+    >>> ctx = Context(received_at=1763856000123, app="a", release="r")
+    >>> encode_many(canonical_items(b'{"metrics":{}}\\n{"metrics":{"CLS":0}}', "application/x-ndjson", ctx))
+    b'{"ts":1763856000123,"app":"a","release":"r","metrics":{}},{"ts":1763856000123,"app":"a","release":"r","metrics":{"CLS":0.0}}'
+    """
+    return _ENCODER.encode(items)[1:-1]
