@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -18,7 +19,7 @@ from streams.detect_cli import detect_command, make_detect_command, parse_timest
 
 FIXTURE = Path(__file__).parent / "fixtures" / "nab_small_noise_600.csv"
 HEADER = "timestamp,value,anomaly_score"
-SPIKE_ROW = 450  # data row index (0-based) of the injected spike: after every warm-up
+SPIKE_ROW = 450  # data row index (0-based) of the injected spike in the fixture
 
 
 def invoke(*args: str, input: str | None = None, command: click.Command = detect_command):
@@ -208,13 +209,18 @@ def test_missing_values(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(DETECTORS))
 def test_spike_scores_higher_than_quiet_rows_around_it(tmp_path: Path, name: str) -> None:
-    rows = fixture_rows()
-    spike = SPIKE_ROW + 1  # +1 for the header
-    rows[spike] = [rows[spike][0], str(float(rows[spike][1]) + 160.0)]  # the series spans ~18..88
+    # the fixture twice (5-minute steps throughout): the spike at row 600 + 450 comes after
+    # every warm-up, including ContextualAnomaly's 750 points
+    header, *data = fixture_rows()
+    start = datetime(2014, 4, 1)
+    rows = [header] + [[(start + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S"), r[1]]
+                       for i, r in enumerate(data + data)]
+    at = len(data) + SPIKE_ROW
+    rows[at + 1] = [rows[at + 1][0], str(float(rows[at + 1][1]) + 160.0)]  # the series spans ~18..88
     result = invoke("--csv", str(write_csv(tmp_path / "spike.csv", rows)), "--detector", name)
     scores = scores_of(result.stdout)
-    quiet = scores[SPIKE_ROW - 50:SPIKE_ROW] + scores[SPIKE_ROW + 20:SPIKE_ROW + 70]
-    assert scores[SPIKE_ROW] > max(quiet), (name, scores[SPIKE_ROW], max(quiet))
+    quiet = scores[at - 50:at] + scores[at + 20:at + 70]
+    assert scores[at] > max(quiet), (name, scores[at], max(quiet))
 
 
 def test_timestamp_formats_score_alike(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from .base import Detector
 from .combine import FirstDifference, MaxScore
+from .context import ContextualAnomaly
 from .likelihood import AnomalyLikelihood
 from .loda import LODAScorer
 from .peak import NewPeakFilter
@@ -25,6 +26,7 @@ __all__ = [
     "DETECTORS",
     "GATE_DETECTOR",
     "AnomalyLikelihood",
+    "ContextualAnomaly",
     "Detector",
     "FirstDifference",
     "MaxScore",
@@ -59,6 +61,12 @@ def _peak_tod_loda() -> Detector:
     return NewPeakFilter(TimeOfDayResidual(LODAScorer()), window=100)
 
 
+def _peak_context() -> Detector:
+    # the peak filter instead of CAD's rest period: with the rest period (59.2 on NAB) scores
+    # inside an event fall below the background and the contract's ROC AUC check fails (0.44)
+    return NewPeakFilter(ContextualAnomaly(rest_period=0), window=100)
+
+
 DETECTORS: dict[str, Callable[[], Detector]] = {
     "robust_z": RobustZScore,
     "river_loda": _river_loda,
@@ -68,6 +76,7 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
     "peak_tod_robust_z": _peak_tod_robust_z,
     "peak_likelihood_tod_robust_z": _peak_likelihood_tod_robust_z,
     "peak_tod_loda": _peak_tod_loda,
+    "peak_context": _peak_context,
 }
 
 #: The best standard NAB score of the registry, 59.8 (docs/benchmarks.md, section "NAB").
