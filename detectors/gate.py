@@ -294,9 +294,16 @@ class Gate:
             reasons = [e.reason for e in worse]
         elif self.incident_now is not None and self.incident_now[0]:
             verdict, severity = "hold", "none"
-            reasons = [f"global incident: the baseline's {p.anomaly_metric} p75 moved too (anomaly score "
-                       f"{self.incident_now[1]:.3g} ≥ {p.anomaly_threshold:g}); both cohorts are affected, "
-                       "so no decision is taken on this window"]
+            since = self.incident.open_since
+            if since is None or since >= at:  # the onset
+                reasons = [f"global incident: the baseline's {p.anomaly_metric} p75 moved too (anomaly score "
+                           f"{self.incident_now[1]:.3g} ≥ {p.anomaly_threshold:g}, {self.incident.z:.1f} robust SDs "
+                           "above its level); both cohorts are affected, so no decision is taken on this window"]
+            else:
+                reasons = [f"global incident, open for {(at - since) // 1000} s: the baseline's {p.anomaly_metric} "
+                           f"p75 is still {self.incident.z:.1f} robust SDs above its level before it (it closes after "
+                           f"{self.incident.calm} windows under {self.incident.z_exit:g}); no decision is taken on "
+                           "this window"]
         elif srm_bad:
             verdict, severity = "hold", "none"
             reasons = [f"sample-ratio mismatch: canary has {self._share():.2%} of page views, "

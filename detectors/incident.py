@@ -25,15 +25,13 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from detectors.anomaly import Detector, RobustZScore
+from detectors.anomaly import GATE_DETECTOR, Detector, RobustZScore
 
 __all__ = ["INCIDENT_DETECTOR", "GlobalIncident", "PromotionWatch"]
 
-#: The detector the gate holds on by default. It must flag *every* window of an incident,
-#: not only its onset: the NAB-tuned ``GATE_DETECTOR`` (a new-peak filter) flags onsets, so
-#: the gate uses a time-of-day robust z-score, which at z ≥ 3 (score 0.75) held exactly the
-#: incident windows of tests/test_incident.py and none of the same traffic without it.
-INCIDENT_DETECTOR = "tod_robust_z"
+#: The detector the gate finds incident onsets with: the NAB-scored ``GATE_DETECTOR``.
+#: :class:`GlobalIncident` keeps an incident open past its onset.
+INCIDENT_DETECTOR = GATE_DETECTOR
 
 
 def _log(value: float | None, count: int, min_count: int) -> float | None:
@@ -43,24 +41,66 @@ def _log(value: float | None, count: int, min_count: int) -> float | None:
 
 
 class GlobalIncident:
-    """Flags windows where the baseline's series is anomalous (see the module docstring)."""
+    """Flags windows where the baseline's series is anomalous (see the module docstring).
 
-    def __init__(self, detector: Detector, threshold: float = 0.5, min_count: int = 50) -> None:
+    The detector finds the *onset* of an incident (``score ≥ threshold``). NAB rewards
+    detectors that alarm once per event, and the gate's detector does; but the gate must
+    hold on *every* window of the incident. So an onset opens the incident, and it stays
+    open while the baseline is slower than its level before the onset: against the median
+    and MAD of the learned history, frozen at the onset, ``z ≥ z_exit``. ``calm`` windows in
+    a row below ``z_exit`` close it (hysteresis: one quiet window inside a long incident
+    does not end it). Windows of an open incident are not learned as normal.
+
+    An onset also needs ``min_history`` learned windows and the window itself at
+    ``z ≥ z_onset``: the detector says "unusual", the level says "and slower than normal" (a
+    detector warming up, a new peak of noise, or everyone getting faster, holds nothing).
+    Larger is worse for every metric the gate watches, so only slowdowns count.
+    """
+
+    def __init__(self, detector: Detector, threshold: float = 0.5, min_count: int = 50, z_onset: float = 4.0,
+                 z_exit: float = 2.0, calm: int = 3, min_history: int = 60) -> None:
         self.detector, self.threshold, self.min_count = detector, threshold, min_count
+        self.z_onset, self.z_exit, self.calm, self.min_history = z_onset, z_exit, calm, min_history
         self.history: deque[float] = deque(maxlen=720)  # the last hour of 5-s windows, for the watch
         self.flagged = 0
+        self.open_since: int | None = None  # the onset of the open incident, if one is open
+        self.z = 0.0  # of the last window, against the level before the onset (open incidents)
+        self._level: tuple[float, float] | None = None  # frozen median, scale
+        self._calm_run = 0
 
     def observe(self, t: int, baseline_value: float | None, baseline_count: int) -> tuple[bool, float]:
         """(flagged, score) for the window ending at ``t``."""
         x = _log(baseline_value, baseline_count, self.min_count)
         score = self.detector.score_one(t, x)
-        flagged = x is not None and score >= self.threshold
-        if flagged:
+        if x is None:
+            return self.open_since is not None, score  # no evidence either way: the state stands
+        if self.open_since is None and score >= self.threshold and len(self.history) >= self.min_history:
+            median, scale = _median_scale(self.history)
+            if (x - median) / scale >= self.z_onset:
+                self.open_since, self._calm_run, self._level = t, 0, (median, scale)
+        if self.open_since is not None:
+            median, scale = self._level
+            self.z = (x - median) / scale
+            if t != self.open_since and self.z < self.z_exit:
+                self._calm_run += 1
+                if self._calm_run >= self.calm:
+                    self.open_since = None  # over: this window is normal again, and learned
+            else:
+                self._calm_run = 0
+        if self.open_since is not None:
             self.flagged += 1
-        elif x is not None:
-            self.detector.learn_one(t, x)
-            self.history.append(x)
-        return flagged, score
+            return True, score
+        self.detector.learn_one(t, x)
+        self.history.append(x)
+        return False, score
+
+
+def _median_scale(values: deque[float], floor: float = 0.01) -> tuple[float, float]:
+    """Median and robust scale (1.4826 × MAD, at least ``floor`` = 1 % in log terms) of a non-empty series."""
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2]
+    deviations = sorted(abs(v - median) for v in ordered)
+    return median, max(1.4826 * deviations[len(deviations) // 2], floor)
 
 
 class PromotionWatch:
