@@ -12,6 +12,7 @@ from detectors.anomaly import (
     DETECTORS,
     GATE_DETECTOR,
     AnomalyLikelihood,
+    ContextualAnomaly,
     FirstDifference,
     MaxScore,
     LODAScorer,
@@ -252,3 +253,20 @@ def test_max_score_and_first_difference():
     assert FirstDifference(RobustZScore()).score_one(0, 1.0) == 0.0  # no previous value yet
     with pytest.raises(ValueError):
         MaxScore([])
+
+
+def test_peak_ensemble_is_the_max_of_loda_and_context():
+    ens = DETECTORS["peak_ensemble"]()
+    loda, cad = TimeOfDayResidual(LODAScorer()), ContextualAnomaly(rest_period=0)
+    from_loda = from_cad = 0
+    for t, x in stream(2000):
+        a, b = loda.score_one(t, x), cad.score_one(t, x)
+        inner = ens.detector.score_one(t, x)
+        assert inner == max(a, b)
+        from_loda += a > b
+        from_cad += b > a
+        s = ens.score_one(t, x)
+        assert s in (0.5 * inner, 0.5 + 0.5 * inner)  # one peak filter over the combined score
+        for d in (ens, loda, cad):
+            d.learn_one(t, x)
+    assert from_loda > 0 and from_cad > 0  # both detectors decide the score at some points
