@@ -148,7 +148,9 @@ def beacon_reason(obj: Any) -> str | None:
             continue
         if value is None and not required:
             continue
-        return _check_str(obj, name, required)
+        reason = _check_str(obj, name, required)
+        if reason:
+            return reason
     device = obj.get("device") or "unknown"
     if device not in SEGMENTS:
         return f"device: must be one of {', '.join(SEGMENTS)}, got {device!r}"

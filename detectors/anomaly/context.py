@@ -58,7 +58,7 @@ class ContextualAnomaly:
         Number of first values whose minimum and maximum set the bin range (ignored with
         ``value_range``).
     rest_period
-        Number of points scored 0 after a raw score above ``base_threshold``.
+        Number of points whose scores are halved after a raw score above ``base_threshold``.
     base_threshold
         Raw score that starts a rest period.
     max_left_facts

@@ -45,14 +45,24 @@ def start(pipeline) -> None:
 def test_exit_0_on_promote_after_continues(pipeline):
     start(pipeline)
     publish(pipeline, verdict(1, "continue"))
-    later = threading.Timer(2.0, lambda: [publish(pipeline, verdict(2, "continue")),
-                                          publish(pipeline, verdict(3, "promote"))])
-    later.start()
-    run = gate(pipeline, RID, "--timeout", "60s")
-    later.join()
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "PROMOTE" in run.stdout and "reason 3" in run.stdout
-    assert run.stdout.count("continue") >= 1  # the evidence was shown as it came
+    process = subprocess.Popen([sys.executable, "-m", "streams", "gate", "wait", RID, "--timeout", "60s"],
+                               cwd=REPO, env=pipeline.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        shown = []
+        for line in process.stdout:  # the later verdicts go out once the first one is on screen,
+            shown.append(line)       # however long the command took to start
+            if "continue" in line:
+                break
+        publish(pipeline, verdict(2, "continue"))
+        publish(pipeline, verdict(3, "promote"))
+        rest, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    stdout = "".join(shown) + rest
+    assert process.returncode == 0, stdout + err
+    assert "PROMOTE" in stdout and "reason 3" in stdout
+    assert stdout.count("continue") >= 1  # the evidence was shown as it came
 
 
 def test_exit_2_on_hold_and_dry_run_verdicts_are_ignored(pipeline):
