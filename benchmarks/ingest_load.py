@@ -127,14 +127,11 @@ def log(msg: str) -> None:
 # ================================================================================================
 
 
-def run_bare_server(address: str) -> None:
+def _serve(address: str, beacons) -> None:
+    """Serve ``POST /v1/beacons`` with ``beacons`` (and ``/healthz``) the way ``rumgate ingest`` does."""
     from aiohttp import web
 
     host, _, port = address.rpartition(":")
-
-    async def beacons(request: web.Request) -> web.Response:
-        await request.read()
-        return web.Response(status=204)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -157,12 +154,21 @@ def run_bare_server(address: str) -> None:
         pass
 
 
+def run_bare_server(address: str) -> None:
+    """Read the body, answer 204: the ceiling of any aiohttp endpoint."""
+    from aiohttp import web
+
+    async def beacons(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=204)
+
+    _serve(address, beacons)
+
+
 def run_parse_server(address: str) -> None:
     """The bare handler plus one ``orjson.loads`` and ``orjson.dumps`` per beacon: a reference."""
     import orjson
     from aiohttp import web
-
-    host, _, port = address.rpartition(":")
 
     async def beacons(request: web.Request) -> web.Response:
         body = await request.read()
@@ -171,25 +177,7 @@ def run_parse_server(address: str) -> None:
         return web.Response(status=202, body=orjson.dumps({"accepted": len(out), "bytes": len(record)}),
                             content_type="application/json")
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def serve() -> None:
-        app = web.Application()
-        app.router.add_route("POST", "/v1/beacons", beacons)
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, int(port)).start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+    _serve(address, beacons)
 
 
 def run_python_load(spec: dict) -> None:
