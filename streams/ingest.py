@@ -60,7 +60,7 @@ class IngestConfig:
     country_header: str | None = None
     session_salt: str | None = None  # set: session ids are replaced by a keyed hash
     routes: tuple[str, ...] = ()  # route templates, e.g. /product/:id
-    linger_ms: float = 20.0
+    linger_ms: float = 5.0
     batch_beacons: int = 200
 
 
