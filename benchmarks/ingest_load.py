@@ -75,7 +75,9 @@ APP, RELEASE = "shop-web", "r2"
 KINDS = ("bare", "parse", "endpoint")
 
 WRK_SCRIPT = r"""
--- Each request: N canonical beacons as NDJSON, ids unique per run, thread and request.
+-- Each request: N canonical beacons as NDJSON (kind "ndjson"), or one page view in the
+-- envelope the browser snippet sends with sendBeacon (kind "envelope", text/plain); ids
+-- unique per run, thread and request.
 local threads = {}
 local next_tid = 0
 
@@ -86,12 +88,23 @@ function setup(thread)
 end
 
 function init(args)
-  run, ts, n = args[1], args[2], tonumber(args[3])
+  run, ts, n, kind = args[1], args[2], tonumber(args[3]), args[4]
   sent = 0
-  headers = { ["Content-Type"] = "application/x-ndjson" }
   pre = '{"id":"' .. run .. '-' .. tid .. '-'
-  post = '","ts":' .. ts .. ',"app":"shop-web","release":"r2","session":"s-' .. tid ..
-         '","page":"/p","device":"mobile","metrics":{"LCP":2400.0,"CLS":0.01,"INP":120.0},"errors":0}'
+  if kind == "envelope" then
+    headers = { ["Content-Type"] = "text/plain;charset=UTF-8" }
+    post = '","app":"shop-web","release":"r2","session":"s-' .. tid .. '","page":"/p","device":"mobile",' ..
+           '"errors":0,"metrics":[' ..
+           '{"name":"TTFB","value":350.2,"rating":"good","delta":350.2,"id":"v6-1","navigationType":"navigate"},' ..
+           '{"name":"FCP","value":1100.4,"rating":"good","delta":1100.4,"id":"v6-2","navigationType":"navigate"},' ..
+           '{"name":"LCP","value":2480,"rating":"good","delta":2480,"id":"v6-3","navigationType":"navigate"},' ..
+           '{"name":"INP","value":120,"rating":"good","delta":40,"id":"v6-4","navigationType":"navigate"},' ..
+           '{"name":"CLS","value":0.02,"rating":"good","delta":0.02,"id":"v6-5","navigationType":"navigate"}]}'
+  else
+    headers = { ["Content-Type"] = "application/x-ndjson" }
+    post = '","ts":' .. ts .. ',"app":"shop-web","release":"r2","session":"s-' .. tid ..
+           '","page":"/p","device":"mobile","metrics":{"LCP":2400.0,"CLS":0.01,"INP":120.0},"errors":0}'
+  end
 end
 
 function request()
@@ -341,7 +354,7 @@ class Load:
                 script.write_text(WRK_SCRIPT)
             cmd = ["wrk", f"-t{args.wrk_threads}", f"-c{args.connections}", f"-d{max(1, round(duration))}s",
                    "--timeout", "30s", "-s", str(script), url + "/v1/beacons", "--",
-                   self.run_id, str(ts), str(args.beacons_per_request)]
+                   self.run_id, str(ts), str(args.beacons_per_request), args.body]
         else:
             spec = {"url": url + "/v1/beacons", "connections": args.connections, "duration": duration,
                     "beacons": args.beacons_per_request, "run": self.run_id, "ts": ts}
@@ -458,8 +471,10 @@ def pct(x: float) -> str:
 
 
 def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -> list[str]:
+    body = "snippet envelopes (text/plain), 1 page view" if args.body == "envelope" else \
+        f"canonical NDJSON, {args.beacons_per_request} beacons"
     out = [f"Load: {client_label(args, client)}, {args.connections} connections, "
-           f"{args.beacons_per_request} beacons per request, {args.duration:g} s measured after "
+           f"{body} per request, {args.duration:g} s measured after "
            f"{args.warmup:g} s warm-up, {args.repeat} repeat(s). CPU in % of one core (2 shared cores).", "",
            "| repeat | server | requests/s | beacons/s | p50 ms | p99 ms | CPU server | CPU broker | CPU load gen | / bare |",
            "|---|---|---|---|---|---|---|---|---|---|"]
@@ -540,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="concurrent keep-alive connections (default 256: enough to keep the endpoint busy "
                          "while each request waits for the linger and the Kafka ack)")
     ap.add_argument("--beacons-per-request", type=int, default=10, help="NDJSON lines per body (default 10)")
+    ap.add_argument("--body", choices=("ndjson", "envelope"), default="ndjson",
+                    help="ndjson: canonical beacons (the issue's load); envelope: one page view per request in "
+                         "the browser snippet's text/plain envelope, which takes the general path (wrk only)")
     ap.add_argument("--soak", type=float, default=60.0, help="memory soak seconds against the endpoint; 0: skip "
                                                               "(default 60)")
     ap.add_argument("--soak-dedupe-ttl", type=float, default=None, metavar="S",
@@ -572,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.client in ("wrk", "compare") and not has_wrk:
         ap.error("wrk is not on the PATH (apt-get install -y wrk), use --client python")
     client = "python" if args.client == "python" or not has_wrk else "wrk"
+    if args.body == "envelope":
+        if client != "wrk" or args.client == "compare":
+            ap.error("--body envelope needs wrk")
+        args.beacons_per_request = 1  # one page view per envelope
     results: dict = {"args": vars(args), "client": client, "cpus": os.cpu_count()}
     lines: list[str] = []
     started = time.monotonic()
