@@ -196,22 +196,31 @@ class Ingestor:
 
     async def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> dict:
         """Stamped canonical beacons from :func:`~streams.formats.fast.canonical_items` → records."""
-        good: dict[str, list[CanonicalItem]] = {}
-        duplicates = 0
-        salt = self.config.session_salt
-        for item in items:
-            if type(item.page) is str:
-                item.page = self._page(item.page)
-            if salt and type(item.session) is str:
-                item.session = self._session(item.session)
-            app, beacon_id = item.app, item.id
-            if beacon_id and not self.dedupe.first_time(f"{app}\x00{beacon_id}", ctx.received_at):
-                duplicates += 1
-                continue
-            good.setdefault(app, []).append(item)
+        if self.routes.templates:  # _stamp has already cut the page to its path
+            for item in items:
+                if type(item.page) is str:
+                    item.page = self.routes.reduce(item.page)
+        if self.config.session_salt:
+            for item in items:
+                if type(item.session) is str:
+                    item.session = self._session(item.session)
+        keys = [f"{item.app}\x00{item.id}" for item in items if item.id]
+        fresh = self.dedupe.first_times(keys, ctx.received_at)
+        if len(keys) == len(items) and all(fresh):  # the usual request: every beacon new
+            kept = items
+        else:
+            answers = iter(fresh)
+            kept = [item for item in items if not item.id or next(answers)]
+        app = kept[0].app if kept else None
+        if all(item.app == app for item in kept):
+            good = {app: kept} if kept else {}
+        else:
+            good = {}
+            for item in kept:
+                good.setdefault(item.app, []).append(item)
         # one encoding per app: the batch stores JSON fragments that join into the record's array
         return await self._produce({app: ([encode_many(group)], len(group)) for app, group in good.items()}, [],
-                                   duplicates, 0, [])
+                                   len(items) - len(kept), 0, [])
 
     async def _produce(self, good: dict[str, tuple[list[bytes], int]], rejects: list[tuple[bytes, str]],
                        duplicates: int, ignored: int, errors: list[str]) -> dict:

@@ -37,6 +37,20 @@ def test_agrees_with_an_exact_table_while_it_has_room(events: list[tuple[int, in
     assert ids.evicted_early == 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 40), max_size=12), st.integers(0, 3_000)), max_size=60))
+def test_a_batch_answers_as_its_ids_would_one_by_one(batches: list[tuple[list[int], int]]) -> None:
+    """first_times (a request's ids at one time) agrees with the exact table id by id, repeats
+    within the batch included."""
+    ids, exact = RecentIds(ttl_ms=1_000, capacity=4_096), ExactIds(1_000)
+    now = 0
+    for batch, step in batches:
+        now += step
+        keys = [f"app\x00{beacon_id}" for beacon_id in batch]
+        assert ids.first_times(keys, now) == [exact.first_time(key, now) for key in keys]
+    assert ids.evicted_early == 0
+
+
 def test_a_resent_page_view_is_a_duplicate_until_the_ttl() -> None:
     ids = RecentIds(ttl_ms=60_000)
     assert ids.first_time("shop-web\x00v5-1", 1_000)
@@ -55,7 +69,7 @@ def test_memory_is_fixed_and_overload_forgets_the_oldest_first() -> None:
     for t, name in enumerate(names):
         assert ids.first_time(name, t)
     assert ids.nbytes == nbytes == 1_024 * 16
-    assert len(ids._fingerprints) == len(ids._seen_at) == 1_024
+    assert len(ids._table) == 2 * 1_024
     assert ids.evicted_early == 10_240 - 1_024  # every slot full, every later insert evicts one
     recent = sum(not ids.first_time(name, len(names)) for name in names[-64:])
     assert recent >= 60  # the last 64 ids: only a bucket that took 4+ newer ids lost any

@@ -42,7 +42,9 @@ def _metric(name: str) -> Any:
     return Annotated[float, Meta(ge=0, le=METRIC_LIMITS[name])] | None | UnsetType
 
 
-class Metrics(Struct, forbid_unknown_fields=True, omit_defaults=True):
+# gc=False: these structs hold only strings, numbers and Metrics, so they can never be in a
+# reference cycle; untracked, the ten a request allocates do not drive the cyclic collector.
+class Metrics(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """A ``metrics`` object: the known metrics only, each a number within its limits."""
 
     LCP: _metric("LCP") = UNSET
@@ -55,7 +57,7 @@ class Metrics(Struct, forbid_unknown_fields=True, omit_defaults=True):
 _Text = Annotated[str, Meta(max_length=_MAX_STR)]
 
 
-class CanonicalItem(Struct, omit_defaults=True):
+class CanonicalItem(Struct, omit_defaults=True, gc=False):
     """One canonical beacon as sent, then as stamped; the field order is the general path's.
 
     Fields the general path drops when malformed (``id``, ``client_ts``, ``browser``,
