@@ -55,30 +55,33 @@ class Metrics(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
 
 
 _Text = Annotated[str, Meta(max_length=_MAX_STR)]
+_Id = Annotated[str, Meta(min_length=1, max_length=_MAX_STR)]
+_Country = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
 class CanonicalItem(Struct, omit_defaults=True, gc=False):
     """One canonical beacon as sent, then as stamped; the field order is the general path's.
 
-    Fields the general path drops when malformed (``id``, ``client_ts``, ``browser``,
-    ``country``) or fills from the request (``app``, ``release``) are typed ``Any`` and
-    settled in Python by :func:`_stamp`; the others are checked by msgspec. Unknown fields
-    are skipped, as the general path drops them; ``name``, ``type`` and ``resourceLogs``
-    are read only to see that the item belongs to another format.
+    Fields the general path would drop when malformed (``id``, ``browser``, ``country``) are
+    typed so that msgspec refuses them, and the body declines to the general path; a body of
+    well-formed beacons is then stamped with little Python (:func:`_stamp`). ``ts`` and
+    ``client_ts`` (normalised like the general path's) and ``page`` (cut to its path) stay
+    ``Any``. Unknown fields are skipped, as the general path drops them; ``name``, ``type`` and
+    ``resourceLogs`` are read only to see that the item belongs to another format.
     """
 
-    id: Any = None
+    id: _Id | None = None
     ts: Any = None
     client_ts: Any = None
-    app: Any = None
-    release: Any = None
+    app: _Text | None = None  # blank or absent: the request's (X-Rumgate-App)
+    release: _Text | None = None
     cohort: _Text | None = None
     session: _Text | None = None
     page: Any = None
     # "" is allowed: the general path keeps it and counts it as "unknown"
     device: Literal["mobile", "desktop", "tablet", "unknown", ""] | None = None
-    country: Any = None
-    browser: Any = None
+    country: _Country | None = None
+    browser: _Text | None = None
     metrics: Metrics | UnsetType = UNSET
     errors: Annotated[int, Meta(ge=0, le=_MAX_ERRORS)] | None = None
     name: Any = msgspec.field(default=UNSET)
@@ -126,29 +129,23 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
     if item.metrics is UNSET or item.name is not UNSET or item.type is not UNSET \
             or item.resourceLogs is not UNSET:
         return False  # not plainly canonical: detection is the general path's business
-    beacon_id = item.id
-    if beacon_id is not None and not (type(beacon_id) is str and 0 < len(beacon_id) <= _MAX_STR):
-        item.id = None
     item.client_ts = epoch_ms(item.ts if item.ts is not None else item.client_ts)
     item.ts = ctx.received_at
-    app, release = item.app, item.release
-    if app is None or (type(app) is str and not app.strip()):  # not given: the request's
+    app = item.app
+    if app is None or not app.strip():  # not given: the request's
         app = ctx.app
-    if release is None or (type(release) is str and not release.strip()):
+        if not (type(app) is str and app.strip() and len(app) <= _MAX_STR):
+            return False
+        item.app = app
+    release = item.release
+    if release is None or not release.strip():
         release = ctx.release
-    if not (type(app) is str and type(release) is str and app.strip() and release.strip()
-            and len(app) <= _MAX_STR and len(release) <= _MAX_STR):
-        return False
-    item.app, item.release = app, release
+        if not (type(release) is str and release.strip() and len(release) <= _MAX_STR):
+            return False
+        item.release = release
     item.page = page_path(item.page)
-    country = item.country
     if ctx.country is not None:
         item.country = ctx.country
-    elif not (type(country) is str and 0 < len(country) <= 64):
-        item.country = None
-    browser = item.browser
-    if not (type(browser) is str and len(browser) <= _MAX_STR):
-        item.browser = None
     return True
 
 
