@@ -16,7 +16,8 @@ What a request goes through, in order:
    pages reduced to route templates when configured; query strings never kept.
 5. Validation and dedupe: each beacon is checked like stage 1 checks it; an ``id`` seen
    within ``RUMGATE_INGEST_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every
-   page hide), from a table of fixed size (:mod:`streams.dedupe`).
+   page hide), from a table of fixed size (:mod:`streams.dedupe`). Bodies of canonical
+   beacons with ids (the fast path) are checked a whole record at a time, when it is flushed.
 6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
    app; bad items go to ``rum.beacons.dlq`` with their reason. The response (202) says how
    many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
@@ -32,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -104,9 +106,23 @@ class _RateLimit:
 
 @dataclass
 class _Batch:
-    beacons: list[bytes] = field(default_factory=list)  # JSON fragments, one or more beacons each
+    """The beacons of one app waiting for their record.
+
+    General-path beacons arrive deduplicated and encoded (``fragments``). Fast-path beacons
+    arrive as structs; those whose request had an id on every beacon are deduplicated here,
+    at flush, all at once (:meth:`RecentIds.fresh_mask`): ``unchecked`` with their ``keys``,
+    and ``ends`` marking where each request's beacons end. The batch's future resolves to
+    each of those requests' duplicate counts, or None when there were none.
+    """
+
+    done: asyncio.Future
+    fragments: list[bytes] = field(default_factory=list)  # JSON fragments, one or more beacons each
+    checked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated already
+    unchecked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated at flush
+    keys: list[str] = field(default_factory=list)  # the dedupe keys of ``unchecked``
+    ends: list[int] = field(default_factory=list)  # len(unchecked) after each request
+    received_at: int = 0  # of the latest request in ``unchecked``: the time its ids are seen at
     count: int = 0  # beacons
-    done: asyncio.Future | None = None
 
 
 class Ingestor:
@@ -204,23 +220,33 @@ class Ingestor:
             for item in items:
                 if type(item.session) is str:
                     item.session = self._session(item.session)
-        keys = [f"{item.app}\x00{item.id}" for item in items if item.id]
-        fresh = self.dedupe.first_times(keys, ctx.received_at)
-        if len(keys) == len(items) and all(fresh):  # the usual request: every beacon new
-            kept = items
+        app = items[0].app
+        if all(item.app == app for item in items):
+            groups = {app: items}
         else:
-            answers = iter(fresh)
-            kept = [item for item in items if not item.id or next(answers)]
-        app = kept[0].app if kept else None
-        if all(item.app == app for item in kept):
-            good = {app: kept} if kept else {}
-        else:
-            good = {}
-            for item in kept:
-                good.setdefault(item.app, []).append(item)
-        # one encoding per app: the batch stores JSON fragments that join into the record's array
-        return await self._produce({app: ([encode_many(group)], len(group)) for app, group in good.items()}, [],
-                                   len(items) - len(kept), 0, [])
+            groups = {}
+            for item in items:
+                groups.setdefault(item.app, []).append(item)
+        duplicates = 0
+        waits = []  # (future, index of this request's duplicate count in its result, or -1)
+        for app, group in groups.items():
+            keys = [f"{app}\x00{item.id}" for item in group if item.id]
+            if len(keys) == len(group):  # the usual request: deduplicated with its batch, at flush
+                waits.append(self._add_unchecked(app, group, keys, ctx.received_at))
+                continue
+            answers = iter(self.dedupe.first_times(keys, ctx.received_at))
+            kept = [item for item in group if not item.id or next(answers)]
+            duplicates += len(group) - len(kept)
+            if kept:
+                waits.append(self._add(app, [], len(kept), kept))
+        for future, index in waits:
+            counts = await future
+            if counts is not None and index >= 0:
+                duplicates += counts[index]
+        accepted = len(items) - duplicates
+        self.counts["accepted"] += accepted
+        self.counts["duplicates"] += duplicates
+        return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": []}
 
     async def _produce(self, good: dict[str, tuple[list[bytes], int]], rejects: list[tuple[bytes, str]],
                        duplicates: int, ignored: int, errors: list[str]) -> dict:
@@ -230,7 +256,7 @@ class Ingestor:
         beacons each) and the number of beacons in them.
         """
         accepted = sum(count for _, count in good.values())
-        waits = [self._add(app, fragments, count) for app, (fragments, count) in good.items()]
+        waits = [self._add(app, fragments, count)[0] for app, (fragments, count) in good.items()]
         for raw, reason in rejects:
             waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
                                    [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
@@ -282,18 +308,39 @@ class Ingestor:
         return None
 
     # -- batching -------------------------------------------------------------------------------
-    def _add(self, app: str, values: list[bytes], count: int) -> asyncio.Future:
-        """Queue beacons of one app; the future resolves once their record is produced."""
+    def _batch(self, app: str) -> _Batch:
         batch = self.batches.get(app)
         if batch is None:
-            batch = self.batches[app] = _Batch(done=asyncio.get_running_loop().create_future())
-            asyncio.get_running_loop().call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
-        batch.beacons.extend(values)
+            loop = asyncio.get_running_loop()
+            batch = self.batches[app] = _Batch(done=loop.create_future())
+            loop.call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
+        return batch
+
+    def _add(self, app: str, fragments: list[bytes], count: int,
+             checked: list[CanonicalItem] = ()) -> tuple[asyncio.Future, int]:
+        """Queue deduplicated beacons of one app; the future resolves once their record is produced."""
+        batch = self._batch(app)
+        batch.fragments.extend(fragments)
+        batch.checked.extend(checked)
         batch.count += count
         future = batch.done
         if batch.count >= self.config.batch_beacons:
             self._flush_soon(app, batch)
-        return future
+        return future, -1
+
+    def _add_unchecked(self, app: str, items: list[CanonicalItem], keys: list[str],
+                       received_at: int) -> tuple[asyncio.Future, int]:
+        """Queue one request's beacons of one app, to be deduplicated at flush."""
+        batch = self._batch(app)
+        batch.received_at = received_at
+        batch.unchecked.extend(items)
+        batch.keys.extend(keys)
+        batch.ends.append(len(batch.unchecked))
+        batch.count += len(items)
+        future, index = batch.done, len(batch.ends) - 1
+        if batch.count >= self.config.batch_beacons:
+            self._flush_soon(app, batch)
+        return future, index
 
     def _flush_soon(self, app: str, batch: _Batch) -> None:
         if self.batches.get(app) is batch:
@@ -301,13 +348,29 @@ class Ingestor:
             asyncio.ensure_future(self._flush(app, batch))
 
     async def _flush(self, app: str, batch: _Batch) -> None:
-        value = b"[" + b",".join(batch.beacons) + b"]"
         try:
-            await self.sink(self.config.beacons_topic, app.encode(), value, [])
+            duplicates = self._deduplicate(batch)
+            if batch.fragments:
+                await self.sink(self.config.beacons_topic, app.encode(), b"[" + b",".join(batch.fragments) + b"]", [])
         except Exception as exc:  # noqa: BLE001 - the waiting requests get the error
             batch.done.set_exception(exc)
             return
-        batch.done.set_result(None)
+        batch.done.set_result(duplicates)
+
+    def _deduplicate(self, batch: _Batch) -> list[int] | None:
+        """Drop the batch's duplicates, encode its structs; each request's duplicate count, or None."""
+        duplicates = None
+        items = batch.checked
+        if batch.unchecked:
+            fresh = self.dedupe.fresh_mask(batch.keys, batch.received_at)
+            if fresh.all():
+                items += batch.unchecked
+            else:
+                items += [item for item, new in zip(batch.unchecked, fresh.tolist()) if new]
+                duplicates = np.add.reduceat(~fresh, [0, *batch.ends[:-1]]).tolist()
+        if items:  # one encoding for the record's structs
+            batch.fragments.append(encode_many(items))
+        return duplicates
 
 
 def _dump(item) -> bytes:

@@ -51,6 +51,37 @@ def test_a_batch_answers_as_its_ids_would_one_by_one(batches: list[tuple[list[in
     assert ids.evicted_early == 0
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([16, 256, 4_096]),
+       st.lists(st.tuples(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 800)), max_size=40))
+def test_fresh_mask_is_first_times_vectorised(capacity: int, batches: list[tuple[list[int], int]]) -> None:
+    """Twin tables, one fed by fresh_mask and one by first_times: the same answers, the same
+    slots afterwards and the same early evictions, full tables and shared buckets included."""
+    vector, scalar = RecentIds(ttl_ms=1_000, capacity=capacity), RecentIds(ttl_ms=1_000, capacity=capacity)
+    now = 1
+    for batch, step in batches:
+        now += step
+        keys = [f"app\x00{beacon_id}" for beacon_id in batch]
+        assert vector.fresh_mask(keys, now).tolist() == scalar.first_times(keys, now)
+        assert vector._table == scalar._table
+        assert vector.evicted_early == scalar.evicted_early
+
+
+def test_fresh_mask_takes_the_vector_path_on_batches_of_distinct_buckets() -> None:
+    """Not vacuous: a 200-id batch in the default table usually has no shared bucket, and the
+    vector path then gives what first_times gives (the property above checks it too)."""
+    vector, scalar = RecentIds(ttl_ms=10_000), RecentIds(ttl_ms=10_000)
+    rng = random.Random(3)
+    vectorised = 0
+    for t in range(1, 51):
+        keys = [f"app\x00{rng.getrandbits(40):x}" for _ in range(200)] + ["app\x00repeat"] * (t % 2)
+        buckets = {(hash(k) or 1) & vector._mask for k in keys}
+        vectorised += len(buckets) == len(keys)
+        assert vector.fresh_mask(keys, t * 100).tolist() == scalar.first_times(keys, t * 100)
+    assert vector._table == scalar._table
+    assert vectorised >= 15
+
+
 def test_a_resent_page_view_is_a_duplicate_until_the_ttl() -> None:
     ids = RecentIds(ttl_ms=60_000)
     assert ids.first_time("shop-web\x00v5-1", 1_000)

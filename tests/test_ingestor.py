@@ -89,3 +89,29 @@ def test_a_batch_is_cut_by_beacons_not_by_requests() -> None:
 
     asyncio.run(go())
     assert [len(orjson.loads(v)) for _, _, v, _ in sink.records] == [20, 20]
+
+
+def test_requests_sharing_a_record_get_their_own_duplicate_counts() -> None:
+    """The fast path deduplicates a whole record at flush: each request still hears how many
+    of its beacons were duplicates, in the batch or before it, and none is produced twice."""
+    config = IngestConfig(linger_ms=200, batch_beacons=1_000)  # concurrent requests share a record
+    sink = Recorder()
+    bodies = [body(beacon(1), beacon(2)), body(beacon(2), beacon(3)), body(beacon(4), beacon(4)),
+              body(beacon(5), beacon(1, app="blog"))]
+
+    async def go() -> list[dict]:
+        ingestor = Ingestor(config, sink)
+        first = await asyncio.wait_for(
+            asyncio.gather(*(post(ingestor, raw, True) for raw in bodies)), 5)
+        again = await asyncio.wait_for(  # a later record: pv-3 again
+            asyncio.gather(post(ingestor, body(beacon(3), beacon(6)), True),
+                           post(ingestor, body(beacon(7), beacon(8), beacon(9), beacon(10),
+                                               beacon(11), beacon(12)), True)), 5)
+        return first + again
+
+    results = asyncio.run(go())
+    assert [(r["accepted"], r["duplicates"]) for r in results] == [(2, 0), (1, 1), (1, 1), (2, 0), (1, 1), (6, 0)]
+    assert [(k, len(orjson.loads(v))) for _, k, v, _ in sink.records] == [(b"shop-web", 5), (b"blog", 1),
+                                                                           (b"shop-web", 7)]
+    assert sorted((b["app"], b["id"]) for b in sink.beacons()) == sorted(
+        [("shop-web", f"pv-{i}") for i in range(1, 13)] + [("blog", "pv-1")])
