@@ -145,6 +145,23 @@ class RecentIds:
         words[taken + WAYS] = now_ms
         return fresh
 
+    def forget(self, beacon_ids: Iterable[str]) -> None:
+        """Forget ids taken by a record that was never stored, so that their re-send is new.
+
+        >>> ids = RecentIds(ttl_ms=1_000, capacity=64)
+        >>> ids.first_times(["a", "b"], now_ms=5); ids.forget(["a"]); ids.first_times(["a", "b"], now_ms=6)
+        [True, True]
+        [True, False]
+        """
+        table, mask = self._table, self._mask
+        for beacon_id in beacon_ids:
+            fingerprint = hash(beacon_id) or 1
+            base = (fingerprint & mask) << 3
+            for slot in range(base, base + WAYS):
+                if table[slot] == fingerprint:
+                    table[slot] = table[slot + WAYS] = 0
+                    break
+
     @property
     def nbytes(self) -> int:
         """Memory of the table, allocated once."""

@@ -122,6 +122,7 @@ class _Batch:
     keys: list[str] = field(default_factory=list)  # the dedupe keys of ``unchecked``
     ends: list[int] = field(default_factory=list)  # len(unchecked) after each request
     received_at: int = 0  # of the latest request in ``unchecked``: the time its ids are seen at
+    marked: list[str] = field(default_factory=list)  # dedupe keys the batch took: forgotten if it fails
     count: int = 0  # beacons
 
 
@@ -196,19 +197,22 @@ class Ingestor:
         bad = [(i, r) for i, r in bad if not _NOT_OURS.search(r)]
         errors = [f"item {i}: {reason}" for i, reason in bad]
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
-        good: dict[str, list[bytes]] = {}
+        good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, dedupe keys taken
         duplicates = 0
         for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
             self._protect(beacon)
             app = beacon["app"]
+            values, marked = good.setdefault(app, ([], []))
             beacon_id = beacon.get("id")
-            if isinstance(beacon_id, str) and beacon_id and not self.dedupe.first_time(
-                    f"{app}\x00{beacon_id}", ctx.received_at):
-                duplicates += 1
-                continue
-            good.setdefault(app, []).append(orjson.dumps(beacon))
-        return await self._produce({app: (values, len(values)) for app, values in good.items()}, rejects,
-                                   duplicates, len(ignored), errors)
+            if isinstance(beacon_id, str) and beacon_id:
+                key = f"{app}\x00{beacon_id}"
+                if not self.dedupe.first_time(key, ctx.received_at):
+                    duplicates += 1
+                    continue
+                marked.append(key)
+            values.append(orjson.dumps(beacon))
+        return await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
+                                    if values}, rejects, duplicates, len(ignored), errors)
 
     async def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> dict:
         """Stamped canonical beacons from :func:`~streams.formats.fast.canonical_items` → records."""
@@ -238,7 +242,8 @@ class Ingestor:
             kept = [item for item in group if not item.id or next(answers)]
             duplicates += len(group) - len(kept)
             if kept:
-                waits.append(self._add(app, [], len(kept), kept))
+                marked = [f"{app}\x00{item.id}" for item in kept if item.id]
+                waits.append(self._add(app, [], len(kept), kept, marked))
         for future, index in waits:
             counts = await future
             if counts is not None and index >= 0:
@@ -248,15 +253,16 @@ class Ingestor:
         self.counts["duplicates"] += duplicates
         return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": []}
 
-    async def _produce(self, good: dict[str, tuple[list[bytes], int]], rejects: list[tuple[bytes, str]],
+    async def _produce(self, good: dict[str, tuple[list[bytes], int, list[str]]], rejects: list[tuple[bytes, str]],
                        duplicates: int, ignored: int, errors: list[str]) -> dict:
         """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all.
 
         ``good`` maps an app to JSON fragments (members of the record's array, one or more
-        beacons each) and the number of beacons in them.
+        beacons each), the number of beacons in them and the dedupe keys they took.
         """
-        accepted = sum(count for _, count in good.values())
-        waits = [self._add(app, fragments, count)[0] for app, (fragments, count) in good.items()]
+        accepted = sum(count for _, count, _ in good.values())
+        waits = [self._add(app, fragments, count, marked=marked)[0]
+                 for app, (fragments, count, marked) in good.items()]
         for raw, reason in rejects:
             waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
                                    [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
@@ -316,12 +322,14 @@ class Ingestor:
             loop.call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
         return batch
 
-    def _add(self, app: str, fragments: list[bytes], count: int,
-             checked: list[CanonicalItem] = ()) -> tuple[asyncio.Future, int]:
-        """Queue deduplicated beacons of one app; the future resolves once their record is produced."""
+    def _add(self, app: str, fragments: list[bytes], count: int, checked: list[CanonicalItem] = (),
+             marked: list[str] = ()) -> tuple[asyncio.Future, int]:
+        """Queue deduplicated beacons of one app (``marked``: the dedupe keys they took); the
+        future resolves once their record is produced."""
         batch = self._batch(app)
         batch.fragments.extend(fragments)
         batch.checked.extend(checked)
+        batch.marked.extend(marked)
         batch.count += count
         future = batch.done
         if batch.count >= self.config.batch_beacons:
@@ -352,7 +360,10 @@ class Ingestor:
             duplicates = self._deduplicate(batch)
             if batch.fragments:
                 await self.sink(self.config.beacons_topic, app.encode(), b"[" + b",".join(batch.fragments) + b"]", [])
-        except Exception as exc:  # noqa: BLE001 - the waiting requests get the error
+        except Exception as exc:  # noqa: BLE001 - the waiting requests get the error (a 503)
+            # ... and their clients retry: the ids this record took must not turn the retry
+            # into "duplicates" that are never stored
+            self.dedupe.forget(batch.marked)
             batch.done.set_exception(exc)
             return
         batch.done.set_result(duplicates)
@@ -365,8 +376,11 @@ class Ingestor:
             fresh = self.dedupe.fresh_mask(batch.keys, batch.received_at)
             if fresh.all():
                 items += batch.unchecked
+                batch.marked += batch.keys
             else:
-                items += [item for item, new in zip(batch.unchecked, fresh.tolist()) if new]
+                answers = fresh.tolist()
+                items += [item for item, new in zip(batch.unchecked, answers) if new]
+                batch.marked += [key for key, new in zip(batch.keys, answers) if new]
                 duplicates = np.add.reduceat(~fresh, [0, *batch.ends[:-1]]).tolist()
         if items:  # one encoding for the record's structs
             batch.fragments.append(encode_many(items))

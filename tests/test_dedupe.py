@@ -117,3 +117,11 @@ def test_capacity_rounds_up_to_whole_buckets() -> None:
 def test_refuses_a_useless_table(ttl: float, capacity: int) -> None:
     with pytest.raises(ValueError):
         RecentIds(ttl, capacity)
+
+
+def test_forget_clears_only_the_ids_it_is_given() -> None:
+    ids = RecentIds(ttl_ms=60_000, capacity=WAYS)  # one bucket: every id shares it
+    assert ids.first_times(["a", "b", "c"], 1) == [True, True, True]
+    ids.forget(["b", "never-seen"])
+    assert ids.first_times(["a", "b", "c"], 2) == [False, True, False]
+    assert ids.evicted_early == 0

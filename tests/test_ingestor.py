@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import pytest
 
 from streams.formats import Context, parse_body
 from streams.formats.fast import canonical_items
@@ -115,3 +116,41 @@ def test_requests_sharing_a_record_get_their_own_duplicate_counts() -> None:
                                                                            (b"shop-web", 7)]
     assert sorted((b["app"], b["id"]) for b in sink.beacons()) == sorted(
         [("shop-web", f"pv-{i}") for i in range(1, 13)] + [("blog", "pv-1")])
+
+
+class FlakySink(Recorder):
+    """Kafka unreachable for the first ``failures`` records, then fine."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def __call__(self, topic: str, key: bytes, value: bytes, headers: list) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unreachable")
+        await super().__call__(topic, key, value, headers)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("ids", ["all", "some"])  # "some": the fast path deduplicates at request time
+def test_a_retry_after_kafka_failed_is_stored_not_dropped_as_duplicates(fast: bool, ids: str) -> None:
+    """The endpoint answers 503 when the record cannot be produced, and the SDK retries: the
+    ids the failed record took are forgotten, so the retry is accepted, not dropped."""
+    config = IngestConfig(linger_ms=1)
+    sink = FlakySink(failures=1)
+    beacons = [beacon(1), beacon(2), beacon(3, id=None if ids == "some" else "pv-3")]
+    raw = body(*beacons)
+
+    async def go() -> dict:
+        ingestor = Ingestor(config, sink)
+        with pytest.raises(ConnectionError):
+            await post(ingestor, raw, fast)
+        retried = await post(ingestor, raw, fast)
+        again = await post(ingestor, raw, fast)  # now stored: a real re-send is a duplicate
+        return retried, again
+
+    retried, again = asyncio.run(go())
+    assert (retried["accepted"], retried["duplicates"]) == (3, 0)
+    assert (again["accepted"], again["duplicates"]) == ((1, 2) if ids == "some" else (0, 3))
+    assert sorted(b["session"] for b in sink.beacons()) == ["s1", "s2", "s3"] + (["s3"] if ids == "some" else [])
