@@ -13,7 +13,6 @@ import orjson
 
 from detectors.verdict import EXIT_CODES
 from streams.broker import BrokerError, EmbeddedBroker, broker_servers
-from streams.judge import Rollout
 from streams.settings import Settings, SettingsError
 
 __all__ = ["broker_command", "worker_command", "rollout_group", "broker_option", "parse_time", "settings_from"]
@@ -180,6 +179,7 @@ async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dic
 def rollout_start(broker, app, canary, baseline, policy_path, expected_share, started_at, rollout_id,
                   dry_run_paths) -> None:
     """Start judging a rollout: canary release against baseline release of one app."""
+    from streams.judge import Rollout  # not at the top: it brings river, which rumgate ingest does not need
     from dataclasses import replace
 
     from streams.cli import load_policy_file
