@@ -17,7 +17,7 @@ beacons/s. :class:`RecentIds` keeps 64-bit fingerprints in a fixed table instead
   hash is salted per process, which is fine for a table that lives in one process.
 
 A library does not fit: the Bloom/cuckoo filters on PyPI either grow, cannot forget by
-age, or cost a C extension for what is twenty lines over :mod:`array`.
+age, or cost a C extension for what is a few dozen lines over :mod:`array` and numpy.
 
 >>> ids = RecentIds(ttl_ms=60_000, capacity=1024)
 >>> ids.first_time("v5-1-2", now_ms=0), ids.first_time("v5-1-2", now_ms=1_000)
