@@ -119,6 +119,11 @@ def _string(obj: dict, key: str, where: str) -> str | None:
     return value if value.strip() else None
 
 
+#: Every key :func:`read_context` reads.
+_CONTEXT_KEYS = frozenset(("app", "release", "cohort", "page", "browser", "session", "session_id", "user_agent",
+                           "device"))
+
+
 def read_context(obj: dict, where: str = "") -> dict[str, str]:
     """The context fields a sender added to a metric or an envelope (absent ones left out)."""
     ctx = {key: _string(obj, key, where) for key in ("app", "release", "cohort", "page", "browser")}
@@ -141,7 +146,9 @@ def read_metric(obj: dict, where: str = "") -> Metric:
         raise FormatError(f"{where}value: must be >= 0, got {raw!r}")
     if name in METRIC_LIMITS and value > METRIC_LIMITS[name]:
         raise FormatError(f"{where}value: {raw!r} is above the {name} limit {METRIC_LIMITS[name]:g}")
-    context = read_context(obj, where)
+    # Most metric objects carry no context of their own (the envelope, or the sender's
+    # relay, has it): reading none of the fields gives {} without the work.
+    context = {} if _CONTEXT_KEYS.isdisjoint(obj) else read_context(obj, where)
     soft_url = page_path(obj.get("navigationURL"))  # v6 soft navigation: the URL it belongs to
     if "page" not in context and soft_url:
         context["page"] = soft_url

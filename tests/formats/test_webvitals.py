@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from streams.formats import Context, to_canonical
+from streams.formats import Context, FormatError, to_canonical, webvitals
 from streams.formats.webvitals import detect
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
 
@@ -209,3 +212,37 @@ def test_bare_metrics_group_even_when_other_formats_sit_between_them():
     assert rejects == []
     assert [len(b["metrics"]) for b in beacons] == [4, 1]  # ordered by first item
     assert_valid(beacons)
+
+
+_CONTEXT_VALUES = st.none() | st.text(max_size=12) | st.integers() | st.sampled_from(
+    ["mobile", "Phone", "/p/1?q=x", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)", " "])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["app", "release", "cohort", "page", "browser", "session", "session_id",
+                                        "user_agent", "device", "rating", "delta", "navigationURL"]),
+                       _CONTEXT_VALUES, max_size=4))
+def test_a_metric_reads_its_context_only_when_it_has_one(extra: dict) -> None:
+    """read_metric skips read_context for metrics without context keys: the same Metric, or
+    the same error, as reading it always."""
+    obj = {"name": "LCP", "value": 2480, "id": "v6-3", **extra}
+    try:
+        expected = webvitals.read_context(obj, "m.")
+    except FormatError as exc:
+        with pytest.raises(FormatError, match=re.escape(str(exc))):
+            webvitals.read_metric(obj, "m.")
+        return
+    soft = webvitals.page_path(obj.get("navigationURL"))
+    if "page" not in expected and soft:
+        expected["page"] = soft
+    assert webvitals.read_metric(obj, "m.").context == tuple(sorted(expected.items()))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("app", "shop-web"), ("release", "r2"), ("cohort", "canary"), ("page", "/p/1?q=x"), ("browser", "Firefox"),
+    ("session", "s-1"), ("session_id", "s-2"), ("device", "Phone"),
+    ("user_agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15"),
+])
+def test_each_context_field_of_a_metric_is_read(key: str, value: str) -> None:
+    metric = webvitals.read_metric({"name": "LCP", "value": 2480, key: value})
+    assert metric.context and metric.context == tuple(sorted(webvitals.read_context({key: value}).items()))
