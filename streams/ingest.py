@@ -238,11 +238,12 @@ class Ingestor:
             if len(keys) == len(group):  # the usual request: deduplicated with its batch, at flush
                 waits.append(self._add_unchecked(app, group, keys, ctx.received_at))
                 continue
-            answers = iter(self.dedupe.first_times(keys, ctx.received_at))
+            fresh = self.dedupe.first_times(keys, ctx.received_at)
+            answers = iter(fresh)
             kept = [item for item in group if not item.id or next(answers)]
             duplicates += len(group) - len(kept)
             if kept:
-                marked = [f"{app}\x00{item.id}" for item in kept if item.id]
+                marked = [key for key, new in zip(keys, fresh) if new]
                 waits.append(self._add(app, [], len(kept), kept, marked))
         for future, index in waits:
             counts = await future
