@@ -15,6 +15,12 @@ endpoint  the real endpoint, ``python -m streams ingest --broker URL --http 127.
           producing to the embedded broker, with ``RUMGATE_INGEST_RATE_LIMIT`` set very high
           (every request comes from 127.0.0.1) and a fresh ``RUMGATE_TOPIC_PREFIX`` per process.
 
+``--breakdown`` adds two references that take parts away from the endpoint, to show what
+each costs (both serve the endpoint's own ``Ingestor.handle``, with the CLI's GC settings):
+
+no-kafka   the endpoint with a sink that acks every record at once: nothing is produced.
+no-dedupe  no-kafka, and the dedupe table answers "new" for every id without looking.
+
 Load: every request is ``POST /v1/beacons`` with ``Content-Type: application/x-ndjson`` and a
 body of ``--beacons-per-request`` (10) canonical beacons with unique ids (so dedupe drops
 none), sent over ``--connections`` keep-alive connections, closed loop (each connection sends
@@ -72,7 +78,8 @@ FLAT_SLOPE_MB_MIN = 3.0  # second-half RSS slope under this ...
 FLAT_LAST_VS_10S = 0.10  # ... and last RSS within 10 % of the RSS at 10 s
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 APP, RELEASE = "shop-web", "r2"
-KINDS = ("bare", "parse", "endpoint")
+KINDS = ("bare", "parse", "no-dedupe", "no-kafka", "endpoint")
+BREAKDOWN = ("no-dedupe", "no-kafka")
 
 WRK_SCRIPT = r"""
 -- Each request: N canonical beacons as NDJSON (kind "ndjson"), or one page view in the
@@ -140,14 +147,15 @@ def log(msg: str) -> None:
 # ================================================================================================
 
 
-def _serve(address: str, beacons) -> None:
-    """Serve ``POST /v1/beacons`` with ``beacons`` (and ``/healthz``) the way ``rumgate ingest`` does."""
+def _serve(address: str, beacons, counts: dict | None = None, tune_gc: bool = False) -> None:
+    """Serve ``POST /v1/beacons`` with ``beacons`` (and ``/healthz``, with ``counts``) the way
+    ``rumgate ingest`` does; ``tune_gc``: its GC settings too."""
     from aiohttp import web
 
     host, _, port = address.rpartition(":")
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        return web.json_response({"status": "ok", **(counts or {})})
 
     async def serve() -> None:
         app = web.Application()
@@ -156,6 +164,10 @@ def _serve(address: str, beacons) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, int(port)).start()
+        if tune_gc:
+            from streams.ingest_cli import settle_gc
+
+            settle_gc()
         try:
             await asyncio.Event().wait()
         finally:
@@ -191,6 +203,21 @@ def run_parse_server(address: str) -> None:
                             content_type="application/json")
 
     _serve(address, beacons)
+
+
+def run_ingestor_server(address: str, dedupe: bool) -> None:
+    """The endpoint's ``Ingestor`` with a sink that acks at once; ``dedupe=False``: every id is new."""
+    import numpy as np
+
+    from streams.ingest import IngestConfig, Ingestor
+
+    async def sink(topic: str, key: bytes, value: bytes, headers: list) -> None:
+        return None
+
+    ingestor = Ingestor(IngestConfig(rate_per_s=1e9, burst=10**9), sink)
+    if not dedupe:  # the fast path's only dedupe call (the general path is not measured here)
+        ingestor.dedupe.fresh_mask = lambda keys, now_ms: np.ones(len(keys), dtype=bool)
+    _serve(address, ingestor.handle, ingestor.counts, tune_gc=True)
 
 
 def run_python_load(spec: dict) -> None:
@@ -278,7 +305,7 @@ class Server:
         self.kind, self.port = kind, free_port()
         self.prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}."
         self.log_path = log_dir / f"{kind}-{self.port}.log"
-        if kind in ("bare", "parse"):
+        if kind != "endpoint":
             cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}-server", f"127.0.0.1:{self.port}"]
             env = dict(os.environ)
         else:
@@ -497,8 +524,8 @@ def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -
     ratio_med = statistics.median(ratios["endpoint"])
     for kind in kinds:
         m = med[kind]
-        shown = {"bare": "", "parse": pct(statistics.median(ratios[kind])) if kind == "parse" else "",
-                 "endpoint": "**" + pct(ratio_med) + "**"}[kind]
+        shown = "" if kind == "bare" else "**" + pct(ratio_med) + "**" if kind == "endpoint" else \
+            pct(statistics.median(ratios[kind]))
         out.append(f"| median | {kind} | {m['rps']:,.0f} | {m['rps'] * args.beacons_per_request:,.0f} | "
                    f"{ms(m['p50_us'])} | {ms(m['p99_us'])} | {pct(m['cpu_server'])} | {pct(m['cpu_broker'])} | "
                    f"{pct(m['cpu_load'])} | {shown} |")
@@ -506,11 +533,15 @@ def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -
     out += ["", f"Target endpoint / bare ≥ {pct(TARGET_RATIO)}: **{'met' if met else 'not met'}** "
                 f"(median of the per-repeat ratios {pct(ratio_med)}; ratio of the medians "
                 f"{pct(med['endpoint']['rps'] / med['bare']['rps'])})."]
-    if "parse" in med:
-        cpu = {k: med[k]["cpu_server"] / med[k]["rps"] * 1e6 for k in kinds}
-        out.append("Server CPU per request (median CPU / median requests/s): "
-                   + ", ".join(f"{k} {cpu[k]:.0f} µs" for k in kinds)
-                   + f"; the endpoint spends {cpu['endpoint'] - cpu['parse']:.0f} µs more than the parse reference.")
+    cpu = {k: med[k]["cpu_server"] / med[k]["rps"] * 1e6 for k in kinds}
+    parts = [f"the endpoint spends {cpu['endpoint'] - cpu['parse']:.0f} µs more than the parse reference"] \
+        if "parse" in cpu else []
+    if "no-kafka" in cpu:
+        parts += [f"producing to Kafka and waiting for its ack {cpu['endpoint'] - cpu['no-kafka']:.0f} µs "
+                  f"(endpoint − no-kafka), dedupe {cpu['no-kafka'] - cpu['no-dedupe']:.0f} µs "
+                  "(no-kafka − no-dedupe)"]
+    out.append("Server CPU per request (median CPU / median requests/s): "
+               + ", ".join(f"{k} {cpu[k]:.0f} µs" for k in kinds) + "".join(f"; {p}" for p in parts) + ".")
     checks = [x["check"] for x in runs if x["kind"] == "endpoint"]
     all_ok = all(c["ok"] for c in checks)
     out.append(f"Correctness of the measured endpoint runs: **{'all OK' if all_ok else 'MISMATCH'}**")
@@ -564,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="RUMGATE_INGEST_DEDUPE_TTL_S for the soak endpoint (default: the endpoint's, 1800 s)")
     ap.add_argument("--skip-throughput", action="store_true", help="only the soak")
     ap.add_argument("--no-parse", action="store_true", help="skip the parse reference server")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also measure the endpoint without Kafka (no-kafka) and without Kafka and dedupe "
+                         "(no-dedupe), to show what each costs")
     ap.add_argument("--client", choices=("auto", "wrk", "python", "compare"), default="auto",
                     help="load generator: wrk if on the PATH (auto), the asyncio client, or compare both "
                          "against the bare handler first")
@@ -572,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="also write every raw result to this file")
     ap.add_argument("--bare-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     ap.add_argument("--parse-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--no-kafka-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--no-dedupe-server", metavar="HOST:PORT", help=argparse.SUPPRESS)
     ap.add_argument("--load-child", metavar="SPEC", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.bare_server:
@@ -579,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.parse_server:
         run_parse_server(args.parse_server)
+        return 0
+    if args.no_kafka_server or args.no_dedupe_server:
+        run_ingestor_server(args.no_kafka_server or args.no_dedupe_server, dedupe=bool(args.no_kafka_server))
         return 0
     if args.load_child:
         run_python_load(json.loads(args.load_child))
@@ -616,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_throughput:
             runs = []
             for r in range(args.repeat):
-                kinds = [k for k in KINDS if k != "parse" or not args.no_parse]
+                kinds = [k for k in KINDS if not (k == "parse" and args.no_parse)
+                         and not (k in BREAKDOWN and not args.breakdown)]
                 order = kinds if r % 2 == 0 else kinds[::-1]
                 for kind in order:
                     with Server(kind, broker.url, tmp, args.rate_limit) as server:
