@@ -215,8 +215,11 @@ def run_ingestor_server(address: str, dedupe: bool) -> None:
         return None
 
     ingestor = Ingestor(IngestConfig(rate_per_s=1e9, burst=10**9), sink)
-    if not dedupe:  # the fast path's only dedupe call (the general path is not measured here)
-        ingestor.dedupe.fresh_mask = lambda keys, now_ms: np.ones(len(keys), dtype=bool)
+    if not dedupe:  # every id is new, on both paths
+        table = ingestor.dedupe
+        table.fresh_mask = lambda keys, now_ms: np.ones(len(keys), dtype=bool)
+        table.first_times = lambda keys, now_ms: [True] * len(keys)
+        table.first_time = lambda key, now_ms: True
     _serve(address, ingestor.handle, ingestor.counts, tune_gc=True)
 
 

@@ -59,15 +59,17 @@ _Id = Annotated[str, Meta(min_length=1, max_length=_MAX_STR)]
 _Country = Annotated[str, Meta(min_length=1, max_length=64)]
 
 
-class CanonicalItem(Struct, omit_defaults=True, gc=False):
+class CanonicalItem(Struct, kw_only=True, omit_defaults=True, gc=False):
     """One canonical beacon as sent, then as stamped; the field order is the general path's.
 
     Fields the general path would drop when malformed (``id``, ``browser``, ``country``) are
     typed so that msgspec refuses them, and the body declines to the general path; a body of
     well-formed beacons is then stamped with little Python (:func:`_stamp`). ``ts`` and
     ``client_ts`` (normalised like the general path's) and ``page`` (cut to its path) stay
-    ``Any``. Unknown fields are skipped, as the general path drops them; ``name``, ``type`` and
-    ``resourceLogs`` are read only to see that the item belongs to another format.
+    ``Any``. Unknown fields are skipped, as the general path drops them. An item that is not
+    plainly canonical is refused by msgspec too: ``metrics`` is required (an object), and
+    ``name``, ``type`` and ``resourceLogs`` (web-vitals, Datadog, OTLP) must be absent.
+    (``kw_only``: so that the required ``metrics`` can keep its place in the field order.)
     """
 
     id: _Id | None = None
@@ -82,11 +84,12 @@ class CanonicalItem(Struct, omit_defaults=True, gc=False):
     device: Literal["mobile", "desktop", "tablet", "unknown", ""] | None = None
     country: _Country | None = None
     browser: _Text | None = None
-    metrics: Metrics | UnsetType = UNSET
+    metrics: Metrics
     errors: Annotated[int, Meta(ge=0, le=_MAX_ERRORS)] | None = None
-    name: Any = msgspec.field(default=UNSET)
-    type: Any = msgspec.field(default=UNSET)
-    resourceLogs: Any = msgspec.field(default=UNSET)  # noqa: N815 - the OTLP field name
+    # present with any value, even null: another format's item, and the body declines
+    name: UnsetType = UNSET
+    type: UnsetType = UNSET
+    resourceLogs: UnsetType = UNSET  # noqa: N815 - the OTLP field name
 
 
 _ONE = msgspec.json.Decoder(CanonicalItem)
@@ -126,9 +129,6 @@ def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[Canoni
 
 def _stamp(item: CanonicalItem, ctx: Context) -> bool:
     """Stamp ``item`` as the general path would; False when that path would refuse it."""
-    if item.metrics is UNSET or item.name is not UNSET or item.type is not UNSET \
-            or item.resourceLogs is not UNSET:
-        return False  # not plainly canonical: detection is the general path's business
     item.client_ts = epoch_ms(item.ts if item.ts is not None else item.client_ts)
     item.ts = ctx.received_at
     app = item.app
