@@ -39,10 +39,10 @@ from aiohttp import web
 
 from streams.dedupe import RecentIds
 from streams.formats import Context, FormatError, parse_body, to_canonical
-from streams.formats.fast import CanonicalItem, canonical_items, encode_many
+from streams.formats.fast import CanonicalItem, canonical_items, encode, encode_many
 from streams.snippet import add_snippet_routes
 
-__all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "RouteTemplates"]
+__all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "json_arrays", "RouteTemplates"]
 
 _NOT_OURS = re.compile(r"are not page views|not (a )?real users?")
 
@@ -64,6 +64,9 @@ class IngestConfig:
     routes: tuple[str, ...] = ()  # route templates, e.g. /product/:id
     linger_ms: float = 5.0
     batch_beacons: int = 200
+    # a record's most bytes: Kafka brokers (message.max.bytes) and producers refuse messages
+    # over 1 MB by default, and 200 beacons near their field limits come to several MB
+    record_bytes: int = 512 * 1024
 
 
 class RouteTemplates:
@@ -359,8 +362,9 @@ class Ingestor:
     async def _flush(self, app: str, batch: _Batch) -> None:
         try:
             duplicates = self._deduplicate(batch)
-            if batch.fragments:
-                await self.sink(self.config.beacons_topic, app.encode(), b"[" + b",".join(batch.fragments) + b"]", [])
+            # usually one record; more only when large beacons would make it too big for Kafka
+            for record in json_arrays(batch.fragments, self.config.record_bytes):
+                await self.sink(self.config.beacons_topic, app.encode(), record, [])
         except Exception as exc:  # noqa: BLE001 - the waiting requests get the error (a 503)
             # ... and their clients retry: the ids this record took must not turn the retry
             # into "duplicates" that are never stored
@@ -383,9 +387,34 @@ class Ingestor:
                 items += [item for item, new in zip(batch.unchecked, answers) if new]
                 batch.marked += [key for key, new in zip(batch.keys, answers) if new]
                 duplicates = np.add.reduceat(~fresh, [0, *batch.ends[:-1]]).tolist()
-        if items:  # one encoding for the record's structs
-            batch.fragments.append(encode_many(items))
+        if items:  # one encoding for the record's structs, or one each if that is too big for one record
+            encoded = encode_many(items)
+            if len(encoded) + 2 <= self.config.record_bytes:
+                batch.fragments.append(encoded)
+            else:
+                batch.fragments.extend(map(encode, items))
         return duplicates
+
+
+def json_arrays(fragments: list[bytes], limit: int) -> list[bytes]:
+    """JSON arrays of the ``fragments`` (array members), in order, each at most ``limit`` bytes.
+
+    A fragment longer than ``limit`` gets an array of its own. No fragments: no arrays.
+
+    >>> json_arrays([b"1", b"22", b"333"], limit=8)
+    [b'[1,22]', b'[333]']
+    """
+    if sum(map(len, fragments)) + len(fragments) + 1 <= limit:
+        return [b"[" + b",".join(fragments) + b"]"] if fragments else []
+    arrays, part, size = [], [], 1  # size: the brackets and a comma per member
+    for fragment in fragments:
+        if part and size + len(fragment) + 1 > limit:
+            arrays.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 1
+        part.append(fragment)
+        size += len(fragment) + 1
+    arrays.append(b"[" + b",".join(part) + b"]")
+    return arrays
 
 
 def _dump(item) -> bytes:

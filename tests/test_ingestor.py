@@ -13,7 +13,7 @@ import pytest
 
 from streams.formats import Context, parse_body
 from streams.formats.fast import canonical_items
-from streams.ingest import IngestConfig, Ingestor
+from streams.ingest import IngestConfig, Ingestor, json_arrays
 
 T = 1_763_856_000_000
 
@@ -154,3 +154,35 @@ def test_a_retry_after_kafka_failed_is_stored_not_dropped_as_duplicates(fast: bo
     assert (retried["accepted"], retried["duplicates"]) == (3, 0)
     assert (again["accepted"], again["duplicates"]) == ((1, 2) if ids == "some" else (0, 3))
     assert sorted(b["session"] for b in sink.beacons()) == ["s1", "s2", "s3"] + (["s3"] if ids == "some" else [])
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_records_stay_under_the_byte_limit_when_beacons_are_large(fast: bool) -> None:
+    """Large but valid beacons are split over several records instead of one that Kafka
+    refuses (which answered 503 to every request sharing the record, and lost their beacons)."""
+    config = IngestConfig(linger_ms=10_000, batch_beacons=40, record_bytes=8_000)
+    sink = Recorder()
+    big = "\N{GRINNING FACE}" * 300  # 1,200 bytes of UTF-8 per field, well within the field limits
+    bodies = [body(*(beacon(10 * r + k, cohort=big, browser=big) for k in range(10))) for r in range(4)]
+
+    async def go() -> list[dict]:
+        ingestor = Ingestor(config, sink)
+        return await asyncio.wait_for(asyncio.gather(*(post(ingestor, raw, fast) for raw in bodies)), 5)
+
+    results = asyncio.run(go())
+    assert [r["accepted"] for r in results] == [10, 10, 10, 10]
+    sizes = [len(v) for _, _, v, _ in sink.records]
+    assert len(sizes) > 1 and max(sizes) <= 8_000, sizes
+    assert sorted(b["id"] for b in sink.beacons()) == sorted(f"pv-{i}" for i in range(40))
+
+
+def test_json_arrays_pack_fragments_in_order_under_the_limit() -> None:
+    fragments = [b'{"a":%d}' % i for i in range(50)]  # 7-8 bytes each
+    for limit in (10, 11, 40, 100, 1_000):
+        arrays = json_arrays(fragments, limit)
+        assert [x for a in arrays for x in orjson.loads(a)] == [{"a": i} for i in range(50)]
+        assert all(len(a) <= limit for a in arrays)
+        # packed: no two neighbours would fit in one array
+        assert all(len(a) + len(b) - 1 > limit for a, b in zip(arrays, arrays[1:]))
+    assert json_arrays([b'"longer than the limit"'], 5) == [b'["longer than the limit"]']
+    assert json_arrays([], 5) == []

@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import pytest
@@ -20,12 +21,21 @@ T = 1_763_856_000_000
 @pytest.fixture
 def endpoint(broker, tmp_path):
     """`rumgate ingest` as a process, on its own topics; yields (base URL, pipeline)."""
+    yield from _endpoint(broker, tmp_path, RUMGATE_INGEST_RATE_LIMIT="5", RUMGATE_INGEST_LINGER_MS="5")
+
+
+@pytest.fixture
+def busy_endpoint(broker, tmp_path):
+    """The same, without a rate limit and with a long linger: many requests share a record."""
+    yield from _endpoint(broker, tmp_path, RUMGATE_INGEST_RATE_LIMIT="1e9", RUMGATE_INGEST_LINGER_MS="500")
+
+
+def _endpoint(broker, tmp_path, **settings: str):
     pipeline = Pipeline(broker, tmp_path)
     port = free_port()
-    env = {**pipeline.env(), "RUMGATE_HTTP": f"127.0.0.1:{port}", "RUMGATE_INGEST_RATE_LIMIT": "5",
+    env = {**pipeline.env(), "RUMGATE_HTTP": f"127.0.0.1:{port}",
            "RUMGATE_INGEST_CORS_ORIGINS": "https://shop.example", "RUMGATE_INGEST_COUNTRY_HEADER": "CF-IPCountry",
-           "RUMGATE_INGEST_SESSION_SALT": "pepper", "RUMGATE_INGEST_ROUTES": "/product/:id",
-           "RUMGATE_INGEST_LINGER_MS": "5"}
+           "RUMGATE_INGEST_SESSION_SALT": "pepper", "RUMGATE_INGEST_ROUTES": "/product/:id", **settings}
     log = open(tmp_path / "ingest.log", "wb")  # noqa: SIM115
     process = subprocess.Popen([sys.executable, "-m", "streams", "ingest"], env=env, cwd=REPO,
                                stdout=log, stderr=subprocess.STDOUT)
@@ -172,3 +182,26 @@ def test_a_datadog_batch_keeps_the_latest_view_versions_and_ignores_other_events
     assert len(got) == answer["accepted"] and all(b["id"].startswith("dd-") for b in got)
     assert len({b["id"] for b in got}) == len(got)  # one beacon per view: the highest version
     assert pipeline.read(pipeline.topics.dlq) == []
+
+
+def test_large_beacons_sharing_a_batch_are_all_stored(busy_endpoint):
+    """Valid beacons near their field limits: the 200 of one batch come to about 2 MB, over the
+    1 MB a Kafka producer and broker take by default. They go as several records, and every
+    request is accepted (one record of 2 MB used to fail them all with a 503)."""
+    url, pipeline = busy_endpoint
+    big = "\N{GRINNING FACE}" * 500  # 2,000 bytes of UTF-8, 500 characters: within the field limits
+
+    def send(r: int) -> int:
+        beacons = [beacon(1000 + 4 * r + k, cohort=big, browser=big, session=big) for k in range(4)]
+        return post(url + "/v1/beacons", b"\n".join(map(orjson.dumps, beacons)), "application/x-ndjson")[0]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:  # all in one linger: they share records
+        statuses = list(pool.map(send, range(50)))
+    assert statuses == [202] * 50
+    deadline, got = time.monotonic() + 15, []
+    while time.monotonic() < deadline and len(got) < 200:
+        stored = pipeline.read(pipeline.topics.beacons)
+        got = [b for r in stored for b in orjson.loads(r.value)]
+        time.sleep(0.2)
+    assert sorted(b["id"] for b in got) == sorted(f"b{i}" for i in range(1000, 1200))
+    assert len(stored) > 1 and max(len(r.value) for r in stored) <= 512 * 1024
