@@ -19,7 +19,8 @@ What a request goes through, in order:
    page hide), from a table of fixed size (:mod:`streams.dedupe`). Bodies of canonical
    beacons with ids (the fast path) are checked a whole record at a time, when it is flushed.
 6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
-   app; bad items go to ``rum.beacons.dlq`` with their reason. The response (202) says how
+   app, each under ``record_bytes`` (512 KiB; Kafka refuses 1 MB by default); bad items go
+   to ``rum.beacons.dlq`` with their reason. The response (202) says how
    many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
 """
 
@@ -367,7 +368,8 @@ class Ingestor:
                 await self.sink(self.config.beacons_topic, app.encode(), record, [])
         except Exception as exc:  # noqa: BLE001 - the waiting requests get the error (a 503)
             # ... and their clients retry: the ids this record took must not turn the retry
-            # into "duplicates" that are never stored
+            # into "duplicates" that are never stored. (When a batch went as several records
+            # and an earlier one was stored, the retry stores its beacons again: at least once.)
             self.dedupe.forget(batch.marked)
             batch.done.set_exception(exc)
             return
