@@ -17,6 +17,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.broker import broker_servers
 from streams.settings import Settings
+from streams.topics import WINDOWS_MAX_BYTES
 
 __all__ = ["Runtime", "create_app"]
 
@@ -92,9 +93,7 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         stream_wait_empty=False,
         producer_linger_ms=5,
         loghandlers=[],
-        # A window summary carries its sessions' hashes: at tens of thousands of beacons/s per
-        # partition one record outgrows the 1 MB default.
-        producer_max_request_size=16 * 1024 * 1024,
+        producer_max_request_size=WINDOWS_MAX_BYTES,  # a window summary can outgrow 1 MB
     )
     _ConsumerThread.fetch_max_wait_ms = settings.fetch_max_wait_ms
     faust_aiokafka.Transport.Consumer = _Consumer

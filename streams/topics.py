@@ -25,9 +25,14 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from streams.broker import BrokerError, broker_servers
 from streams.settings import Settings
 
-__all__ = ["topic_specs", "ensure_topics", "read_to_end", "windows_partition_for"]
+__all__ = ["WINDOWS_MAX_BYTES", "topic_specs", "ensure_topics", "read_to_end", "windows_partition_for"]
 
 _COMPACT = {"cleanup.policy": "compact"}
+
+#: The largest ``rum.windows`` record: a window summary carries the hashes of its sessions,
+#: and at tens of thousands of beacons/s per partition one outgrows the 1 MB that Kafka
+#: brokers take by default. The topic allows it, and so does the worker's producer.
+WINDOWS_MAX_BYTES = 16 * 1024 * 1024
 
 
 def topic_specs(settings: Settings) -> list[NewTopic]:
@@ -35,7 +40,8 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
     return [
         NewTopic(t.beacons, settings.beacons_partitions, r),
         NewTopic(t.dlq, settings.beacons_partitions, r),
-        NewTopic(t.windows, settings.windows_partitions, r),
+        NewTopic(t.windows, settings.windows_partitions, r,
+                 topic_configs={"max.message.bytes": str(WINDOWS_MAX_BYTES)}),
         NewTopic(t.rollouts, 1, r, topic_configs=_COMPACT),
         NewTopic(t.verdicts, 1, r),
         NewTopic(t.verdicts_latest, 1, r, topic_configs=_COMPACT),
