@@ -179,10 +179,10 @@ async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dic
 def rollout_start(broker, app, canary, baseline, policy_path, expected_share, started_at, rollout_id,
                   dry_run_paths) -> None:
     """Start judging a rollout: canary release against baseline release of one app."""
-    from streams.judge import Rollout  # not at the top: it brings river, which rumgate ingest does not need
     from dataclasses import replace
 
     from streams.cli import load_policy_file
+    from streams.judge import Rollout  # not at the top: it brings river, which rumgate ingest does not need
 
     settings = settings_from(broker, require_broker=True)
     policy = load_policy_file(policy_path)
