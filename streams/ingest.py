@@ -27,8 +27,10 @@ What a request goes through, in order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
+import operator
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 from aiohttp import web
+from aiohttp.helpers import parse_content_type
 
 from streams.dedupe import RecentIds
 from streams.formats import Context, FormatError, parse_body, to_canonical
@@ -45,6 +48,7 @@ from streams.snippet import add_snippet_routes
 
 __all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "json_arrays", "RouteTemplates"]
 
+_APP_OF, _ID_OF = operator.attrgetter("app"), operator.attrgetter("id")
 _NOT_OURS = re.compile(r"are not page views|not (a )?real users?")
 
 Sink = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[None]]  # topic, key, value, headers
@@ -158,13 +162,14 @@ class Ingestor:
         if not self.rate.allow(client, time.monotonic()):
             return _json({"error": f"rate limit: more than {self.config.rate_per_s:g} requests/s from this client"},
                          429, {**cors, "Retry-After": "1"})
-        if request.content_length is not None and request.content_length > self.config.max_body:
-            return _json({"error": f"body of {request.content_length} bytes is over the {self.config.max_body} "
-                                   "byte limit"}, 413, cors)
+        length = request.content_length
+        if length is not None and length > self.config.max_body:
+            return _json({"error": f"body of {length} bytes is over the {self.config.max_body} byte limit"},
+                         413, cors)
         body = await request.content.read(self.config.max_body + 1)
         if len(body) > self.config.max_body:
             return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
-        content_type = request.content_type or "text/plain"
+        content_type = _media_type(request.headers.get("Content-Type"))
         query = {k: v for k, v in request.query.items()} if request.query_string else {}
         if request.method == "GET":  # Boomerang's image beacons carry everything in the query
             body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
@@ -228,18 +233,21 @@ class Ingestor:
             for item in items:
                 if type(item.session) is str:
                     item.session = self._session(item.session)
-        app = items[0].app
-        if all(item.app == app for item in items):
-            groups = {app: items}
-        else:
-            groups = {}
-            for item in items:
-                groups.setdefault(item.app, []).append(item)
+        apps = set(map(_APP_OF, items))
+        ids = list(map(_ID_OF, items))
+        if len(apps) == 1 and all(ids):  # the usual request: one app, every beacon with an id
+            app = items[0].app
+            future, index = self._add_unchecked(app, items, list(map(f"{app}\x00".__add__, ids)), ctx.received_at)
+            counts = await future
+            return self._accepted(len(items), counts[index] if counts is not None else 0)
+        groups: dict[str, list[CanonicalItem]] = {}
+        for item in items:
+            groups.setdefault(item.app, []).append(item)
         duplicates = 0
         waits = []  # (future, index of this request's duplicate count in its result, or -1)
         for app, group in groups.items():
             keys = [f"{app}\x00{item.id}" for item in group if item.id]
-            if len(keys) == len(group):  # the usual request: deduplicated with its batch, at flush
+            if len(keys) == len(group):  # deduplicated with its batch, at flush
                 waits.append(self._add_unchecked(app, group, keys, ctx.received_at))
                 continue
             fresh = self.dedupe.first_times(keys, ctx.received_at)
@@ -253,7 +261,11 @@ class Ingestor:
             counts = await future
             if counts is not None and index >= 0:
                 duplicates += counts[index]
-        accepted = len(items) - duplicates
+        return self._accepted(len(items), duplicates)
+
+    def _accepted(self, beacons: int, duplicates: int) -> dict:
+        """The result of a fast-path request of ``beacons``, ``duplicates`` of them dropped."""
+        accepted = beacons - duplicates
         self.counts["accepted"] += accepted
         self.counts["duplicates"] += duplicates
         return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": []}
@@ -417,6 +429,20 @@ def json_arrays(fragments: list[bytes], limit: int) -> list[bytes]:
         size += len(fragment) + 1
     arrays.append(b"[" + b",".join(part) + b"]")
     return arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _media_type(header: str | None) -> str:
+    """The media type of a ``Content-Type`` header, as ``request.content_type`` gives it.
+
+    aiohttp parses the header anew for every request it is asked of (a few µs, more than
+    anything else in the handler but decoding); the headers SDKs send are few, so here
+    each is parsed once, by the same aiohttp function.
+
+    >>> _media_type("text/plain;charset=UTF-8"), _media_type(None)
+    ('text/plain', 'application/octet-stream')
+    """
+    return parse_content_type(header)[0] if header is not None else "application/octet-stream"
 
 
 def _dump(item) -> bytes:

@@ -186,3 +186,16 @@ def test_json_arrays_pack_fragments_in_order_under_the_limit() -> None:
         assert all(len(a) + len(b) - 1 > limit for a, b in zip(arrays, arrays[1:]))
     assert json_arrays([b'"longer than the limit"'], 5) == [b'["longer than the limit"]']
     assert json_arrays([], 5) == []
+
+
+@pytest.mark.parametrize("header", [None, "application/x-ndjson", "text/plain;charset=UTF-8",
+                                    "Application/JSON ; charset=utf-8", "application/x-www-form-urlencoded",
+                                    "", "nonsense", "text/plain; boundary=\"a;b\""])
+def test_media_type_is_what_aiohttp_gives(header: str | None) -> None:
+    """The handler reads the media type once per distinct header, the way aiohttp reads it."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from streams.ingest import _media_type
+
+    request = make_mocked_request("POST", "/v1/beacons", headers={} if header is None else {"Content-Type": header})
+    assert _media_type(header) == request.content_type

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from detectors.beacon import _MAX_ERRORS, _MAX_STR, METRIC_LIMITS
+from detectors.beacon import _MAX_ERRORS, _MAX_STR, _TS_MAX, _TS_MIN, METRIC_LIMITS
 from streams.formats.base import Context, epoch_ms, page_path
 
 __all__ = ["CanonicalItem", "canonical_items", "encode", "encode_many"]
@@ -129,7 +129,9 @@ def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[Canoni
 
 def _stamp(item: CanonicalItem, ctx: Context) -> bool:
     """Stamp ``item`` as the general path would; False when that path would refuse it."""
-    item.client_ts = epoch_ms(item.ts if item.ts is not None else item.client_ts)
+    ts = item.ts if item.ts is not None else item.client_ts
+    # the usual beacon (epoch ms, a bare path) is stamped without calling the general helpers
+    item.client_ts = ts if type(ts) is int and _TS_MIN <= ts <= _TS_MAX else epoch_ms(ts)
     item.ts = ctx.received_at
     app = item.app
     if app is None or not app.strip():  # not given: the request's
@@ -143,7 +145,11 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
         if not (type(release) is str and release.strip() and len(release) <= _MAX_STR):
             return False
         item.release = release
-    item.page = page_path(item.page)
+    page = item.page
+    # "/" but not "//" first, no "?" or "#", no trailing space: page_path() would keep it as it is
+    if not (type(page) is str and page[:1] == "/" and page[1:2] != "/" and "?" not in page and "#" not in page
+            and len(page) <= _MAX_STR and not page[-1].isspace()):
+        item.page = page_path(page)
     if ctx.country is not None:
         item.country = ctx.country
     return True

@@ -137,6 +137,24 @@ def test_stamps_like_the_general_path() -> None:
     assert agree(orjson.dumps(item), "application/json", CTX)
 
 
+PAGE_EDGES = ["/p", "/", "/a//b", "//h", "//h/p", "/p?", "/p?q=1", "/p#", "/p#f", "/p ", "/p\t", "/p\u3000",
+              " /p", "/" + "x" * 511, "/" + "x" * 512, "https://a.example//b"]
+TS_EDGES = [999_999_999_999, 1_000_000_000_000, 9_999_999_999_999, 10_000_000_000_000, 1_763_855_999_000.0,
+            1_763_855_999_000.5, True, "1763855999000"]
+
+
+@pytest.mark.parametrize("page", PAGE_EDGES)
+def test_pages_at_the_edges_of_the_shortcut_agree(page: str) -> None:
+    """_stamp keeps a bare path as it is without page_path(); at its edges it must not differ."""
+    assert agree(orjson.dumps(valid_beacon(0, page=page)), "application/json", CTX)
+
+
+@pytest.mark.parametrize("ts", TS_EDGES)
+def test_client_times_at_the_edges_of_the_shortcut_agree(ts) -> None:
+    """Plausible epoch ms are kept without epoch_ms(); anything else must become what it makes."""
+    assert agree(orjson.dumps(valid_beacon(0, ts=ts)), "application/json", CTX)
+
+
 # -- generated bodies ------------------------------------------------------------------------
 
 strings = st.one_of(st.text(max_size=12), st.just(""), st.just("  "), st.text(min_size=510, max_size=515),
@@ -154,7 +172,10 @@ field_values = {
     "release": st.sampled_from(["r1", "r2"]) | strings | anything,
     "cohort": strings | anything,
     "session": strings | anything,
-    "page": st.sampled_from(["/p", "https://a.example/b?c#d", "?q", "//h", "#f"]) | anything,
+    # the edges of _stamp's shortcut for pages page_path() keeps as they are
+    "page": st.sampled_from(["/p", "https://a.example/b?c#d", "?q", "//h", "#f", "/", "/a//b", "/p?", "/p#",
+                             "/p ", "/p\u3000", " /p", "/" + "x" * 511, "/" + "x" * 512]) | st.from_regex(r"\A/.{0,6}\Z")
+            | anything,
     "device": st.sampled_from(["mobile", "desktop", "tablet", "unknown", "", "phone"]) | anything,
     "country": st.sampled_from(["FR", "", "x" * 65]) | anything,
     "browser": st.sampled_from(["Chrome"]) | anything,
