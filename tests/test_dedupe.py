@@ -30,7 +30,7 @@ class ExactIds:
 def test_agrees_with_an_exact_table_while_it_has_room(events: list[tuple[int, int]]) -> None:
     """41 distinct ids in 4,096 slots: no bucket overflows in practice, so no answer differs."""
     ids, exact = RecentIds(ttl_ms=1_000, capacity=4_096), ExactIds(1_000)
-    now = 0
+    now = 1  # time 0 marks an empty slot: callers pass epoch ms
     for beacon_id, step in events:
         now += step
         assert ids.first_time(f"app\x00{beacon_id}", now) == exact.first_time(f"app\x00{beacon_id}", now)
@@ -43,7 +43,7 @@ def test_a_batch_answers_as_its_ids_would_one_by_one(batches: list[tuple[list[in
     """first_times (a request's ids at one time) agrees with the exact table id by id, repeats
     within the batch included."""
     ids, exact = RecentIds(ttl_ms=1_000, capacity=4_096), ExactIds(1_000)
-    now = 0
+    now = 1  # time 0 marks an empty slot: callers pass epoch ms
     for batch, step in batches:
         now += step
         keys = [f"app\x00{beacon_id}" for beacon_id in batch]
