@@ -68,10 +68,11 @@ def settle_gc() -> None:
     Start-up leaves over 50,000 objects the collector tracks (130,000 when the CLI
     still imported every command); at load a full collection ran every half second and
     walked all of them (then about 50 ms each, 11 µs per request at 9,000 requests/s).
-    ``gc.freeze`` moves everything alive after start-up out of the collector's sight. The default young-generation threshold (700 tracked objects
-    more than were freed) ran a young collection about every 45 requests, each walking the
-    objects of the in-flight requests (256 connections in the benchmark) and promoting them
-    to be walked again; 50,000 runs it every few thousand. Memory stays bounded (the soak of
+    ``gc.freeze`` moves everything alive after start-up out of the collector's sight. The
+    default young-generation threshold (700 tracked objects more than were freed) ran a
+    young collection about every 45 requests, each walking the objects of the in-flight
+    requests (256 connections in the benchmark) and promoting them to be walked again;
+    50,000 runs it every few thousand. Memory stays bounded (the soak of
     ``benchmarks/ingest_load.py``).
     """
     gc.collect()
