@@ -216,7 +216,7 @@ class Ingestor:
             values, marked = good.setdefault(app, ([], []))
             beacon_id = beacon.get("id")
             if isinstance(beacon_id, str) and beacon_id:
-                key = f"{app}\x00{beacon_id}"
+                [key] = _dedupe_keys(app, (beacon_id,))
                 if not self.dedupe.first_time(key, ctx.received_at):
                     duplicates += 1
                     continue
@@ -247,15 +247,14 @@ class Ingestor:
         ids = list(map(_ID_OF, items))
         if len(apps) == 1 and all(ids):  # the usual request: one app, every beacon with an id
             app = items[0].app
-            keys = list(map(f"{app}\x00".__add__, ids))
-            return self._answer([self._add_unchecked(app, items, keys, ctx.received_at)], beacons, 0)
+            return self._answer([self._add_unchecked(app, items, _dedupe_keys(app, ids), ctx.received_at)], beacons, 0)
         groups: dict[str, list[CanonicalItem]] = {}
         for item in items:
             groups.setdefault(item.app, []).append(item)
         duplicates = 0
         waits = []  # (future, index of this request's duplicate count in its result, or -1)
         for app, group in groups.items():
-            keys = [f"{app}\x00{item.id}" for item in group if item.id]
+            keys = _dedupe_keys(app, [item.id for item in group if item.id])
             if len(keys) == len(group):  # deduplicated with its batch, at flush
                 waits.append(self._add_unchecked(app, group, keys, ctx.received_at))
                 continue
@@ -274,10 +273,6 @@ class Ingestor:
             counts = await future
             if counts is not None and index >= 0:
                 duplicates += counts[index]
-        return self._accepted(beacons, duplicates)
-
-    def _accepted(self, beacons: int, duplicates: int) -> dict:
-        """The result of a fast-path request of ``beacons``, ``duplicates`` of them dropped."""
         accepted = beacons - duplicates
         self.counts["accepted"] += accepted
         self.counts["duplicates"] += duplicates
@@ -457,6 +452,11 @@ def _media_type(header: str | None) -> str:
     ('text/plain', 'application/octet-stream')
     """
     return parse_content_type(header)[0] if header is not None else "application/octet-stream"
+
+
+def _dedupe_keys(app: str, beacon_ids) -> list[str]:
+    """The dedupe table's keys of ``beacon_ids``: ids are unique per app, not across apps."""
+    return list(map(f"{app}\x00".__add__, beacon_ids))
 
 
 def _dump(item) -> bytes:
