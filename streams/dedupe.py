@@ -12,9 +12,12 @@ beacons/s. :class:`RecentIds` keeps 64-bit fingerprints in a fixed table instead
   takes the empty or oldest slot there. When the table is too small for the load, ids are
   forgotten before their TTL, oldest first within a bucket, and :attr:`evicted_early`
   counts them (exported as a metric: size the table by ``rate × TTL``);
-* **fingerprints**: Python's 64-bit ``hash`` of the id. Two distinct ids in one bucket with
-  the same fingerprint would drop the later as a duplicate: about 1 in 2⁶¹ per lookup. The
-  hash is salted per process, which is fine for a table that lives in one process.
+* **fingerprints**: Python's 64-bit ``hash`` of the id, XOR the hash of its ``scope`` (the
+  ingestor's is the app: ids are unique per app, not across apps). Two distinct ids in one
+  bucket with the same fingerprint would drop the later as a duplicate: about 1 in 2⁶¹ per
+  lookup. The hash is salted per process, which is fine for a table that lives in one
+  process. (A scope is mixed in rather than joined to the id, so that a batch's ids need no
+  new strings; ``hash("")`` is 0, so the empty scope leaves ids as they are.)
 
 A library does not fit: the Bloom/cuckoo filters on PyPI either grow, cannot forget by
 age, or cost a C extension for what is a few dozen lines over :mod:`array` and numpy.
@@ -61,23 +64,24 @@ class RecentIds:
         self._words = np.frombuffer(self._table, dtype=np.int64)  # the same memory, for fresh_mask
         self.evicted_early = 0
 
-    def first_time(self, beacon_id: str, now_ms: int) -> bool:
-        """Record ``beacon_id`` at ``now_ms``; False when it was seen within the TTL."""
-        return self.first_times((beacon_id,), now_ms)[0]
+    def first_time(self, beacon_id: str, now_ms: int, scope: str = "") -> bool:
+        """Record ``beacon_id`` (of ``scope``) at ``now_ms``; False when it was seen within the TTL."""
+        return self.first_times((beacon_id,), now_ms, scope)[0]
 
-    def first_times(self, beacon_ids: Iterable[str], now_ms: int) -> list[bool]:
+    def first_times(self, beacon_ids: Iterable[str], now_ms: int, scope: str = "") -> list[bool]:
         """:meth:`first_time` for each id in turn (a request's ids in one call).
 
-        >>> RecentIds(ttl_ms=1_000, capacity=64).first_times(["a", "b", "a"], now_ms=5)
-        [True, True, False]
+        >>> ids = RecentIds(ttl_ms=1_000, capacity=64)
+        >>> ids.first_times(["a", "b", "a"], now_ms=5), ids.first_times(["a"], now_ms=5, scope="other-app")
+        ([True, True, False], [True])
         """
         # One loop with everything in locals and the WAYS probes unrolled: this runs for
         # every beacon the endpoint takes, and the call and attribute overhead of a
         # per-id method was a third of its cost.
-        table, mask, ttl, now_ms = self._table, self._mask, self.ttl_ms, int(now_ms)
+        table, mask, ttl, now_ms, salt = self._table, self._mask, self.ttl_ms, int(now_ms), hash(scope)
         answers = []
         for beacon_id in beacon_ids:
-            fingerprint = hash(beacon_id) or 1
+            fingerprint = (hash(beacon_id) ^ salt) or 1
             base = (fingerprint & mask) << 3  # 2 * WAYS words per bucket
             if table[base] == fingerprint:
                 slot = base
@@ -109,7 +113,7 @@ class RecentIds:
             answers.append(True)
         return answers
 
-    def fresh_mask(self, beacon_ids: Sequence[str], now_ms: int) -> np.ndarray:
+    def fresh_mask(self, beacon_ids: Sequence[str], now_ms: int, scope: str = "") -> np.ndarray:
         """:meth:`first_times` as a boolean array, in a few numpy operations for the whole batch.
 
         For the hundreds of ids of one record, where the per-id loop of :meth:`first_times`
@@ -125,6 +129,9 @@ class RecentIds:
         """
         n = len(beacon_ids)
         fingerprints = np.fromiter(map(hash, beacon_ids), dtype=np.int64, count=n)
+        salt = hash(scope)
+        if salt:
+            fingerprints ^= salt
         fingerprints[fingerprints == 0] = 1
         base = (fingerprints & self._mask) << 3
         ordered = np.sort(base)
@@ -136,7 +143,7 @@ class RecentIds:
         fresh = np.empty(n, dtype=bool)
         fresh[alone] = self._fresh_alone(fingerprints[alone], base[alone], int(now_ms))
         together = np.flatnonzero(clash)
-        fresh[together] = self.first_times([beacon_ids[i] for i in together.tolist()], now_ms)
+        fresh[together] = self.first_times([beacon_ids[i] for i in together.tolist()], now_ms, scope)
         return fresh
 
     def _fresh_alone(self, fingerprints: np.ndarray, base: np.ndarray, now_ms: int) -> np.ndarray:
@@ -158,7 +165,7 @@ class RecentIds:
         words[taken + WAYS] = now_ms
         return fresh
 
-    def forget(self, beacon_ids: Iterable[str]) -> None:
+    def forget(self, beacon_ids: Iterable[str], scope: str = "") -> None:
         """Forget ids taken by a record that was never stored, so that their re-send is new.
 
         >>> ids = RecentIds(ttl_ms=1_000, capacity=64)
@@ -166,9 +173,9 @@ class RecentIds:
         [True, True]
         [True, False]
         """
-        table, mask = self._table, self._mask
+        table, mask, salt = self._table, self._mask, hash(scope)
         for beacon_id in beacon_ids:
-            fingerprint = hash(beacon_id) or 1
+            fingerprint = (hash(beacon_id) ^ salt) or 1
             base = (fingerprint & mask) << 3
             for slot in range(base, base + WAYS):
                 if table[slot] == fingerprint:

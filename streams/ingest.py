@@ -118,7 +118,7 @@ class _Batch:
 
     General-path beacons arrive deduplicated and encoded (``fragments``). Fast-path beacons
     arrive as structs; those whose request had an id on every beacon are deduplicated here,
-    at flush, all at once (:meth:`RecentIds.fresh_mask`): ``unchecked`` with their ``keys``,
+    at flush, all at once (:meth:`RecentIds.fresh_mask`): ``unchecked`` with their ``ids``,
     and ``ends`` marking where each request's beacons end. The batch's future resolves to
     each of those requests' duplicate counts, or None when there were none.
     """
@@ -127,10 +127,10 @@ class _Batch:
     fragments: list[bytes] = field(default_factory=list)  # JSON fragments, one or more beacons each
     checked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated already
     unchecked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated at flush
-    keys: list[str] = field(default_factory=list)  # the dedupe keys of ``unchecked``
+    ids: list[str] = field(default_factory=list)  # the ids of ``unchecked``
     ends: list[int] = field(default_factory=list)  # len(unchecked) after each request
     received_at: int = 0  # of the latest request in ``unchecked``: the time its ids are seen at
-    marked: list[str] = field(default_factory=list)  # dedupe keys the batch took: forgotten if it fails
+    marked: list[str] = field(default_factory=list)  # ids the batch took: forgotten if it fails
     count: int = 0  # beacons
 
 
@@ -208,7 +208,7 @@ class Ingestor:
         bad = [(i, r) for i, r in bad if not _NOT_OURS.search(r)]
         errors = [f"item {i}: {reason}" for i, reason in bad]
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
-        good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, dedupe keys taken
+        good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken
         duplicates = 0
         for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
             self._protect(beacon)
@@ -216,11 +216,10 @@ class Ingestor:
             values, marked = good.setdefault(app, ([], []))
             beacon_id = beacon.get("id")
             if isinstance(beacon_id, str) and beacon_id:
-                [key] = _dedupe_keys(app, (beacon_id,))
-                if not self.dedupe.first_time(key, ctx.received_at):
+                if not self.dedupe.first_time(beacon_id, ctx.received_at, scope=app):  # ids are per app
                     duplicates += 1
                     continue
-                marked.append(key)
+                marked.append(beacon_id)
             values.append(orjson.dumps(beacon))
         return await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
                                     if values}, rejects, duplicates, len(ignored), errors)
@@ -247,23 +246,23 @@ class Ingestor:
         ids = list(map(_ID_OF, items))
         if len(apps) == 1 and all(ids):  # the usual request: one app, every beacon with an id
             app = items[0].app
-            return self._answer([self._add_unchecked(app, items, _dedupe_keys(app, ids), ctx.received_at)], beacons, 0)
+            return self._answer([self._add_unchecked(app, items, ids, ctx.received_at)], beacons, 0)
         groups: dict[str, list[CanonicalItem]] = {}
         for item in items:
             groups.setdefault(item.app, []).append(item)
         duplicates = 0
         waits = []  # (future, index of this request's duplicate count in its result, or -1)
         for app, group in groups.items():
-            keys = _dedupe_keys(app, [item.id for item in group if item.id])
-            if len(keys) == len(group):  # deduplicated with its batch, at flush
-                waits.append(self._add_unchecked(app, group, keys, ctx.received_at))
+            ids = [item.id for item in group if item.id]
+            if len(ids) == len(group):  # deduplicated with its batch, at flush
+                waits.append(self._add_unchecked(app, group, ids, ctx.received_at))
                 continue
-            fresh = self.dedupe.first_times(keys, ctx.received_at)
+            fresh = self.dedupe.first_times(ids, ctx.received_at, scope=app)
             answers = iter(fresh)
             kept = [item for item in group if not item.id or next(answers)]
             duplicates += len(group) - len(kept)
             if kept:
-                marked = [key for key, new in zip(keys, fresh) if new]
+                marked = [beacon_id for beacon_id, new in zip(ids, fresh) if new]
                 waits.append(self._add(app, [], len(kept), kept, marked))
         return self._answer(waits, beacons, duplicates)
 
@@ -283,7 +282,7 @@ class Ingestor:
         """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all.
 
         ``good`` maps an app to JSON fragments (members of the record's array, one or more
-        beacons each), the number of beacons in them and the dedupe keys they took.
+        beacons each), the number of beacons in them and the ids they took.
         """
         accepted = sum(count for _, count, _ in good.values())
         waits = [self._add(app, fragments, count, marked=marked)[0]
@@ -349,7 +348,7 @@ class Ingestor:
 
     def _add(self, app: str, fragments: list[bytes], count: int, checked: list[CanonicalItem] = (),
              marked: list[str] = ()) -> tuple[asyncio.Future, int]:
-        """Queue deduplicated beacons of one app (``marked``: the dedupe keys they took); the
+        """Queue deduplicated beacons of one app (``marked``: the ids they took); the
         future resolves once their record is produced."""
         batch = self._batch(app)
         batch.fragments.extend(fragments)
@@ -361,13 +360,13 @@ class Ingestor:
             self._flush_soon(app, batch)
         return future, -1
 
-    def _add_unchecked(self, app: str, items: list[CanonicalItem], keys: list[str],
+    def _add_unchecked(self, app: str, items: list[CanonicalItem], ids: list[str],
                        received_at: int) -> tuple[asyncio.Future, int]:
         """Queue one request's beacons of one app, to be deduplicated at flush."""
         batch = self._batch(app)
         batch.received_at = received_at
         batch.unchecked.extend(items)
-        batch.keys.extend(keys)
+        batch.ids.extend(ids)
         batch.ends.append(len(batch.unchecked))
         batch.count += len(items)
         future, index = batch.done, len(batch.ends) - 1
@@ -382,8 +381,8 @@ class Ingestor:
 
     async def _flush(self, app: str, batch: _Batch) -> None:
         try:
-            duplicates = self._deduplicate(batch)
-            batch.checked = batch.unchecked = batch.keys = []  # encoded: free the beacons now, not at the ack
+            duplicates = self._deduplicate(app, batch)
+            batch.checked = batch.unchecked = batch.ids = []  # encoded: free the beacons now, not at the ack
             # usually one record; more only when large beacons would make it too big for Kafka
             for record in json_arrays(batch.fragments, self.config.record_bytes):
                 await self.sink(self.config.beacons_topic, app.encode(), record, [])
@@ -391,24 +390,24 @@ class Ingestor:
             # ... and their clients retry: the ids this record took must not turn the retry
             # into "duplicates" that are never stored. (When a batch went as several records
             # and an earlier one was stored, the retry stores its beacons again: at least once.)
-            self.dedupe.forget(batch.marked)
+            self.dedupe.forget(batch.marked, scope=app)
             batch.done.set_exception(exc)
             return
         batch.done.set_result(duplicates)
 
-    def _deduplicate(self, batch: _Batch) -> list[int] | None:
+    def _deduplicate(self, app: str, batch: _Batch) -> list[int] | None:
         """Drop the batch's duplicates, encode its structs; each request's duplicate count, or None."""
         duplicates = None
         items = batch.checked
         if batch.unchecked:
-            fresh = self.dedupe.fresh_mask(batch.keys, batch.received_at)
+            fresh = self.dedupe.fresh_mask(batch.ids, batch.received_at, scope=app)
             if fresh.all():
                 items += batch.unchecked
-                batch.marked += batch.keys
+                batch.marked += batch.ids
             else:
                 answers = fresh.tolist()
                 items += [item for item, new in zip(batch.unchecked, answers) if new]
-                batch.marked += [key for key, new in zip(batch.keys, answers) if new]
+                batch.marked += [beacon_id for beacon_id, new in zip(batch.ids, answers) if new]
                 duplicates = np.add.reduceat(~fresh, [0, *batch.ends[:-1]]).tolist()
         if items:  # one encoding for the record's structs, or one each if that is too big for one record
             encoded = encode_many(items)
@@ -452,11 +451,6 @@ def _media_type(header: str | None) -> str:
     ('text/plain', 'application/octet-stream')
     """
     return parse_content_type(header)[0] if header is not None else "application/octet-stream"
-
-
-def _dedupe_keys(app: str, beacon_ids) -> list[str]:
-    """The dedupe table's keys of ``beacon_ids``: ids are unique per app, not across apps."""
-    return list(map(f"{app}\x00".__add__, beacon_ids))
 
 
 def _dump(item) -> bytes:

@@ -33,7 +33,7 @@ def test_agrees_with_an_exact_table_while_it_has_room(events: list[tuple[int, in
     now = 1  # time 0 marks an empty slot: callers pass epoch ms
     for beacon_id, step in events:
         now += step
-        assert ids.first_time(f"app\x00{beacon_id}", now) == exact.first_time(f"app\x00{beacon_id}", now)
+        assert ids.first_time(str(beacon_id), now) == exact.first_time(str(beacon_id), now)
     assert ids.evicted_early == 0
 
 
@@ -46,23 +46,25 @@ def test_a_batch_answers_as_its_ids_would_one_by_one(batches: list[tuple[list[in
     now = 1  # time 0 marks an empty slot: callers pass epoch ms
     for batch, step in batches:
         now += step
-        keys = [f"app\x00{beacon_id}" for beacon_id in batch]
+        keys = [str(beacon_id) for beacon_id in batch]
         assert ids.first_times(keys, now) == [exact.first_time(key, now) for key in keys]
     assert ids.evicted_early == 0
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from([16, 256, 4_096]),
-       st.lists(st.tuples(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 800)), max_size=40))
-def test_fresh_mask_is_first_times_vectorised(capacity: int, batches: list[tuple[list[int], int]]) -> None:
+       st.lists(st.tuples(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 800),
+                          st.sampled_from(["", "shop-web", "blog"])), max_size=40))
+def test_fresh_mask_is_first_times_vectorised(capacity: int, batches: list[tuple[list[int], int, str]]) -> None:
     """Twin tables, one fed by fresh_mask and one by first_times: the same answers, the same
-    slots afterwards and the same early evictions, full tables and shared buckets included."""
+    slots afterwards and the same early evictions, full tables, shared buckets and scopes
+    (apps) included."""
     vector, scalar = RecentIds(ttl_ms=1_000, capacity=capacity), RecentIds(ttl_ms=1_000, capacity=capacity)
     now = 1
-    for batch, step in batches:
+    for batch, step, scope in batches:
         now += step
-        keys = [f"app\x00{beacon_id}" for beacon_id in batch]
-        assert vector.fresh_mask(keys, now).tolist() == scalar.first_times(keys, now)
+        keys = [str(beacon_id) for beacon_id in batch]
+        assert vector.fresh_mask(keys, now, scope).tolist() == scalar.first_times(keys, now, scope)
         assert vector._table == scalar._table
         assert vector.evicted_early == scalar.evicted_early
 
@@ -74,7 +76,7 @@ def test_fresh_mask_takes_the_vector_path_on_batches_of_distinct_buckets() -> No
     rng = random.Random(3)
     vectorised = 0
     for t in range(1, 51):
-        keys = [f"app\x00{rng.getrandbits(40):x}" for _ in range(200)] + ["app\x00repeat"] * (t % 2)
+        keys = [f"{rng.getrandbits(40):x}" for _ in range(200)] + ["repeat"] * (t % 2)
         buckets = {(hash(k) or 1) & vector._mask for k in keys}
         vectorised += len(buckets) == len(keys)
         assert vector.fresh_mask(keys, t * 100).tolist() == scalar.first_times(keys, t * 100)
@@ -84,10 +86,12 @@ def test_fresh_mask_takes_the_vector_path_on_batches_of_distinct_buckets() -> No
 
 def test_a_resent_page_view_is_a_duplicate_until_the_ttl() -> None:
     ids = RecentIds(ttl_ms=60_000)
-    assert ids.first_time("shop-web\x00v5-1", 1_000)
-    assert not ids.first_time("shop-web\x00v5-1", 60_999)
-    assert ids.first_time("shop-web\x00v5-1", 61_000)
-    assert ids.first_time("other-app\x00v5-1", 61_000)  # ids are per app (the caller's key)
+    assert ids.first_time("v5-1", 1_000, scope="shop-web")
+    assert not ids.first_time("v5-1", 60_999, scope="shop-web")
+    assert ids.first_time("v5-1", 61_000, scope="shop-web")
+    assert ids.first_time("v5-1", 61_000, scope="other-app")  # ids are per scope (the ingestor's: the app)
+    assert not ids.fresh_mask(["v5-1"], 61_001, scope="other-app")[0]
+    assert ids.fresh_mask(["v5-1"], 61_001, scope="third-app")[0]
 
 
 def test_memory_is_fixed_and_overload_forgets_the_oldest_first() -> None:
@@ -124,4 +128,9 @@ def test_forget_clears_only_the_ids_it_is_given() -> None:
     assert ids.first_times(["a", "b", "c"], 1) == [True, True, True]
     ids.forget(["b", "never-seen"])
     assert ids.first_times(["a", "b", "c"], 2) == [False, True, False]
+    assert ids.first_times(["d"], 3, scope="app") == [True]
+    ids.forget(["d"])  # another scope's "d": not this one
+    assert ids.first_times(["d"], 4, scope="app") == [False]
+    ids.forget(["d"], scope="app")
+    assert ids.first_times(["d"], 5, scope="app") == [True]
     assert ids.evicted_early == 0

@@ -102,7 +102,9 @@ _JSON = frozenset({"application/json", "text/json"})
 
 def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[CanonicalItem] | None:
     """The stamped beacons of a body of canonical beacons, or None: take the general path."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    media = content_type
+    if media not in _NDJSON and media not in _JSON:  # not a bare media type already (the endpoint's are)
+        media = (content_type or "").split(";", 1)[0].strip().lower()
     try:
         if media in _NDJSON:
             # line by line, as parse_body reads NDJSON: joining lines could mend broken ones
