@@ -74,7 +74,7 @@ class Settings:
     ingest_country_header: str = ""  # e.g. CF-IPCountry: the only use of where a client is
     ingest_session_salt: str = ""  # set: session ids are stored as keyed hashes
     ingest_routes: str = ""  # comma-separated route templates, e.g. /product/:id,/cart
-    ingest_linger_ms: float = 5.0  # how long beacons wait to share a record (or 200 of them)
+    ingest_linger_ms: float = 5.0  # how long beacons wait to share a record (or 1,000 of them)
     topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:
