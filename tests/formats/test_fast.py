@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.formats import Context, FormatError, parse_body, to_canonical
+from streams.formats import fast as fast_module
 from streams.formats.fast import canonical_items, encode
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT
 
@@ -147,6 +148,21 @@ TS_EDGES = [999_999_999_999, 1_000_000_000_000, 9_999_999_999_999, 10_000_000_00
 def test_pages_at_the_edges_of_the_shortcut_agree(page: str) -> None:
     """_stamp keeps a bare path as it is without page_path(); at its edges it must not differ."""
     assert agree(orjson.dumps(valid_beacon(0, page=page)), "application/json", CTX)
+
+
+def test_pages_seen_before_are_stamped_as_the_first_time(monkeypatch) -> None:
+    """_stamp remembers the pages it found bare; seeing one again, or a full memory, changes
+    no answer, and a page that had to be cut is never remembered."""
+    bodies = [orjson.dumps(valid_beacon(0, page=page)) for page in PAGE_EDGES]
+    monkeypatch.setattr(fast_module, "_BARE_PAGES", set())
+    first = [fast(body, "application/json", CTX) for body in bodies]
+    assert "/p" in fast_module._BARE_PAGES and "/a//b" in fast_module._BARE_PAGES
+    assert not {"//h", "/p?", "/p ", " /p"} & fast_module._BARE_PAGES
+    assert [fast(body, "application/json", CTX) for body in bodies] == first  # remembered
+    monkeypatch.setattr(fast_module, "_BARE_PAGES", set())
+    monkeypatch.setattr(fast_module, "_BARE_PAGES_MAX", 0)  # full: nothing is remembered
+    assert [fast(body, "application/json", CTX) for body in bodies] == first
+    assert not fast_module._BARE_PAGES
 
 
 @pytest.mark.parametrize("ts", TS_EDGES)
