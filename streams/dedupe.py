@@ -12,12 +12,13 @@ beacons/s. :class:`RecentIds` keeps 64-bit fingerprints in a fixed table instead
   takes the empty or oldest slot there. When the table is too small for the load, ids are
   forgotten before their TTL, oldest first within a bucket, and :attr:`evicted_early`
   counts them (exported as a metric: size the table by ``rate × TTL``);
-* **fingerprints**: Python's 64-bit ``hash`` of the id, XOR the hash of its ``scope`` (the
+* **fingerprints**: Python's 64-bit ``hash`` of the id, XOR a salt from its ``scope`` (the
   ingestor's is the app: ids are unique per app, not across apps). Two distinct ids in one
   bucket with the same fingerprint would drop the later as a duplicate: about 1 in 2⁶¹ per
   lookup. The hash is salted per process, which is fine for a table that lives in one
   process. (A scope is mixed in rather than joined to the id, so that a batch's ids need no
-  new strings; ``hash("")`` is 0, so the empty scope leaves ids as they are.)
+  new strings. The salt is not the scope's own ``hash``: with it, id "b" of app "a" and id
+  "a" of app "b" would share a fingerprint. The empty scope's salt is 0.)
 
 A library does not fit: the Bloom/cuckoo filters on PyPI either grow, cannot forget by
 age, or cost a C extension for what is a few dozen lines over :mod:`array` and numpy.
@@ -78,7 +79,7 @@ class RecentIds:
         # One loop with everything in locals and the WAYS probes unrolled: this runs for
         # every beacon the endpoint takes, and the call and attribute overhead of a
         # per-id method was a third of its cost.
-        table, mask, ttl, now_ms, salt = self._table, self._mask, self.ttl_ms, int(now_ms), hash(scope)
+        table, mask, ttl, now_ms, salt = self._table, self._mask, self.ttl_ms, int(now_ms), _salt(scope)
         answers = []
         for beacon_id in beacon_ids:
             fingerprint = (hash(beacon_id) ^ salt) or 1
@@ -129,7 +130,7 @@ class RecentIds:
         """
         n = len(beacon_ids)
         fingerprints = np.fromiter(map(hash, beacon_ids), dtype=np.int64, count=n)
-        salt = hash(scope)
+        salt = _salt(scope)
         if salt:
             fingerprints ^= salt
         fingerprints[fingerprints == 0] = 1
@@ -173,7 +174,7 @@ class RecentIds:
         [True, True]
         [True, False]
         """
-        table, mask, salt = self._table, self._mask, hash(scope)
+        table, mask, salt = self._table, self._mask, _salt(scope)
         for beacon_id in beacon_ids:
             fingerprint = (hash(beacon_id) ^ salt) or 1
             base = (fingerprint & mask) << 3
@@ -186,3 +187,8 @@ class RecentIds:
     def nbytes(self) -> int:
         """Memory of the table, allocated once."""
         return self._table.itemsize * len(self._table)
+
+
+def _salt(scope: str) -> int:
+    """What a scope XORs into its ids' hashes: 0 for none, else a hash other than the scope's own."""
+    return hash((scope,)) if scope else 0

@@ -94,6 +94,14 @@ def test_a_resent_page_view_is_a_duplicate_until_the_ttl() -> None:
     assert ids.fresh_mask(["v5-1"], 61_001, scope="third-app")[0]
 
 
+def test_an_id_named_like_another_app_is_not_that_apps_id_named_like_this_one() -> None:
+    """Scopes are salted, not XORed with their own hash, which would be symmetric."""
+    ids = RecentIds(ttl_ms=60_000)
+    assert ids.first_time("blog", 1_000, scope="shop-web")
+    assert ids.first_time("shop-web", 1_000, scope="blog")
+    assert ids.fresh_mask(["shop-web"], 1_001, scope="blog").tolist() == [False]
+
+
 def test_memory_is_fixed_and_overload_forgets_the_oldest_first() -> None:
     """Ten times more live ids than slots: memory does not move, the newest ids are still known
     and every id forgotten early is counted."""
