@@ -77,6 +77,19 @@ def test_both_paths_produce_the_same_records_and_answers() -> None:
     assert {k for _, k, _, _ in fast.records} == {b"shop-web", b"blog"}  # keyed by app
 
 
+def test_ids_are_unique_per_app_not_across_apps() -> None:
+    """The same id in two apps is two page views, on both paths; a repeat within an app is not."""
+    config = IngestConfig(linger_ms=1)
+    bodies = [body(beacon(1), beacon(1, app="blog")),
+              body({**beacon(2), "id": "blog"}, {**beacon(3, app="blog"), "id": "shop-web"}),
+              body(beacon(1, app="blog"))]
+    slow, fast, slow_results, fast_results = run_both(config, bodies)
+    assert slow_results == fast_results
+    assert [(r["accepted"], r["duplicates"]) for r in fast_results] == [(2, 0), (2, 0), (0, 1)]
+    assert sorted((b["app"], b["id"]) for b in fast.beacons()) == [
+        ("blog", "pv-1"), ("blog", "shop-web"), ("shop-web", "blog"), ("shop-web", "pv-1")]
+
+
 def test_a_batch_is_cut_by_beacons_not_by_requests() -> None:
     """batch_beacons counts beacons: a fast-path fragment of ten beacons counts ten."""
     config = IngestConfig(linger_ms=10_000, batch_beacons=20)
