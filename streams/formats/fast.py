@@ -156,9 +156,11 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
             return False
         item.release = release
     page = item.page
-    if type(page) is not str or page not in _BARE_PAGES:
+    if type(page) is not str:
+        item.page = page_path(page)
+    elif page not in _BARE_PAGES:
         # "/" but not "//" first, no "?" or "#", no trailing space: page_path() would keep it as it is
-        if (type(page) is str and page[:1] == "/" and page[1:2] != "/" and "?" not in page and "#" not in page
+        if (page[:1] == "/" and page[1:2] != "/" and "?" not in page and "#" not in page
                 and len(page) <= _MAX_STR and not page[-1].isspace()):
             if len(_BARE_PAGES) < _BARE_PAGES_MAX:
                 _BARE_PAGES.add(page)
