@@ -15,7 +15,7 @@ the same load on a shared machine; the report is the median of each, and the med
 pairs of core/decode. Target: the core keeps at least half the speed of bare decoding.
 
 The input is ``--file`` (NDJSON, optionally ``.gz``), or the ``stationary`` scenario of
-``streams.simulate`` written to a temporary file (seed 1). Everything but the timings is
+``streams.offline.simulate`` written to a temporary file (seed 1). Everything but the timings is
 deterministic: the same file gives the same beacons, windows and verdicts on every run, and
 the script checks that it does.
 
@@ -48,7 +48,7 @@ from detectors.decode import decode_records  # noqa: E402
 from detectors.gate import Gate  # noqa: E402
 from detectors.policy import DEFAULT_POLICY  # noqa: E402
 from detectors.windows import TumblingWindows  # noqa: E402
-from streams.backtest import CHUNK, verdicts_from_windows  # noqa: E402
+from streams.offline.backtest import CHUNK, verdicts_from_windows  # noqa: E402
 
 TARGET = 0.50  # core rate / decode rate
 
@@ -97,21 +97,21 @@ def read_ndjson(path: Path, limit: int) -> list[bytes]:
 def simulate(path: Path, beacons: int) -> tuple[str, str, str, float, str]:
     """Write at least ``beacons`` beacons of traffic to ``path``; return the rollout and a note."""
     try:
-        from streams.simulate import SCENARIOS, write_ndjson
+        from streams.offline.simulate import SCENARIOS, write_ndjson
     except ImportError:
         fallback(path, beacons)
-        return APP, CANARY, BASELINE, SHARE, "fallback generator (streams.simulate not importable)"
+        return APP, CANARY, BASELINE, SHARE, "fallback generator (streams.offline.simulate not importable)"
     scenario = SCENARIOS["stationary"]
     # Long enough for the requested count (Poisson arrivals: 3 % to spare), then cut.
     scenario = replace(scenario, duration_s=max(60.0, math.ceil(beacons / scenario.rate * 1.03)))
     write_ndjson(path, scenario, seed=1)
-    note = (f"streams.simulate stationary, seed 1, {scenario.rate:g} beacons/s, "
+    note = (f"streams.offline.simulate stationary, seed 1, {scenario.rate:g} beacons/s, "
             f"canary share {scenario.canary_share:g}")
     return scenario.app, scenario.canary, scenario.baseline, scenario.canary_share, note
 
 
 def fallback(path: Path, beacons: int, rate: float = 100.0) -> None:
-    """Canonical beacons with RUM-shaped values, for when ``streams.simulate`` is missing."""
+    """Canonical beacons with RUM-shaped values, for when ``streams.offline.simulate`` is missing."""
     rng = np.random.default_rng(1)
     n = beacons
     ts = START_MS + np.sort(rng.uniform(0, n / rate * 1000, n)).astype(np.int64)

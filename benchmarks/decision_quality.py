@@ -1,6 +1,6 @@
 """Decision quality: rumgate's gate next to a Kayenta-style judge and a fixed-threshold rule.
 
-All three judges see the same simulated traffic (``streams.simulate``), window by window.
+All three judges see the same simulated traffic (``streams.offline.simulate``), window by window.
 To afford thousands of rollouts the traffic is generated as columns per window and
 counted straight into window summaries (``TumblingWindows`` on each window's batch):
 no JSON round trip. ``--check-agreement`` shows once that this gives exactly the verdicts
@@ -40,7 +40,7 @@ from detectors.gate import Gate, _rate_counts, arm_of  # noqa: E402
 from detectors.policy import DEFAULT_POLICY, Policy  # noqa: E402
 from detectors.sketch import LogSketch  # noqa: E402
 from detectors.windows import TumblingWindows, WindowSummary  # noqa: E402
-from streams.simulate import SCENARIOS, Regression, Scenario, generate_windows  # noqa: E402
+from streams.offline.simulate import SCENARIOS, Regression, Scenario, generate_windows  # noqa: E402
 
 WINDOW_MS = 5000
 CHECK_EVERY = 12  # windows per judgement of the interval judges (one minute)
@@ -286,8 +286,8 @@ def check_agreement(seed: int = 7) -> bool:
     """Window-level summaries and a beacon-level backtest of the same scenario agree."""
     import tempfile
 
-    from streams.backtest import read_lines, run_backtest, verdicts_from_windows
-    from streams.simulate import write_ndjson
+    from streams.offline.backtest import read_lines, run_backtest, verdicts_from_windows
+    from streams.offline.simulate import write_ndjson
 
     scenario = replace(SCENARIOS["lcp-regression"], duration_s=900.0)
     share = scenario.canary_share

@@ -165,7 +165,7 @@ def _serve(address: str, beacons, counts: dict | None = None) -> None:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, int(port)).start()
-        from streams.ingest_cli import settle_gc
+        from streams.cli.ingest import settle_gc
 
         settle_gc()
         try:
@@ -209,7 +209,7 @@ def run_ingestor_server(address: str, dedupe: bool) -> None:
     """The endpoint's ``Ingestor`` with a sink that acks at once; ``dedupe=False``: every id is new."""
     import numpy as np
 
-    from streams.ingest import IngestConfig, Ingestor
+    from streams.ingest.endpoint import IngestConfig, Ingestor
 
     async def sink(topic: str, key: bytes, value: bytes, headers: list) -> None:
         return None
@@ -303,7 +303,7 @@ class Server:
 
     def __init__(self, kind: str, broker_url: str, log_dir: Path, rate_limit: float,
                  extra_env: dict[str, str] | None = None) -> None:
-        from streams.broker import free_port
+        from streams.live.broker import free_port
 
         self.kind, self.port = kind, free_port()
         self.prefix = f"bench-ingest-{uuid.uuid4().hex[:8]}."
@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         run_python_load(json.loads(args.load_child))
         return 0
 
-    from streams.broker import EmbeddedBroker
+    from streams.live.broker import EmbeddedBroker
 
     has_wrk = shutil.which("wrk") is not None
     if args.client in ("wrk", "compare") and not has_wrk:

@@ -12,7 +12,7 @@ aiokafka  bare ``AIOKafkaConsumer``: assign every partition (no group), ``getman
 faust     a bare Faust agent with the worker's app settings that only iterates:
           ``async for events in stream.take_events(batch_max, within=batch_within_s)``,
           counting. What Faust itself costs.
-stage1    the rumgate worker's own app (``streams.app.create_app``): the ``aggregate`` agent
+stage1    the rumgate worker's own app (``streams.live.app.create_app``): the ``aggregate`` agent
           (stage 1: decode, windows, dead letters, ``rum.windows``, checkpoints, commits),
           with the ``judge`` agent running beside it in the same process as in production
           (no rollout is defined, so no gate runs).
@@ -96,7 +96,7 @@ def _write(path: str, result: dict) -> None:
 
 
 def _contender_settings(spec: dict):
-    from streams.settings import Settings, Topics
+    from streams.live.settings import Settings, Topics
 
     topics = replace(Topics.prefixed(spec["prefix"]), beacons=spec["data_topic"])
     return Settings(broker=spec["broker"], app_id=spec["app_id"], beacons_partitions=spec["partitions"],
@@ -135,10 +135,10 @@ async def _child_aiokafka(spec: dict) -> dict:
 
 
 def _faust_app_like_rumgate(settings):
-    """A faust.App with the settings ``streams.app.create_app`` uses (kept in step by hand)."""
+    """A faust.App with the settings ``streams.live.app.create_app`` uses (kept in step by hand)."""
     import faust
 
-    from streams.broker import broker_servers
+    from streams.live.broker import broker_servers
 
     return faust.App(
         settings.app_id, broker=f"kafka://{broker_servers(settings.broker or '')}", store="memory://",
@@ -197,7 +197,7 @@ def _child_faust(spec: dict) -> int:
                     finish({"ok": True, "records": counted[0], "timed_records": counted[0] - state["n0"],
                             "seconds": time.perf_counter() - state["t0"], "first_wall": state["t0_wall"]})
     else:
-        from streams.app import create_app
+        from streams.live.app import create_app
 
         rt = create_app(settings, spec["partitions"], quiet=True)
         app = rt.app
@@ -352,7 +352,7 @@ class Bench:
         prefix = f"r{repeat}{kind}{data.per_record}."
         spec = self.spec(kind, prefix, data.topic, records=data.records)
         if kind == "stage1":  # as `rumgate worker` does before running the app
-            from streams.topics import ensure_topics
+            from streams.live.topics import ensure_topics
 
             asyncio.run(ensure_topics(_contender_settings(spec)))
         spawned = time.time()
@@ -378,10 +378,10 @@ class Bench:
 
     def latency(self, repeat: int) -> dict:
         from detectors.policy import parse_policy
-        from streams.judge import Rollout
-        from streams.settings import Settings
-        from streams.simulate import SCENARIOS, generate_beacons
-        from streams.topics import ensure_topics, read_to_end
+        from detectors.rollout import Rollout
+        from streams.live.settings import Settings
+        from streams.offline.simulate import SCENARIOS, generate_beacons
+        from streams.live.topics import ensure_topics, read_to_end
 
         a = self.args
         window_ms, lateness_ms = a.latency_window_ms, a.latency_lateness_ms
@@ -450,7 +450,7 @@ class Bench:
 
 async def _windows_progress(servers: str, topic: str) -> dict[int, list[tuple[int, int]]]:
     """Per source partition: ``(closed_before, CreateTime ms)`` of its rum.windows records, in order."""
-    from streams.topics import read_to_end
+    from streams.live.topics import read_to_end
 
     out: dict[int, list[tuple[int, int]]] = {}
     async for batch in read_to_end(servers, topic):
@@ -477,13 +477,13 @@ async def _produce_one(servers: str, topic: str, key: bytes, value: bytes) -> No
 async def _paced(servers: str, topic: str, beacons: list[dict], partitions: int) -> list[float]:
     """Send each beacon once the wall clock reaches its ``ts`` (its Kafka timestamp).
 
-    ``streams.feed.produce_beacons(speed=1.0)`` paces per ``window_ms`` group and from its own
+    ``streams.offline.feed.produce_beacons(speed=1.0)`` paces per ``window_ms`` group and from its own
     start, so its beacons can leave before their ``ts``; here none leaves early. Returns the
     send lag (wall clock at send − ts, ms) of the oldest beacon of each send group.
     """
     from aiokafka import AIOKafkaProducer
 
-    from streams.feed import partition_of
+    from streams.offline.feed import partition_of
 
     producer = AIOKafkaProducer(bootstrap_servers=servers, linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
@@ -509,10 +509,10 @@ async def _paced(servers: str, topic: str, beacons: list[dict], partitions: int)
 
 
 def prepare_data(args: argparse.Namespace, broker) -> list[DataSet]:
-    from streams.feed import produce_beacons
-    from streams.settings import Settings
-    from streams.simulate import SCENARIOS, generate_beacons
-    from streams.topics import ensure_topics, read_to_end
+    from streams.offline.feed import produce_beacons
+    from streams.live.settings import Settings
+    from streams.offline.simulate import SCENARIOS, generate_beacons
+    from streams.live.topics import ensure_topics, read_to_end
 
     async def count(topic: str) -> int:
         n = 0
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.beacons, args.batch_beacons) < 1000 or args.repeat < 1 or args.partitions < 1:
         ap.error("--beacons and --batch-beacons must be >= 1000, --repeat and --partitions >= 1")
 
-    from streams.broker import EmbeddedBroker
+    from streams.live.broker import EmbeddedBroker
 
     kinds = [k for k in CONTENDERS if not args.only or k in args.only]
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -31,9 +31,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from detectors.verdict import Verdict
-from streams.broker import BrokerError, broker_servers
-from streams.settings import Topics
-from streams.topics import read_to_end
+from streams.live.broker import BrokerError, broker_servers
+from streams.live.settings import Topics
+from streams.live.topics import read_to_end
 
 __all__ = ["VerdictSubscriber"]
 
@@ -48,11 +48,11 @@ class VerdictSubscriber:
     rollout
         The rollout id (``app:canary`` unless chosen at start).
     topics
-        Topic names (a :class:`~streams.settings.Topics`, e.g. with a prefix).
+        Topic names (a :class:`~streams.live.settings.Topics`, e.g. with a prefix).
     include_dry_run
         Also yield verdicts of the rollout's dry-run policies (``verdict.policy["dry_run"]``).
     connect_timeout_s
-        Raise :class:`~streams.broker.BrokerError` when the broker does not answer in time.
+        Raise :class:`~streams.live.broker.BrokerError` when the broker does not answer in time.
     """
 
     def __init__(self, broker: str, rollout: str, *, topics: Topics | None = None,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from streams.cli import cli, main
-from streams.simulate import SCENARIOS, Regression, write_ndjson
+from streams.offline.simulate import SCENARIOS, Regression, write_ndjson
 
 SC = SCENARIOS["stationary"]
 ARGS = ["--app", SC.app, "--canary", SC.canary, "--baseline", SC.baseline]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.dedupe import WAYS, RecentIds
+from streams.ingest.dedupe import WAYS, RecentIds
 
 
 class ExactIds:

@@ -2,7 +2,7 @@
 its HTTP API and CLI, Argo Rollouts, Flagger, Kafka (KRaft) and the CI example hold.
 
 The Argo and Flagger checks send the manifests' own requests to the real API
-(``streams.api.make_api`` on a loopback port) and judge the answers the way the
+(``streams.http.api.make_api`` on a loopback port) and judge the answers the way the
 controllers do: Argo's ``web`` provider with a small evaluator of the two conditions,
 Flagger by the status code.
 """
@@ -71,7 +71,7 @@ def env_of(c: dict) -> dict[str, dict]:
 
 
 def setting_names() -> set[str]:
-    from streams.settings import Settings
+    from streams.live.settings import Settings
 
     return {"RUMGATE_" + f.name.upper() for f in dataclasses.fields(Settings) if f.name != "topics"}
 
@@ -230,8 +230,8 @@ def verdict_event(kind: str, seq: int = 42, rollout: str = "shop-web:2026.11.23-
 
 def backend_with(rollout_id: str, latest: dict | None):
     from detectors.policy import DEFAULT_POLICY
-    from streams.api import Backend
-    from streams.judge import Rollout
+    from streams.http.api import Backend
+    from detectors.rollout import Rollout
 
     app, _, canary = rollout_id.partition(":")
     backend = Backend()
@@ -245,7 +245,7 @@ def call_api(backend, requests: list[tuple[str, str, dict, dict | None]], read_o
     """Send ``(method, path, headers, json)`` requests to the real API on a loopback port."""
     from aiohttp.test_utils import TestClient, TestServer
 
-    from streams.api import make_api
+    from streams.http.api import make_api
 
     async def run():
         async with TestClient(TestServer(make_api(backend, token=TOKEN, read_open=read_open))) as client:

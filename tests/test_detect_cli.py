@@ -13,9 +13,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-import streams.detect_cli as detect_cli
+import streams.cli.detect as detect_cli
 from detectors.anomaly import DETECTORS, GATE_DETECTOR
-from streams.detect_cli import detect_command, make_detect_command, parse_timestamp
+from streams.cli.detect import detect_command, make_detect_command, parse_timestamp
 
 FIXTURE = Path(__file__).parent / "fixtures" / "nab_small_noise_600.csv"
 HEADER = "timestamp,value,anomaly_score"

@@ -14,7 +14,7 @@ import pytest
 from detectors.gate import Gate
 from detectors.policy import DEFAULT_POLICY
 from detectors.windows import TumblingWindows
-from streams.simulate import SCENARIOS, Regression, generate_windows
+from streams.offline.simulate import SCENARIOS, Regression, generate_windows
 
 
 def first_decision(scenario, seed):

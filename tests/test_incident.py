@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from detectors.policy import parse_policy
-from streams.backtest import run_backtest
-from streams.simulate import SCENARIOS, generate_beacons
+from streams.offline.backtest import run_backtest
+from streams.offline.simulate import SCENARIOS, generate_beacons
 
 SC = replace(SCENARIOS["stationary"], canary_share=0.2)
 MIN = 60_000

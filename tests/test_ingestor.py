@@ -11,9 +11,9 @@ import asyncio
 import orjson
 import pytest
 
-from streams.formats import Context, parse_body
-from streams.formats.fast import canonical_items
-from streams.ingest import IngestConfig, Ingestor, json_arrays
+from streams.ingest.formats import Context, parse_body
+from streams.ingest.formats.fast import canonical_items
+from streams.ingest.endpoint import IngestConfig, Ingestor, json_arrays
 
 T = 1_763_856_000_000
 
@@ -208,7 +208,7 @@ def test_media_type_is_what_aiohttp_gives(header: str | None) -> None:
     """The handler reads the media type once per distinct header, the way aiohttp reads it."""
     from aiohttp.test_utils import make_mocked_request
 
-    from streams.ingest import _media_type
+    from streams.ingest.endpoint import _media_type
 
     request = make_mocked_request("POST", "/v1/beacons", headers={} if header is None else {"Content-Type": header})
     assert _media_type(header) == request.content_type

@@ -10,10 +10,11 @@ import orjson
 import pytest
 
 from detectors.policy import parse_policy
-from streams.aggregate import Checkpoint, PartitionAggregator
-from streams.backtest import run_backtest
-from streams.judge import Judge, Rollout, WindowsRecord
-from streams.simulate import SCENARIOS, Regression, generate_beacons
+from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator
+from streams.offline.backtest import run_backtest
+from detectors.pipeline.judge import Judge, WindowsRecord
+from detectors.rollout import Rollout
+from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
 
 SC = replace(SCENARIOS["stationary"], duration_s=600.0, regressions=(Regression("LCP", 1.25),))
 POLICY = parse_policy("name: fast\nmetrics:\n  - metric: LCP\n  - metric: errors\nwarmup: 0s\nmin_duration: 2m\n")

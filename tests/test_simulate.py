@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from detectors.beacon import METRICS, validate_beacon
-from streams.simulate import (
+from streams.offline.simulate import (
     DEVICE_MIX,
     DEVICES,
     SCENARIOS,
@@ -23,7 +23,7 @@ from streams.simulate import (
     generate_windows,
     write_ndjson,
 )
-from streams.simulate_cli import simulate_command
+from streams.cli.simulate import simulate_command
 
 STATIONARY = SCENARIOS["stationary"]
 CANARY, BASELINE = STATIONARY.canary, STATIONARY.baseline

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from detectors.beacon import validate_beacon
-from streams.formats import Context, parse_body, to_canonical
+from streams.ingest.formats import Context, parse_body, to_canonical
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.formats.base import Context, brands_browser, device_class, make_beacon, page_path, ua_browser, ua_device
+from streams.ingest.formats.base import Context, brands_browser, device_class, make_beacon, page_path, ua_browser, ua_device
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 IPAD = "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1"

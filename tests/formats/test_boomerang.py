@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.formats import Context, to_canonical
-from streams.formats.boomerang import detect, error_count
+from streams.ingest.formats import Context, to_canonical
+from streams.ingest.formats.boomerang import detect, error_count
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT, convert, query, raw
 
 FORM = "application/x-www-form-urlencoded"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.formats import Context, to_canonical
-from streams.formats.canonical import detect
+from streams.ingest.formats import Context, to_canonical
+from streams.ingest.formats.canonical import detect
 from tests.formats.helpers import CTX, RECEIVED_AT, convert, load, raw
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams import formats
-from streams.formats import ADAPTERS, UNRECOGNISED, boomerang, canonical, datadog, otel, to_canonical, webvitals
+from streams.ingest import formats
+from streams.ingest.formats import ADAPTERS, UNRECOGNISED, boomerang, canonical, datadog, otel, to_canonical, webvitals
 from tests.formats.helpers import CTX, assert_valid, load, parse_body, query, raw
 
 FORM = "application/x-www-form-urlencoded"

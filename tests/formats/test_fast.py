@@ -1,7 +1,7 @@
 """The canonical fast path gives exactly the general path's beacons, or declines.
 
 The general path is ``parse_body`` then ``to_canonical``; the fast path
-(:mod:`streams.formats.fast`) must never accept what it refuses, refuse what it accepts, or
+(:mod:`streams.ingest.formats.fast`) must never accept what it refuses, refuse what it accepts, or
 stamp a field differently. Hypothesis builds canonical-looking bodies with every kind of
 damage the general path knows about, and some it does not.
 """
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.formats import Context, FormatError, parse_body, to_canonical
-from streams.formats import fast as fast_module
-from streams.formats.fast import canonical_items, encode
+from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
+from streams.ingest.formats import fast as fast_module
+from streams.ingest.formats.fast import canonical_items, encode
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streams.formats import to_canonical
-from streams.formats.otel import any_value, attributes
+from streams.ingest.formats import to_canonical
+from streams.ingest.formats.otel import any_value, attributes
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT, convert, load, raw
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import MultiDict
 
-from streams.formats import FormatError, parse_body
+from streams.ingest.formats import FormatError, parse_body
 from tests.formats.helpers import load, query, raw
 
 LCP = {"name": "LCP", "value": 2140.3}

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detectors.beacon import validate_beacon
-from streams.formats import Context, FormatError, parse_body, to_canonical
+from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
 from tests.formats.helpers import RECEIVED_AT, load, query, raw
 
 CONTENT_TYPES = [

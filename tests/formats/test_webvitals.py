@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.formats import Context, FormatError, to_canonical, webvitals
-from streams.formats.webvitals import detect
+from streams.ingest.formats import Context, FormatError, to_canonical, webvitals
+from streams.ingest.formats.webvitals import detect
 from tests.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
 
 SENDBEACON = "text/plain;charset=UTF-8"  # what navigator.sendBeacon sends with a string
@@ -77,7 +77,7 @@ def test_a_bfcache_restore_starts_a_new_page_view_and_a_repeated_id_keeps_its_la
 
 
 def test_the_projects_snippet_envelope_exactly_as_it_sends_it():
-    # streams/web/rumgate-snippet.js: JSON.stringify({id, app, release, session, page, device,
+    # streams/ingest/web/rumgate-snippet.js: JSON.stringify({id, app, release, session, page, device,
     # errors, metrics}) through navigator.sendBeacon, so text/plain
     beacons, rejects = convert(raw("snippet_envelope.json"), SENDBEACON, ctx=BARE)
     assert rejects == []

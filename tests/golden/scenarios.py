@@ -1,6 +1,6 @@
 """The fixed backtests whose verdict NDJSON must not change when the code around them moves.
 
-Each case simulates traffic with :mod:`streams.simulate` (deterministic for a seed), runs
+Each case simulates traffic with :mod:`streams.offline.simulate` (deterministic for a seed), runs
 ``rumgate backtest`` over it through the CLI, and fingerprints the verdict file: its SHA-256,
 the number of verdicts and the last one. ``tests/golden/verdicts.json`` holds the
 fingerprints; regenerate it only for a change that is meant to alter verdicts, and say so::
@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from streams.simulate import SCENARIOS, Regression, write_ndjson
+from streams.offline.simulate import SCENARIOS, Regression, write_ndjson
 
 GOLDEN = Path(__file__).with_name("verdicts.json")
 SEGMENTS_POLICY = ("name: segments\nsegments: [mobile, desktop]\nmetrics:\n"

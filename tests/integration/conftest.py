@@ -23,11 +23,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from detectors.policy import Policy
-from streams.broker import EmbeddedBroker, free_port
-from streams.feed import produce_beacons
-from streams.judge import Rollout
-from streams.settings import Settings
-from streams.topics import ensure_topics, read_to_end
+from streams.live.broker import EmbeddedBroker, free_port
+from streams.offline.feed import produce_beacons
+from detectors.rollout import Rollout
+from streams.live.settings import Settings
+from streams.live.topics import ensure_topics, read_to_end
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "test-token"

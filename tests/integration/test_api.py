@@ -25,10 +25,10 @@ import orjson
 import pytest
 
 from detectors.policy import parse_policy
-from streams.api import Backend, make_api
-from streams.judge import Rollout
-from streams.openapi import OPENAPI
-from streams.simulate import SCENARIOS, Regression, generate_beacons
+from streams.http.api import Backend, make_api
+from detectors.rollout import Rollout
+from streams.http.openapi import OPENAPI
+from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
 from tests.integration.conftest import TOKEN, Pipeline, Worker
 
 # The scenarios and policy of test_pipeline.py (not imported: that would import the CLI).
@@ -366,7 +366,7 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
 
 def api_routes() -> set[tuple[str, str]]:
     """(path, method) of every route the worker serves (HEAD comes with each GET)."""
-    from streams.ingest import IngestConfig, Ingestor, add_ingest_routes
+    from streams.ingest.endpoint import IngestConfig, Ingestor, add_ingest_routes
 
     app = make_api(Backend())
     add_ingest_routes(app, Ingestor(IngestConfig(), sink=None))

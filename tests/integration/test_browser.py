@@ -13,7 +13,7 @@ closed, with unload handlers run (``page.close(run_before_unload=True)``). That 
 server, and the test checks it fired.
 
 Playwright drives Debian's ``/usr/bin/chromium`` (``playwright install`` cannot download a
-browser here). The test skips only when that browser or ``streams/web/node_modules`` is
+browser here). The test skips only when that browser or ``streams/ingest/web/node_modules`` is
 missing; ``.ci/run`` installs both.
 """
 
@@ -30,9 +30,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.broker import free_port
-from streams.snippet import WEB_DIR, add_snippet_routes
-from streams.topics import read_to_end
+from streams.live.broker import free_port
+from streams.ingest.snippet import WEB_DIR, add_snippet_routes
+from streams.live.topics import read_to_end
 from tests.integration.conftest import Pipeline
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -42,7 +42,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-g
 APP, RELEASE = "shop-web", "2026.11.23-abc"
 
 needs_vitals = pytest.mark.skipif(not VITALS.exists(), reason="web-vitals is not installed: run "
-                                                              "`npm ci --prefix streams/web`")
+                                                              "`npm ci --prefix streams/ingest/web`")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run "
                                                                  "`apt-get install -y chromium`")
 
@@ -114,7 +114,7 @@ def test_snippet_without_node_modules_says_what_to_run(tmp_path: Path) -> None:
     (tmp_path / "rumgate-snippet.js").write_text("/* snippet */")
     response, body, _ = asyncio.run(_get(tmp_path))
     assert response.status == 503
-    assert "npm ci --prefix streams/web" in body.decode()
+    assert "npm ci --prefix streams/ingest/web" in body.decode()
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ async def _serve_page(endpoint: str) -> tuple[web.AppRunner, str, list[str]]:
 
 
 async def _start_ingest(settings) -> asyncio.Task:
-    from streams.ingest_cli import serve_ingest
+    from streams.cli.ingest import serve_ingest
 
     ready = asyncio.Event()
     task = asyncio.create_task(serve_ingest(settings, ready))

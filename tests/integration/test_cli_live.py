@@ -10,9 +10,9 @@ import time
 import orjson
 from click.testing import CliRunner
 
-from streams.broker import wait_for_port
+from streams.live.broker import wait_for_port
 from streams.cli import cli
-from streams.judge import Rollout
+from detectors.rollout import Rollout
 from tests.integration.conftest import REPO
 
 
@@ -84,7 +84,7 @@ def test_an_unreachable_broker_is_an_error_not_a_hang(tmp_path):
 
 
 def test_rumgate_broker_runs_in_the_foreground_and_stops_on_sigterm():
-    from streams.broker import free_port
+    from streams.live.broker import free_port
 
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "streams", "broker", "--port", str(port)], cwd=REPO,

@@ -11,10 +11,10 @@ from dataclasses import replace
 import orjson
 
 from detectors.policy import parse_policy
-from streams.aggregate import PartitionAggregator
-from streams.feed import partition_of
-from streams.judge import WindowsRecord
-from streams.simulate import SCENARIOS, generate_beacons
+from detectors.pipeline.aggregate import PartitionAggregator
+from streams.offline.feed import partition_of
+from detectors.pipeline.judge import WindowsRecord
+from streams.offline.simulate import SCENARIOS, generate_beacons
 from tests.integration.conftest import Pipeline, core, decided, make_rollout
 
 # Slow to decide (min_duration 5 min of event time), so the kill lands mid-rollout.

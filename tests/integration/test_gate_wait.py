@@ -11,8 +11,8 @@ import time
 import orjson
 
 from streams.client import VerdictSubscriber
-from streams.judge import Rollout
-from streams.simulate import generate_beacons
+from detectors.rollout import Rollout
+from streams.offline.simulate import generate_beacons
 from tests.integration.conftest import REPO, make_rollout
 from tests.integration.test_pipeline import POLICY, REGRESSED
 

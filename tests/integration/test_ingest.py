@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import orjson
 import pytest
 
-from streams.broker import free_port, wait_for_port
+from streams.live.broker import free_port, wait_for_port
 from tests.integration.conftest import REPO, Pipeline
 
 T = 1_763_856_000_000

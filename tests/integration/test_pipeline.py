@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from detectors.override import Override
 from detectors.policy import parse_policy
 from streams.cli import cli
-from streams.simulate import SCENARIOS, Regression, generate_beacons
+from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
 from tests.integration.conftest import core, decided, make_rollout
 
 POLICY = parse_policy("name: it\nmetrics:\n  - metric: LCP\n  - metric: errors\nwarmup: 0s\nmin_duration: 2m\n")
@@ -118,7 +118,7 @@ def test_two_workers_split_the_partitions_and_give_the_same_verdicts(pipeline, w
     verdicts = pipeline.wait_for_verdict(decided)
     assert shares() == split  # nobody left or joined meanwhile
     # The same verdicts as the file backtest of the same traffic.
-    from streams.backtest import run_backtest
+    from streams.offline.backtest import run_backtest
 
     records = [orjson.dumps(b) for b in generate_beacons(REGRESSED, seed=11)]
     expected = run_backtest([records], POLICY, REGRESSED.app, REGRESSED.canary, REGRESSED.baseline)

@@ -7,8 +7,8 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from streams.broker import broker_servers
-from streams.topics import WINDOWS_MAX_BYTES
+from streams.live.broker import broker_servers
+from streams.live.topics import WINDOWS_MAX_BYTES
 from tests.integration.conftest import Pipeline
 
 

@@ -9,8 +9,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from streams.broker import free_port
-from streams.simulate import generate_beacons
+from streams.live.broker import free_port
+from streams.offline.simulate import generate_beacons
 from tests.integration.conftest import decided, make_rollout
 from tests.integration.test_pipeline import POLICY, REGRESSED
 

@@ -1,0 +1,253 @@
+"""``rumgate broker``, ``rumgate worker`` and ``rumgate rollout start|status|end``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+import orjson
+
+from detectors.verdict import EXIT_CODES
+from streams.live.broker import BrokerError, EmbeddedBroker, broker_servers
+from streams.live.settings import Settings, SettingsError
+
+__all__ = ["broker_command", "worker_command", "rollout_group", "broker_option", "parse_time", "settings_from"]
+
+EXIT_ERROR = 3
+
+
+def broker_option(required: bool):
+    return click.option(
+        "--broker", envvar="RUMGATE_BROKER", required=False,
+        help="Kafka bootstrap address, e.g. kafka://host:9092 (env RUMGATE_BROKER)."
+             + ("" if required else " Default: start the embedded broker."))
+
+
+def settings_from(broker: str | None, require_broker: bool = False, **overrides: object) -> Settings:
+    try:
+        settings = Settings.from_env(broker=broker, **overrides)
+        if settings.broker is not None:
+            broker_servers(settings.broker)  # refuse a malformed address now, clearly
+    except (SettingsError, BrokerError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if require_broker and settings.broker is None:
+        raise click.ClickException("no broker: pass --broker kafka://host:9092 or set RUMGATE_BROKER")
+    return settings
+
+
+def parse_time(text: str | None, default_now: bool = True) -> int | None:
+    """``now``, epoch ms, or ISO 8601 (UTC when no zone) → epoch ms."""
+    if text is None:
+        return int(time.time() * 1000) if default_now else None
+    text = text.strip()
+    if text == "now":
+        return int(time.time() * 1000)
+    if text.isdigit():
+        return int(text)
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use now, epoch milliseconds or ISO 8601, "
+                                 "e.g. 2026-11-23T10:00:00Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1000)
+
+
+@click.command("broker")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port on 127.0.0.1 (default: a free one).")
+def broker_command(port: int | None) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory only) in the foreground.
+
+    Prints its address; stop it with Ctrl-C. For trying rumgate out and for tests: it keeps
+    nothing on disk. Point workers at it with --broker kafka://127.0.0.1:PORT.
+    """
+    stop = {"now": False}
+
+    def on_signal(*_):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)  # before the port opens: a stop is never missed
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        broker = EmbeddedBroker(port).start()
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"embedded broker listening at {broker.url} (memory storage; Ctrl-C stops it)")
+    try:
+        while not stop["now"] and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    if not stop["now"]:
+        raise click.ClickException(f"the broker exited with code {broker.process.returncode}")
+    click.echo("broker stopped")
+
+
+@click.command("worker")
+@broker_option(required=False)
+@click.option("--partitions", type=click.IntRange(1), help="Partitions of rum.beacons when it is created.")
+@click.option("--loglevel", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]), help="Faust's log level.")
+def worker_command(broker: str | None, partitions: int | None, loglevel: str) -> None:
+    """Run the agents: aggregate rum.beacons into windows, judge rollouts, publish verdicts.
+
+    Creates the topics when they are missing. Several workers with the same app id
+    (RUMGATE_APP_ID) split the partitions between them. Without --broker (or
+    RUMGATE_BROKER) it starts the embedded broker, which keeps everything in memory.
+    """
+    from streams.live.worker import run_worker
+
+    settings = settings_from(broker, beacons_partitions=partitions)
+    try:
+        run_worker(settings, loglevel)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- rollouts -----------------------------------------------------------------------------------
+
+@click.group("rollout")
+def rollout_group() -> None:
+    """Start, inspect and end rollouts (records on rum.rollouts)."""
+
+
+async def _produce(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from streams.live.topics import ensure_topics
+
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=broker_servers(settings.broker))
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def _run(coro):
+    try:
+        return asyncio.run(coro)
+    except BrokerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Rollouts (latest record per id) and their latest verdicts, read from the topics."""
+    from streams.live.topics import ensure_topics, read_to_end
+
+    await ensure_topics(settings)
+    servers = broker_servers(settings.broker)
+    rollouts: dict[str, dict] = {}
+    verdicts: dict[str, dict] = {}
+    async for batch in read_to_end(servers, settings.topics.rollouts):
+        for r in batch:
+            try:
+                d = orjson.loads(r.value)
+                rollouts[d["id"]] = d
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+    async for batch in read_to_end(servers, settings.topics.verdicts_latest):
+        for r in batch:
+            try:
+                d = orjson.loads(r.value)
+                if d["seq"] >= verdicts.get(d["rollout"], {}).get("seq", 0):
+                    verdicts[d["rollout"]] = d
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue
+    return rollouts, verdicts
+
+
+@rollout_group.command("start")
+@broker_option(required=True)
+@click.option("--app", required=True, help="App under rollout, as its beacons name it.")
+@click.option("--canary", required=True, help="Release under rollout.")
+@click.option("--baseline", required=True, help="Release it is compared with.")
+@click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy file (YAML).")
+@click.option("--expected-share", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Configured canary share; enables the sample-ratio check.")
+@click.option("--started-at", help="When the rollout began (now, epoch ms or ISO 8601). Default: now.")
+@click.option("--id", "rollout_id", help="Rollout id. Default: APP:CANARY.")
+@click.option("--dry-run-policy", "dry_run_paths", multiple=True, type=click.Path(dir_okay=False),
+              help="A policy to run beside the enforcing one, publishing verdicts marked dry_run "
+                   "(repeatable): build trust before enforcing it.")
+def rollout_start(broker, app, canary, baseline, policy_path, expected_share, started_at, rollout_id,
+                  dry_run_paths) -> None:
+    """Start judging a rollout: canary release against baseline release of one app."""
+    from dataclasses import replace
+
+    from streams.cli import load_policy_file
+    from detectors.rollout import Rollout  # not at the top: it brings river, which rumgate ingest does not need
+
+    settings = settings_from(broker, require_broker=True)
+    policy = load_policy_file(policy_path)
+    dry = tuple(replace(load_policy_file(path), dry_run=True) for path in dry_run_paths)
+    if canary == baseline:
+        raise click.BadParameter("canary and baseline must be different releases", param_hint="--canary")
+    rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
+                      parse_time(started_at), policy, expected_share, dry_run_policies=dry)
+    known, _ = _run(read_state(settings))
+    if rollout.id in known:
+        raise click.ClickException(f"rollout {rollout.id!r} exists already (ids are never reused: its verdicts "
+                                   "belong to it); choose another with --id")
+    _run(_produce(settings, settings.topics.rollouts, rollout.id.encode(), orjson.dumps(rollout.to_dict())))
+    click.echo(f"rollout {rollout.id} started: {app} canary {canary} vs baseline {baseline}, "
+               f"policy {policy.name} ({policy.hash[:19]}…)"
+               + "".join(f", dry run {p.name}" for p in dry))
+
+
+@rollout_group.command("end")
+@broker_option(required=True)
+@click.argument("rollout_id")
+@click.option("--at", "ended_at", help="End time (now, epoch ms or ISO 8601). Default: now.")
+def rollout_end(broker, rollout_id, ended_at) -> None:
+    """Stop judging a rollout; its verdicts stay on record."""
+    settings = settings_from(broker, require_broker=True)
+    rollouts, _ = _run(read_state(settings))
+    if rollout_id not in rollouts:
+        known = ", ".join(sorted(rollouts)) or "none"
+        raise click.ClickException(f"no rollout {rollout_id!r} (known: {known})")
+    record = {**rollouts[rollout_id], "ended_at": parse_time(ended_at)}
+    _run(_produce(settings, settings.topics.rollouts, rollout_id.encode(), orjson.dumps(record)))
+    click.echo(f"rollout {rollout_id} ended")
+
+
+@rollout_group.command("status")
+@broker_option(required=True)
+@click.argument("rollout_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the latest verdict event(s) as JSON.")
+def rollout_status(broker, rollout_id, as_json) -> None:
+    """Show rollouts and their latest verdict; with an ID, exit with the verdict's code.
+
+    Exit codes with an ID: 0 promote, 1 rollback, 2 hold / no decision yet, 3 error.
+    """
+    settings = settings_from(broker, require_broker=True)
+    rollouts, verdicts = _run(read_state(settings))
+    if rollout_id is not None and rollout_id not in rollouts:
+        known = ", ".join(sorted(rollouts)) or "none"
+        raise click.ClickException(f"no rollout {rollout_id!r} (known: {known})")
+    ids = [rollout_id] if rollout_id else sorted(rollouts)
+    if as_json:
+        for i in ids:
+            click.echo(orjson.dumps({"rollout": rollouts[i], "verdict": verdicts.get(i)}).decode())
+    elif not ids:
+        click.echo("no rollouts")
+    for i in ids if not as_json else ():
+        r, v = rollouts[i], verdicts.get(i)
+        state = "ended" if r.get("ended_at") else "active"
+        head = f"{i}  {r['app']}: {r['canary']} vs {r['baseline']}  ({state}, policy {r['policy']['name']})"
+        if v is None:
+            click.echo(f"{head}\n  no verdict yet")
+            continue
+        click.echo(f"{head}\n  verdict #{v['seq']}: {v['verdict'].upper()}"
+                   + (f" ({v['severity']})" if v["severity"] != "none" else ""))
+        for reason in v["reasons"]:
+            click.echo(f"    - {reason}")
+    if rollout_id is not None:
+        v = verdicts.get(rollout_id)
+        sys.exit(EXIT_CODES[v["verdict"]] if v else EXIT_CODES["hold"])

@@ -1,0 +1,138 @@
+"""The OpenAPI 3.1 description of :mod:`streams.http.api`, served at ``/v1/openapi.json``."""
+
+from __future__ import annotations
+
+__all__ = ["OPENAPI"]
+
+_ERROR = {"description": "Refused; `error` says why",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_AUTH = {"401": {**_ERROR, "description": "No token"}, "403": {**_ERROR, "description": "Wrong token, or none configured"}}
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
+        "description": "Rollout id, e.g. shop-web:2026.11.23-abc"}]
+_JSON = lambda ref, desc: {"description": desc, "content": {"application/json": {"schema": {"$ref": ref}}}}  # noqa: E731
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "rumgate", "version": "1",
+             "description": "Release verdicts from real users' web vitals: rollouts, verdicts, overrides, "
+                            "and the Argo Rollouts / Flagger contracts."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            "Verdict": {
+                "type": "object", "required": ["rollout", "seq", "verdict", "reasons"],
+                "properties": {
+                    "rollout": {"type": "string"}, "seq": {"type": "integer"},
+                    "verdict": {"enum": ["continue", "promote", "hold", "rollback"]},
+                    "severity": {"enum": ["none", "minor", "major", "critical"]},
+                    "at": {"type": "integer"}, "emitted_at": {"type": "integer"},
+                    "policy": {"type": "object"}, "reasons": {"type": "array", "items": {"type": "string"}},
+                    "overrides": {"type": "array", "items": {"type": "object"}},
+                    "metrics": {"type": "array", "items": {"type": "object"}},
+                    "data_quality": {"type": "object"}, "detectors": {"type": "object"},
+                    "inputs": {"type": "object"},
+                }},
+            "Rollout": {
+                "type": "object", "required": ["id", "app", "canary", "baseline", "started_at", "policy"],
+                "properties": {
+                    "id": {"type": "string"}, "app": {"type": "string"}, "canary": {"type": "string"},
+                    "baseline": {"type": "string"}, "started_at": {"type": "integer"},
+                    "ended_at": {"type": ["integer", "null"]}, "expected_share": {"type": ["number", "null"]},
+                    "policy": {"type": "object"}, "dry_run_policies": {"type": "array", "items": {"type": "string"}},
+                    "verdict": {"oneOf": [{"$ref": "#/components/schemas/Verdict"}, {"type": "null"}]},
+                }},
+            "RolloutStart": {
+                "type": "object", "required": ["app", "canary", "baseline"], "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string"}, "app": {"type": "string"}, "canary": {"type": "string"},
+                    "baseline": {"type": "string"}, "policy": {"type": "string", "description": "policy YAML"},
+                    "expected_share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                    "started_at": {"type": "integer"},
+                    "dry_run_policies": {"type": "array", "items": {"type": "string"}},
+                }},
+            "Override": {
+                "type": "object", "required": ["action", "actor", "reason"], "additionalProperties": False,
+                "properties": {
+                    "action": {"enum": ["promote", "hold", "rollback"]}, "actor": {"type": "string"},
+                    "reason": {"type": "string"}, "ticket": {"type": "string"},
+                    "at": {"type": "integer"}, "expires_at": {"type": "integer"},
+                    "ttl_s": {"type": "number", "exclusiveMinimum": 0},
+                }},
+            "FlaggerWebhook": {"type": "object", "properties": {
+                "name": {"type": "string"}, "namespace": {"type": "string"}, "phase": {"type": "string"},
+                "metadata": {"type": "object", "properties": {"rollout": {"type": "string"},
+                                                              "app": {"type": "string"}}}}},
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/healthz": {"get": {"security": [], "summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/metrics": {"get": {"security": [], "summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "text exposition format"}}}},
+        "/v1/beacons": {
+            "post": {"security": [], "summary": "Ingest beacons (JSON, JSON array, NDJSON, text/plain from "
+                                                "sendBeacon, form encoding; canonical, web-vitals, Boomerang, "
+                                                "Datadog RUM, OTLP/JSON)",
+                     "parameters": [{"name": "app", "in": "query", "required": False, "schema": {"type": "string"}},
+                                    {"name": "release", "in": "query", "required": False,
+                                     "schema": {"type": "string"}}],
+                     "responses": {"202": {"description": "accepted, rejected (sent to the DLQ) and duplicate "
+                                                          "counts, with the first errors"},
+                                   "400": _ERROR, "403": {**_ERROR, "description": "origin not allowed"},
+                                   "413": _ERROR, "429": _ERROR, "503": _ERROR}},
+            "get": {"security": [], "summary": "Boomerang image beacons (parameters in the query)",
+                    "responses": {"202": {"description": "as POST"}, "400": _ERROR, "429": _ERROR}},
+            "options": {"security": [], "summary": "CORS preflight",
+                        "responses": {"204": {"description": "allowed"}, "403": _ERROR}}},
+        "/v1/rumgate.js": {"get": {"security": [], "summary": "The browser snippet (web-vitals included)",
+                                   "responses": {"200": {"description": "JavaScript"},
+                                                 "503": {"description": "npm ci --prefix streams/ingest/web not run"}}}},
+        "/v1/openapi.json": {"get": {"security": [], "summary": "This description",
+                                     "responses": {"200": {"description": "OpenAPI 3.1 document"}}}},
+        "/v1/rollouts": {
+            "get": {"summary": "All rollouts with their latest verdict",
+                    "responses": {"200": {"description": "rollouts"}, **_AUTH}},
+            "post": {"summary": "Start a rollout",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/RolloutStart"}}}},
+                     "responses": {"201": _JSON("#/components/schemas/Rollout", "started"),
+                                   "400": _ERROR, "409": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}": {"get": {"parameters": _ID, "summary": "One rollout, its latest verdict and explanation",
+                                      "responses": {"200": _JSON("#/components/schemas/Rollout", "the rollout"),
+                                                    "404": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}/end": {"post": {"parameters": _ID, "summary": "End a rollout",
+                                           "responses": {"200": _JSON("#/components/schemas/Rollout", "ended"),
+                                                         "404": _ERROR, "409": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}/verdict": {"get": {
+            "parameters": _ID,
+            "summary": "Latest verdict (Argo Rollouts web provider: promote → Successful, rollback → Failed, "
+                       "continue/hold → Inconclusive)",
+            "responses": {"200": _JSON("#/components/schemas/Verdict", "the latest verdict, or continue"),
+                          "404": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}/verdicts": {"get": {"parameters": _ID, "summary": "Every verdict (audit history)",
+                                               "responses": {"200": {"description": "verdict events"},
+                                                             "404": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}/overrides": {
+            "get": {"parameters": _ID, "summary": "Overrides on record",
+                    "responses": {"200": {"description": "overrides"}, "404": _ERROR, **_AUTH}},
+            "post": {"parameters": _ID, "summary": "Force promote, hold or rollback, with actor and reason",
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": "#/components/schemas/Override"}}}},
+                     "responses": {"201": {"description": "recorded"}, "400": _ERROR, "404": _ERROR, **_AUTH}}},
+        **{f"/v1/flagger/{hook}": {"post": {
+            "summary": summary,
+            "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/FlaggerWebhook"}}}},
+            "parameters": [
+                {"name": "rollout", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "app", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "the app's running rollout that started last"},
+                {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "the API token (Flagger cannot send headers)"}],
+            "responses": {"200": {"description": "go"}, "409": {"description": "not this verdict"},
+                          "400": _ERROR, "404": _ERROR, **_AUTH}}}
+           for hook, summary in (("confirm-promotion", "200 only when the verdict is promote"),
+                                 ("rollback", "200 only when the verdict is rollback"),
+                                 ("rollout", "200 unless the verdict is rollback"))},
+    },
+}

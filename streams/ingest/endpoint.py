@@ -1,0 +1,491 @@
+"""Beacon ingestion: ``POST /v1/beacons`` from browsers into ``rum.beacons``.
+
+What a request goes through, in order:
+
+1. CORS: the ``Origin`` must be on the allow-list (``RUMGATE_CORS_ORIGINS``, ``*`` for any);
+   preflights (``OPTIONS``) are answered here.
+2. Limits: bodies over ``RUMGATE_MAX_BODY`` (64 KiB, the browsers' own keepalive cap) get
+   413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get 429. The client
+   address is held in memory for the rate limit only; it is never stored or forwarded.
+3. Parsing (:mod:`streams.ingest.formats`): JSON, NDJSON, ``text/plain`` from ``sendBeacon``, and
+   form or query encoding (Boomerang); every SDK format becomes canonical beacons. A body
+   that cannot be parsed gets 400 naming what is wrong.
+4. Server-side fields and privacy: ``ts`` is the receive time; ``app``/``release`` come
+   from the payload or the ``X-Rumgate-App``/``X-Rumgate-Release`` headers; ``country``
+   only from a configured header; session ids kept as given or hashed with a secret salt;
+   pages reduced to route templates when configured; query strings never kept.
+5. Validation and dedupe: each beacon is checked like stage 1 checks it; an ``id`` seen
+   within ``RUMGATE_INGEST_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every
+   page hide), from a table of fixed size (:mod:`streams.ingest.dedupe`). Bodies of canonical
+   beacons with ids (the fast path) are checked a whole record at a time, when it is flushed.
+6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
+   app, each under ``record_bytes`` (512 KiB; Kafka refuses 1 MB by default); bad items go
+   to ``rum.beacons.dlq`` with their reason. The response (202) says how
+   many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import operator
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+from aiohttp import web
+from aiohttp.helpers import parse_content_type
+
+from streams.ingest.dedupe import RecentIds
+from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
+from streams.ingest.formats.fast import CanonicalItem, canonical_items, encode, encode_many
+from streams.ingest.snippet import add_snippet_routes
+
+__all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "json_arrays", "RouteTemplates"]
+
+_APP_OF, _ID_OF = operator.attrgetter("app"), operator.attrgetter("id")
+_NOT_OURS = re.compile(r"are not page views|not (a )?real users?")
+
+Sink = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[None]]  # topic, key, value, headers
+
+
+@dataclass
+class IngestConfig:
+    beacons_topic: str = "rum.beacons"
+    dlq_topic: str = "rum.beacons.dlq"
+    cors_origins: tuple[str, ...] = ("*",)
+    max_body: int = 64 * 1024
+    rate_per_s: float = 20.0
+    burst: int = 40
+    dedupe_ttl_s: float = 1800.0
+    dedupe_slots: int = 1 << 20  # fixed: 16 bytes each, allocated at start
+    country_header: str | None = None
+    session_salt: str | None = None  # set: session ids are replaced by a keyed hash
+    routes: tuple[str, ...] = ()  # route templates, e.g. /product/:id
+    linger_ms: float = 5.0
+    # a record's most beacons: at load, a record every 1,000 beacons rather than every 200
+    # cost 0-5 µs less per 10-beacon request (3 of 4 interleaved rounds less, one equal);
+    # below 200,000 beacons/s the linger sends it first anyway
+    batch_beacons: int = 1_000
+    # a record's most bytes: Kafka brokers (message.max.bytes) and producers refuse messages
+    # over 1 MB by default, and 200 beacons near their field limits come to several MB
+    record_bytes: int = 512 * 1024
+
+
+class RouteTemplates:
+    """``/product/:id`` style templates; a page becomes the first template it matches.
+
+    >>> r = RouteTemplates(["/product/:id", "/cart"])
+    >>> r.reduce("/product/123"), r.reduce("/cart"), r.reduce("/about")
+    ('/product/:id', '/cart', '/about')
+    """
+
+    def __init__(self, templates: list[str] | tuple[str, ...]) -> None:
+        self.templates = [(t, re.compile("^" + re.sub(r":[A-Za-z_]\w*", r"[^/]+", re.escape(t).replace(r"\:", ":")) + "/?$"))
+                          for t in templates if t]
+
+    def reduce(self, page: str) -> str:
+        for template, pattern in self.templates:
+            if pattern.match(page):
+                return template
+        return page
+
+
+class _RateLimit:
+    """A token bucket per client, forgotten when full again (memory stays small)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, client: str, now_s: float) -> bool:
+        tokens, at = self.buckets.get(client, (self.burst, now_s))
+        tokens = min(self.burst, tokens + (now_s - at) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now_s)
+            return False
+        self.buckets[client] = (tokens - 1, now_s)
+        if len(self.buckets) > 100_000:  # drop clients whose buckets have refilled
+            self.buckets = {c: v for c, v in self.buckets.items() if v[0] + (now_s - v[1]) * self.rate < self.burst}
+        return True
+
+
+@dataclass
+class _Batch:
+    """The beacons of one app waiting for their record.
+
+    General-path beacons arrive deduplicated and encoded (``fragments``). Fast-path beacons
+    arrive as structs; those whose request had an id on every beacon are deduplicated here,
+    at flush, all at once (:meth:`RecentIds.fresh_mask`): ``unchecked`` with their ``ids``,
+    and ``ends`` marking where each request's beacons end. The batch's future resolves to
+    each of those requests' duplicate counts, or None when there were none.
+    """
+
+    done: asyncio.Future
+    fragments: list[bytes] = field(default_factory=list)  # JSON fragments, one or more beacons each
+    checked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated already
+    unchecked: list[CanonicalItem] = field(default_factory=list)  # fast path, deduplicated at flush
+    ids: list[str] = field(default_factory=list)  # the ids of ``unchecked``
+    ends: list[int] = field(default_factory=list)  # len(unchecked) after each request
+    received_at: int = 0  # of the latest request in ``unchecked``: the time its ids are seen at
+    marked: list[str] = field(default_factory=list)  # ids the batch took: forgotten if it fails
+    count: int = 0  # beacons
+
+
+class Ingestor:
+    """Turns requests into records; ``sink`` produces one record (and resolves once acked)."""
+
+    def __init__(self, config: IngestConfig, sink: Sink, now_ms: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.sink = sink
+        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.dedupe = RecentIds(config.dedupe_ttl_s * 1000, config.dedupe_slots)
+        self.rate = _RateLimit(config.rate_per_s, config.burst)
+        self.routes = RouteTemplates(config.routes)
+        self.batches: dict[str, _Batch] = {}
+        self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0}
+
+    # -- the request path ---------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        cors = self._cors_headers(request)
+        if cors is None:
+            return _json({"error": f"origin {request.headers.get('Origin')!r} is not allowed"}, 403)
+        if request.method == "OPTIONS":
+            return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+                                                     "Access-Control-Allow-Headers":
+                                                         "Content-Type, X-Rumgate-App, X-Rumgate-Release",
+                                                     "Access-Control-Max-Age": "86400"})
+        self.counts["requests"] += 1
+        client = request.remote or "?"
+        if not self.rate.allow(client, time.monotonic()):
+            return _json({"error": f"rate limit: more than {self.config.rate_per_s:g} requests/s from this client"},
+                         429, {**cors, "Retry-After": "1"})
+        length = request.content_length
+        if length is not None and length > self.config.max_body:
+            return _json({"error": f"body of {length} bytes is over the {self.config.max_body} byte limit"},
+                         413, cors)
+        body = await request.content.read(self.config.max_body + 1)
+        if len(body) > self.config.max_body:
+            return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
+        content_type = _media_type(request.headers.get("Content-Type"))
+        query = {k: v for k, v in request.query.items()} if request.query_string else {}
+        if request.method == "GET":  # Boomerang's image beacons carry everything in the query
+            body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
+        ctx = Context(received_at=self.now_ms(),
+                      app=request.headers.get("X-Rumgate-App") or query.get("app"),
+                      release=request.headers.get("X-Rumgate-Release") or query.get("release"),
+                      country=self._country(request))
+        canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
+        try:
+            if canonical is not None:  # the fast path: exactly what the general path would give
+                answer = self.ingest_canonical(canonical, ctx)
+                body = canonical = None  # not kept to the ack (see ingest_canonical)
+                result = await answer
+            else:
+                try:
+                    items = parse_body(body, content_type, query)
+                except FormatError as exc:
+                    return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
+                if not items:
+                    return _json({"error": "empty body: no beacons"}, 400, cors)
+                result = await self.ingest_items(items, ctx)
+        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
+            return _json({"error": f"cannot store beacons right now ({type(exc).__name__}); retry later"},
+                         503, {**cors, "Retry-After": "5"})
+        status = 202 if result["accepted"] or result["duplicates"] or result["ignored"] else 400
+        if status == 400:
+            result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
+        return _json(result, status, cors)
+
+    async def ingest_items(self, items: list, ctx: Context) -> dict:
+        """Items of any format (see :mod:`streams.ingest.formats`) → records; the counts of each fate."""
+        beacons, bad = to_canonical(items, ctx)
+        # SDK batches also carry events that are not page views (Datadog actions, resources;
+        # bots, synthetic sessions): valid, just not ours. They are counted, not dead-lettered.
+        ignored = [(i, r) for i, r in bad if _NOT_OURS.search(r)]
+        bad = [(i, r) for i, r in bad if not _NOT_OURS.search(r)]
+        errors = [f"item {i}: {reason}" for i, reason in bad]
+        rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
+        good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken
+        duplicates = 0
+        for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
+            self._protect(beacon)
+            app = beacon["app"]
+            values, marked = good.setdefault(app, ([], []))
+            beacon_id = beacon.get("id")
+            if isinstance(beacon_id, str) and beacon_id:
+                if not self.dedupe.first_time(beacon_id, ctx.received_at, scope=app):  # ids are per app
+                    duplicates += 1
+                    continue
+                marked.append(beacon_id)
+            values.append(orjson.dumps(beacon))
+        return await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
+                                    if values}, rejects, duplicates, len(ignored), errors)
+
+    def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> Awaitable[dict]:
+        """Stamped canonical beacons from :func:`~streams.ingest.formats.fast.canonical_items` → records.
+
+        Queues the beacons at once and returns what to await for their counts, which holds
+        no beacon: from here on the batch owns them, and frees them as soon as their record
+        is encoded rather than once Kafka has acknowledged it. (Kept to the ack, a request's
+        beacons lived some 15 ms at load, and the many megabytes of them made every
+        allocation and free slower.)
+        """
+        if self.routes.templates:  # _stamp has already cut the page to its path
+            for item in items:
+                if type(item.page) is str:
+                    item.page = self.routes.reduce(item.page)
+        if self.config.session_salt:
+            for item in items:
+                if type(item.session) is str:
+                    item.session = self._session(item.session)
+        beacons = len(items)
+        apps = set(map(_APP_OF, items))
+        ids = list(map(_ID_OF, items))
+        if len(apps) == 1 and all(ids):  # the usual request: one app, every beacon with an id
+            app = items[0].app
+            return self._answer([self._add_unchecked(app, items, ids, ctx.received_at)], beacons, 0)
+        groups: dict[str, list[CanonicalItem]] = {}
+        for item in items:
+            groups.setdefault(item.app, []).append(item)
+        duplicates = 0
+        waits = []  # (future, index of this request's duplicate count in its result, or -1)
+        for app, group in groups.items():
+            ids = [item.id for item in group if item.id]
+            if len(ids) == len(group):  # deduplicated with its batch, at flush
+                waits.append(self._add_unchecked(app, group, ids, ctx.received_at))
+                continue
+            fresh = self.dedupe.first_times(ids, ctx.received_at, scope=app)
+            answers = iter(fresh)
+            kept = [item for item in group if not item.id or next(answers)]
+            duplicates += len(group) - len(kept)
+            if kept:
+                marked = [beacon_id for beacon_id, new in zip(ids, fresh) if new]
+                waits.append(self._add(app, [], len(kept), kept, marked))
+        return self._answer(waits, beacons, duplicates)
+
+    async def _answer(self, waits: list[tuple[asyncio.Future, int]], beacons: int, duplicates: int) -> dict:
+        """Wait for the records of a fast-path request; its counts."""
+        for future, index in waits:
+            counts = await future
+            if counts is not None and index >= 0:
+                duplicates += counts[index]
+        accepted = beacons - duplicates
+        self.counts["accepted"] += accepted
+        self.counts["duplicates"] += duplicates
+        return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": []}
+
+    async def _produce(self, good: dict[str, tuple[list[bytes], int, list[str]]], rejects: list[tuple[bytes, str]],
+                       duplicates: int, ignored: int, errors: list[str]) -> dict:
+        """Queue good beacons per app and rejects for the DLQ; return once Kafka has them all.
+
+        ``good`` maps an app to JSON fragments (members of the record's array, one or more
+        beacons each), the number of beacons in them and the ids they took.
+        """
+        accepted = sum(count for _, count, _ in good.values())
+        waits = [self._add(app, fragments, count, marked=marked)[0]
+                 for app, (fragments, count, marked) in good.items()]
+        for raw, reason in rejects:
+            waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
+                                   [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
+        if len(waits) == 1:
+            await waits[0]
+        elif waits:
+            await asyncio.gather(*waits)
+        self.counts["accepted"] += accepted
+        self.counts["rejected"] += len(rejects)
+        self.counts["duplicates"] += duplicates
+        self.counts["ignored"] += ignored
+        return {"accepted": accepted, "rejected": len(rejects), "duplicates": duplicates,
+                "ignored": ignored, "errors": errors[:20]}
+
+    # -- privacy --------------------------------------------------------------------------------
+    def _protect(self, beacon: dict) -> None:
+        page = beacon.get("page")
+        if type(page) is str:
+            beacon["page"] = self._page(page)
+        session = beacon.get("session")
+        if self.config.session_salt and isinstance(session, str):
+            beacon["session"] = self._session(session)
+        for leak in ("ip", "client_ip", "user_agent_full", "url"):
+            beacon.pop(leak, None)
+
+    def _page(self, page: str) -> str:
+        if "?" in page or "#" in page:  # every adapter's page_path strips them already: a guard
+            page = page.partition("?")[0].partition("#")[0]
+        return self.routes.reduce(page) if self.routes.templates else page
+
+    def _session(self, session: str) -> str:
+        return hmac.new(self.config.session_salt.encode(), session.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _country(self, request: web.Request) -> str | None:
+        if not self.config.country_header:
+            return None
+        value = request.headers.get(self.config.country_header, "").strip().upper()
+        return value if re.fullmatch(r"[A-Z]{2}", value) else None
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return {}
+        allowed = self.config.cors_origins
+        if "*" in allowed:
+            return {"Access-Control-Allow-Origin": "*"}
+        if origin in allowed:
+            return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+        return None
+
+    # -- batching -------------------------------------------------------------------------------
+    def _batch(self, app: str) -> _Batch:
+        batch = self.batches.get(app)
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self.batches[app] = _Batch(done=loop.create_future())
+            loop.call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
+        return batch
+
+    def _add(self, app: str, fragments: list[bytes], count: int, checked: list[CanonicalItem] = (),
+             marked: list[str] = ()) -> tuple[asyncio.Future, int]:
+        """Queue deduplicated beacons of one app (``marked``: the ids they took); the
+        future resolves once their record is produced."""
+        batch = self._batch(app)
+        batch.fragments.extend(fragments)
+        batch.checked.extend(checked)
+        batch.marked.extend(marked)
+        batch.count += count
+        future = batch.done
+        if batch.count >= self.config.batch_beacons:
+            self._flush_soon(app, batch)
+        return future, -1
+
+    def _add_unchecked(self, app: str, items: list[CanonicalItem], ids: list[str],
+                       received_at: int) -> tuple[asyncio.Future, int]:
+        """Queue one request's beacons of one app, to be deduplicated at flush."""
+        batch = self._batch(app)
+        batch.received_at = received_at
+        batch.unchecked.extend(items)
+        batch.ids.extend(ids)
+        batch.ends.append(len(batch.unchecked))
+        batch.count += len(items)
+        future, index = batch.done, len(batch.ends) - 1
+        if batch.count >= self.config.batch_beacons:
+            self._flush_soon(app, batch)
+        return future, index
+
+    def _flush_soon(self, app: str, batch: _Batch) -> None:
+        if self.batches.get(app) is batch:
+            del self.batches[app]
+            asyncio.ensure_future(self._flush(app, batch))
+
+    async def _flush(self, app: str, batch: _Batch) -> None:
+        try:
+            duplicates = self._deduplicate(app, batch)
+            batch.checked = batch.unchecked = batch.ids = []  # encoded: free the beacons now, not at the ack
+            # usually one record; more only when large beacons would make it too big for Kafka
+            for record in json_arrays(batch.fragments, self.config.record_bytes):
+                await self.sink(self.config.beacons_topic, app.encode(), record, [])
+        except Exception as exc:  # noqa: BLE001 - the waiting requests get the error (a 503)
+            # ... and their clients retry: the ids this record took must not turn the retry
+            # into "duplicates" that are never stored. (When a batch went as several records
+            # and an earlier one was stored, the retry stores its beacons again: at least once.)
+            self.dedupe.forget(batch.marked, scope=app)
+            batch.done.set_exception(exc)
+            return
+        batch.done.set_result(duplicates)
+
+    def _deduplicate(self, app: str, batch: _Batch) -> list[int] | None:
+        """Drop the batch's duplicates, encode its structs; each request's duplicate count, or None."""
+        duplicates = None
+        items = batch.checked
+        if batch.unchecked:
+            fresh = self.dedupe.fresh_mask(batch.ids, batch.received_at, scope=app)
+            if fresh.all():
+                items += batch.unchecked
+                batch.marked += batch.ids
+            else:
+                answers = fresh.tolist()
+                items += [item for item, new in zip(batch.unchecked, answers) if new]
+                batch.marked += [beacon_id for beacon_id, new in zip(batch.ids, answers) if new]
+                duplicates = np.add.reduceat(~fresh, [0, *batch.ends[:-1]]).tolist()
+        if items:  # one encoding for the record's structs, or one each if that is too big for one record
+            encoded = encode_many(items)
+            if len(encoded) + 2 <= self.config.record_bytes:
+                batch.fragments.append(encoded)
+            else:
+                batch.fragments.extend(map(encode, items))
+        return duplicates
+
+
+def json_arrays(fragments: list[bytes], limit: int) -> list[bytes]:
+    """JSON arrays of the ``fragments`` (array members), in order, each at most ``limit`` bytes.
+
+    A fragment longer than ``limit`` gets an array of its own. No fragments: no arrays.
+
+    >>> json_arrays([b"1", b"22", b"333"], limit=8)
+    [b'[1,22]', b'[333]']
+    """
+    if sum(map(len, fragments)) + len(fragments) + 1 <= limit:
+        return [b"[" + b",".join(fragments) + b"]"] if fragments else []
+    arrays, part, size = [], [], 1  # size: the brackets and a comma per member
+    for fragment in fragments:
+        if part and size + len(fragment) + 1 > limit:
+            arrays.append(b"[" + b",".join(part) + b"]")
+            part, size = [], 1
+        part.append(fragment)
+        size += len(fragment) + 1
+    arrays.append(b"[" + b",".join(part) + b"]")
+    return arrays
+
+
+@functools.lru_cache(maxsize=64)
+def _media_type(header: str | None) -> str:
+    """The media type of a ``Content-Type`` header, as ``request.content_type`` gives it.
+
+    aiohttp parses the header anew for every request it is asked of (a few µs, more than
+    anything else in the handler but decoding); the headers SDKs send are few, so here
+    each is parsed once, by the same aiohttp function.
+
+    >>> _media_type("text/plain;charset=UTF-8"), _media_type(None)
+    ('text/plain', 'application/octet-stream')
+    """
+    return parse_content_type(header)[0] if header is not None else "application/octet-stream"
+
+
+def _dump(item) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return repr(item).encode()
+
+
+def _json(data: dict, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers=headers or {})
+
+
+def ingest_config(settings) -> IngestConfig:
+    """The :class:`IngestConfig` of a :class:`~streams.live.settings.Settings`."""
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
+    return IngestConfig(
+        beacons_topic=settings.topics.beacons, dlq_topic=settings.topics.dlq,
+        cors_origins=split(settings.ingest_cors_origins), max_body=settings.ingest_max_body,
+        rate_per_s=settings.ingest_rate_limit, burst=max(1, int(2 * settings.ingest_rate_limit)),
+        dedupe_ttl_s=settings.ingest_dedupe_ttl_s, dedupe_slots=settings.ingest_dedupe_slots,
+        country_header=settings.ingest_country_header or None,
+        session_salt=settings.ingest_session_salt or None, routes=split(settings.ingest_routes),
+        linger_ms=settings.ingest_linger_ms)
+
+
+def add_ingest_routes(app: web.Application, ingestor: Ingestor) -> None:
+    """``POST``/``GET``/``OPTIONS /v1/beacons`` on ``app``, and the browser snippet."""
+    app.router.add_route("POST", "/v1/beacons", ingestor.handle)
+    app.router.add_route("GET", "/v1/beacons", ingestor.handle)
+    app.router.add_route("OPTIONS", "/v1/beacons", ingestor.handle)
+    add_snippet_routes(app)

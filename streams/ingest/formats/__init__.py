@@ -1,0 +1,134 @@
+"""Ingestion formats: request bodies and RUM SDK payloads → canonical beacons.
+
+The contract, for the ingestion endpoint:
+
+* :func:`parse_body` turns a body into items, or raises :class:`FormatError` (and only that)
+  with a message that says where the body broke.
+* :func:`to_canonical` turns items into canonical beacons and ``(item index, reason)`` for
+  the items it could not use. It never raises, and every beacon it returns passes
+  :func:`detectors.beacon.validate_beacon`. Its ``ts`` is the receive time; the client's
+  own time is kept as ``client_ts``.
+
+Everything here is pure: no I/O, no clock (the receive time comes in the :class:`Context`).
+
+Each format is one module with ``NAME``, ``detect(item)`` and ``convert(items, ctx)``. An
+item belongs to the first adapter of :data:`ADAPTERS` that detects it; the order keeps every
+format unambiguous:
+
+1. :mod:`~streams.ingest.formats.otel`: an object with a ``resourceLogs`` array (OTLP/JSON logs).
+2. :mod:`~streams.ingest.formats.datadog`: a string ``type`` and a ``_dd`` object (Datadog RUM).
+3. :mod:`~streams.ingest.formats.webvitals`: a ``metrics`` array (the snippet's envelope), or a
+   web-vitals ``name`` and a ``value``.
+4. :mod:`~streams.ingest.formats.boomerang`: only string values, with Boomerang's param names.
+5. :mod:`~streams.ingest.formats.canonical`: a ``metrics`` object, or ``ts``/``app``/``release``.
+
+A reason starts with the format's name, then the field:
+
+>>> ctx = Context(received_at=1763856000123, app="shop-web", release="r2")
+>>> items = parse_body(b'[{"name":"LCP","value":2140.3,"id":"v5-1-2"},'
+...                    b'{"name":"CLS","value":0.043,"id":"v5-1-4"},'
+...                    b'{"name":"INP","value":-8,"id":"v5-1-3"}, 42]', "text/plain;charset=UTF-8")
+>>> beacons, rejects = to_canonical(items, ctx)
+>>> beacons
+[{'id': 'v5-1-2', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'LCP': 2140.3, 'CLS': 0.043}}]
+>>> for index, reason in rejects:
+...     print(index, reason)
+2 web-vitals: value: must be >= 0, got -8
+3 unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, Datadog RUM view or OTLP log record
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from detectors.beacon import beacon_reason
+from streams.ingest.formats import boomerang, canonical, datadog, otel, webvitals
+from streams.ingest.formats.base import Context, FormatError
+from streams.ingest.formats.body import CONTEXT_PARAMS, parse_body
+
+__all__ = [
+    "ADAPTERS",
+    "CONTEXT_PARAMS",
+    "UNRECOGNISED",
+    "Context",
+    "FormatError",
+    "detect",
+    "parse_body",
+    "to_canonical",
+]
+
+#: The format adapters, in detection order.
+ADAPTERS: tuple[ModuleType, ...] = (otel, datadog, webvitals, boomerang, canonical)
+
+UNRECOGNISED = (
+    "unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, "
+    "Datadog RUM view or OTLP log record"
+)
+
+
+def _plainly_canonical(item: Any) -> bool:
+    """A ``metrics`` object and none of the keys the other formats are detected by.
+
+    Most items are canonical beacons (the snippet sends them), so they skip the four
+    detectors before :mod:`~streams.ingest.formats.canonical`; what this accepts, those reject.
+    """
+    return (type(item) is dict and type(item.get("metrics")) is dict and "resourceLogs" not in item
+            and "type" not in item and "name" not in item)
+
+
+def detect(item: Any) -> ModuleType | None:
+    """The adapter that reads ``item``: the first of :data:`ADAPTERS` to detect it, or None."""
+    if _plainly_canonical(item):
+        return canonical
+    for adapter in ADAPTERS:
+        if adapter.detect(item):
+            return adapter
+    return None
+
+
+def _internal(adapter: ModuleType | None, exc: Exception) -> str:
+    where = f"the {adapter.NAME} adapter" if adapter else "format detection"
+    return f"internal error in {where}: {type(exc).__name__}: {exc}"[:300]
+
+
+def to_canonical(
+    items: list[Any], ctx: Context
+) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Convert items into canonical beacons; never raises.
+
+    Returns the beacons (in the order of their first item) and ``(item index, reason)`` for
+    every item that gave no beacon. Several items can make one beacon (a page's web-vitals
+    metrics), one item several (an OTLP export), and a superseded Datadog view version
+    none, without being reported. A beacon that fails
+    :func:`~detectors.beacon.validate_beacon` is reported against each of its items.
+    """
+    by_adapter: dict[ModuleType, list[tuple[int, Any]]] = {}
+    rejects: list[tuple[int, str]] = []
+    for index, item in enumerate(items):
+        try:
+            adapter = detect(item)
+        except Exception as exc:  # a bug here must not cost the whole request
+            rejects.append((index, _internal(None, exc)))
+            continue
+        if adapter is None:
+            rejects.append((index, UNRECOGNISED))
+        else:
+            by_adapter.setdefault(adapter, []).append((index, item))
+    beacons: list[tuple[int, dict[str, Any]]] = []
+    for adapter, group in by_adapter.items():
+        try:
+            converted = adapter.convert(group, ctx)
+        except Exception as exc:
+            rejects.extend((index, _internal(adapter, exc)) for index, _ in group)
+            continue
+        for sources, beacon in converted.beacons:
+            reason = beacon_reason(beacon)
+            if reason is None:
+                beacons.append((min(sources), beacon))
+            else:
+                rejects.extend((index, f"{adapter.NAME}: {reason}") for index in sources)
+        rejects.extend((index, f"{adapter.NAME}: {reason}") for index, reason in converted.rejects)
+    beacons.sort(key=lambda pair: pair[0])
+    rejects.sort(key=lambda pair: pair[0])
+    return [beacon for _, beacon in beacons], rejects
