@@ -38,9 +38,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from detectors.decode import decode_records
+from detectors.pipeline.judge import WindowsRecord
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary, window_start
 
-__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator"]
+__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records"]
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,12 @@ class PartitionAggregator:
         self._settle(step)
         return step
 
+    def flush(self) -> Step:
+        """End of input: close every open window."""
+        step = Step(closed=self.windows.flush())
+        self._settle(step)
+        return step
+
     def _settle(self, step: Step) -> None:
         """Release the batches whose windows have all been handed out."""
         closed_before = self.windows.closed_before
@@ -163,3 +170,29 @@ class PartitionAggregator:
             step.checkpoint = Checkpoint(nxt.first, nxt.watermark_before)
         else:
             step.checkpoint = Checkpoint(done, self.windows.watermark)
+
+
+def windows_records(source: int, closed_before: int | None, closed: Sequence[WindowSummary],
+                    idle: bool = False) -> list[WindowsRecord]:
+    """What a partition publishes for the judge: a record per closed window, then its progress.
+
+    One window per record keeps records bounded. A record's ``closed_before`` never runs
+    ahead of the windows sent so far, so a judge never takes a window as complete before
+    this partition's summaries of it arrived.
+
+    >>> from detectors.beacon import CohortKey
+    >>> key = CohortKey("shop-web", "r2", None, "mobile")
+    >>> closed = [WindowSummary.empty(key, 0, 5000), WindowSummary.empty(key, 5000, 5000)]
+    >>> [(r.closed_before, len(r.summaries)) for r in windows_records(3, 7000, closed)]
+    [(5000, 1), (7000, 1), (7000, 0)]
+    """
+    by_start: dict[int, list[WindowSummary]] = {}
+    for s in closed:
+        by_start.setdefault(s.start, []).append(s)
+    records = []
+    for start, summaries in sorted(by_start.items()):
+        end = start + summaries[0].size_ms
+        records.append(WindowsRecord(source, end if closed_before is None else min(end, closed_before), False,
+                                     summaries))
+    records.append(WindowsRecord(source, closed_before, idle, []))
+    return records

@@ -90,13 +90,17 @@ class Judge:
         Number of ``rum.beacons`` partitions; a window waits for all of them.
     history_ms
         How long judged windows are kept for rollouts that become known late.
+    stop_at_decision
+        A gate stops at its first decision (as live); False keeps judging every window,
+        for a backtest that shows how the evidence goes on.
     """
 
-    def __init__(self, sources: int, history_ms: int = DEFAULT_HISTORY_MS) -> None:
+    def __init__(self, sources: int, history_ms: int = DEFAULT_HISTORY_MS, stop_at_decision: bool = True) -> None:
         if sources < 1:
             raise ValueError("a judge needs at least one source partition")
         self.sources = sources
         self.history_ms = history_ms
+        self.stop_at_decision = stop_at_decision
         self.progress: dict[int, int] = {}
         self.idle: set[int] = set()
         self.judged_before: int | None = None
@@ -192,7 +196,7 @@ class Judge:
             verdict = track.gate.observe(start, size_ms, summaries, active.rollout.expected_share)
             if not track.gate.policy.dry_run:
                 verdict = apply_overrides(verdict, active.overrides)
-            if verdict.decided:
+            if verdict.decided and self.stop_at_decision:
                 track.decided = True
             out.append(verdict)
         return out

@@ -192,7 +192,7 @@ def backtest(inputs: tuple[str, ...], topic: str | None, broker: str | None, fro
     if result.rejected:
         click.echo(f"{result.rejected} invalid beacons skipped, e.g.:", err=True)
         for r in result.rejects[:3]:
-            where = f"record {r.record}" if hasattr(r, "record") else f"offset {r.offset}"
+            where = f"offset {r.offset}" if topic is not None else f"record {r.offset}"
             click.echo(f"  {where}: {r.reason}", err=True)
     final = result.final
     click.echo(f"{result.beacons} beacons, {len(result.verdicts)} verdicts, {result.late} late beacons")

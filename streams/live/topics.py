@@ -25,7 +25,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from streams.live.broker import BrokerError, broker_servers
 from streams.live.settings import Settings
 
-__all__ = ["WINDOWS_MAX_BYTES", "topic_specs", "ensure_topics", "read_to_end", "windows_partition_for"]
+__all__ = ["WINDOWS_MAX_BYTES", "topic_specs", "ensure_topics", "partition_count", "read_to_end",
+           "windows_partition_for"]
 
 _COMPACT = {"cleanup.policy": "compact"}
 
@@ -85,6 +86,17 @@ def windows_partition_for(app: str, partitions: int) -> int:
     (0, 2)
     """
     return zlib.crc32(app.encode()) % partitions
+
+
+async def partition_count(servers: str, topic: str) -> int:
+    """How many partitions ``topic`` has (0 when it does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - a topic created just now
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
 
 
 async def read_to_end(servers: str, topic: str, idle_ms: int = 300,

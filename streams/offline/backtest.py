@@ -1,41 +1,29 @@
-"""Backtest: run the decision core over beacon files in event time, at full speed.
+"""Backtest: a rollout judged over beacon files in event time, at full speed.
 
-The same :mod:`detectors` code the live agents run, fed from files instead of Kafka:
-decode records in batches, count them into event-time windows, hand each closed window
-to the gate, collect the verdicts. Nothing here reads the wall clock, so the same files
-give the same verdicts every time.
+The lines of the files are the records of one partition, run through the one driver
+(:class:`detectors.pipeline.run.Run`) that the topic replay and the tests use too, with
+the stage-1 and judge code of the live worker. Nothing here reads the wall clock, so the
+same files give the same verdicts every time.
 """
 
 from __future__ import annotations
 
 import gzip
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from itertools import groupby
 from pathlib import Path
 
-from detectors.decode import Reject, decode_records
-from detectors.gate import Gate
+from detectors.override import Override
+from detectors.pipeline.run import Run, RunResult
 from detectors.policy import Policy
+from detectors.rollout import Rollout
 from detectors.verdict import Verdict
-from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary
+from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS
 
-__all__ = ["BacktestResult", "read_lines", "run_backtest", "verdicts_from_windows"]
+__all__ = ["BacktestResult", "backtest_rollout", "read_lines", "run_backtest"]
 
 CHUNK = 4096  # records per decode call: big enough to amortise, small enough to stream
 
-
-@dataclass
-class BacktestResult:
-    verdicts: list[Verdict] = field(default_factory=list)
-    beacons: int = 0
-    rejects: list[Reject] = field(default_factory=list)
-    rejected: int = 0
-    late: int = 0
-
-    @property
-    def final(self) -> Verdict | None:
-        return self.verdicts[-1] if self.verdicts else None
+BacktestResult = RunResult
 
 
 def read_lines(paths: Iterable[str | Path], chunk: int = CHUNK) -> Iterator[list[bytes]]:
@@ -55,19 +43,11 @@ def read_lines(paths: Iterable[str | Path], chunk: int = CHUNK) -> Iterator[list
                 yield lines
 
 
-def verdicts_from_windows(gate: Gate, summaries: Iterable[WindowSummary],
-                          expected_share: float | None = None) -> Iterator[Verdict]:
-    """Feed closed summaries (in window order) to the gate, one verdict per window.
-
-    Windows without any summary of the gate's app are skipped: they say nothing about it.
-    """
-    for start, group in groupby(summaries, key=lambda s: s.start):
-        group = list(group)
-        if not any(s.key.app == gate.app for s in group):
-            continue
-        verdict = gate.observe(start, group[0].size_ms, group, expected_share)
-        # Processing time is event time in a backtest: replays stay byte-identical.
-        yield replace(verdict, emitted_at=verdict.at)
+def backtest_rollout(app: str, canary: str, baseline: str, policy: Policy, *,
+                     expected_share: float | None = None, rollout_id: str | None = None) -> Rollout:
+    """The rollout a backtest judges when none is given: from the first window of the data."""
+    return Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline, started_at=0, policy=policy,
+                   expected_share=expected_share)
 
 
 def run_backtest(
@@ -83,31 +63,23 @@ def run_backtest(
     stop_at_decision: bool = True,
     keep_rejects: int = 100,
     on_verdict: Callable[[Verdict], None] | None = None,
-) -> BacktestResult:
-    """Run the gate over record chunks; stop at the first decision unless told not to."""
-    gate = Gate(policy, app, canary, baseline)
-    windows = TumblingWindows(window_ms, lateness_ms)
-    result = BacktestResult()
+    rollout: Rollout | None = None,
+    overrides: Iterable[Override] = (),
+) -> RunResult:
+    """Judge record chunks (one partition, in order); stop at the first decision unless told not to.
 
-    def feed(closed: list[WindowSummary]) -> bool:
-        for verdict in verdicts_from_windows(gate, closed, expected_share):
-            result.verdicts.append(verdict)
-            if on_verdict:
-                on_verdict(verdict)
-            if stop_at_decision and verdict.decided:
-                return True
-        return False
-
+    ``rollout`` replaces the one made of ``app``, ``canary``, ``baseline``, ``policy`` and
+    ``expected_share`` (its dry-run policies, ``started_at`` and ``ended_at`` then apply, as
+    live); ``overrides`` apply from their time on, as live. A reject's ``offset`` is the
+    number of its line among all the non-blank lines, from 0.
+    """
+    if rollout is None:
+        rollout = backtest_rollout(app, canary, baseline, policy, expected_share=expected_share)
+    run = Run(rollout, overrides=overrides, window_ms=window_ms, lateness_ms=lateness_ms,
+              stop_at_decision=stop_at_decision, keep_rejects=keep_rejects, on_verdict=on_verdict)
+    offset = 0
     for records in chunks:
-        decoded = decode_records(records)
-        result.beacons += len(decoded.batch)
-        result.rejected += len(decoded.rejects)
-        room = keep_rejects - len(result.rejects)
-        if room > 0:
-            result.rejects.extend(decoded.rejects[:room])
-        if feed(windows.add(decoded.batch)):
-            result.late = windows.late_total
-            return result
-    feed(windows.flush())
-    result.late = windows.late_total
-    return result
+        if run.add(0, list(enumerate(records, offset))):
+            break
+        offset += len(records)
+    return run.finish(flush=True)

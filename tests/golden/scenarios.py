@@ -60,6 +60,7 @@ CASES = (
     Case("ramp-split", "ramp", seed=4, duration_s=600, args=("--no-stop", "--expected-share", "0.05")),
     Case("inp-mobile-segments", "inp-mobile", seed=5, duration_s=600, policy=SEGMENTS_POLICY),
     Case("errors", "errors", seed=6, duration_s=600, args=("--no-stop",)),
+    Case("rollback-no-stop", "lcp-regression-25", seed=9, duration_s=300, args=("--no-stop",)),
     Case("late-start", "lcp-regression-25", seed=7, duration_s=600, canary_from_s=180,
          regressions=(Regression("INP", 1.3, None, 240.0),)),
     Case("late-regression-window", "stationary", seed=8, duration_s=600,
