@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["OPENAPI"]
+from aiohttp import web
+
+from streams.http.replies import json
+
+__all__ = ["OPENAPI", "ROUTES"]
 
 _ERROR = {"description": "Refused; `error` says why",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
@@ -136,3 +140,10 @@ OPENAPI = {
                                  ("rollout", "200 unless the verdict is rollback"))},
     },
 }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json(OPENAPI)
+
+
+ROUTES = [web.get("/v1/openapi.json", openapi)]

@@ -1,0 +1,56 @@
+"""JSON answers, request bodies and the error middleware every route of the API shares.
+
+Every error is JSON ``{"error": "..."}`` with a 4xx status that says what was wrong; a
+handler may raise :class:`BadRequest` for a 400, and aiohttp's own refusals (unknown route,
+wrong method, body too large) are turned into the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+__all__ = ["MAX_BODY", "BadRequest", "error", "errors", "json", "read_body"]
+
+MAX_BODY = 256 * 1024
+
+
+class BadRequest(Exception):
+    """A 400 whose message is the exception's text."""
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, dumps=lambda o: orjson.dumps(o).decode())
+
+
+def json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+async def read_body(request: web.Request) -> Any:
+    """The request's JSON body (``{}`` when empty); 413 past :data:`MAX_BODY`, 400 when not JSON."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body: not valid JSON ({exc.msg})") from None
+
+
+@web.middleware
+async def errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, f"body larger than {MAX_BODY} bytes")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error(exc.status, exc.reason)
+        raise

@@ -1,0 +1,198 @@
+"""The rollout routes: list, start, one rollout, end, its verdict (Argo Rollouts' ``web``
+provider polls it), its verdict history, and its overrides.
+
+Argo polls ``GET /v1/rollouts/{id}/verdict`` with ``successCondition: result.verdict ==
+"promote"`` and ``failureCondition: result.verdict == "rollback"``; hold and continue are
+neither, hence Inconclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiohttp import web
+
+from detectors.override import OverrideError, parse_override
+from detectors.policy import DEFAULT_POLICY, PolicyError, parse_policy
+from detectors.rollout import Rollout
+from streams.http import auth
+from streams.http.backend import Backend, backend_of, now_ms
+from streams.http.replies import BadRequest, error, json, read_body
+
+__all__ = ["ROUTES", "summary"]
+
+_START_FIELDS = {"id", "app", "canary", "baseline", "policy", "expected_share", "started_at", "dry_run_policies"}
+
+
+def summary(backend: Backend, r: Rollout) -> dict[str, Any]:
+    return {"id": r.id, "app": r.app, "canary": r.canary, "baseline": r.baseline,
+            "started_at": r.started_at, "ended_at": r.ended_at, "expected_share": r.expected_share,
+            "policy": {"name": r.policy.name, "hash": r.policy.hash, "dry_run": r.policy.dry_run},
+            "dry_run_policies": [p.name for p in r.dry_run_policies],
+            "verdict": backend.latest.get(r.id)}
+
+
+def _rollout_or_404(request: web.Request) -> Rollout | web.Response:
+    rid = request.match_info["id"]
+    rollout = backend_of(request).rollouts.get(rid)
+    if rollout is None:
+        return error(404, f"no rollout {rid!r}")
+    return rollout
+
+
+def _overrides(backend: Backend, rollout: Rollout) -> list[dict]:
+    return [o.to_dict() for o in backend.overrides.get(rollout.id, [])]
+
+
+# -- reads ----------------------------------------------------------------------------------
+
+
+@auth.read
+async def list_rollouts(request: web.Request) -> web.Response:
+    backend = backend_of(request)
+    return json({"rollouts": [summary(backend, r) for r in sorted(backend.rollouts.values(), key=lambda r: r.id)]})
+
+
+@auth.read
+async def get_rollout(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    backend = backend_of(request)
+    out = summary(backend, rollout)
+    out["dry_run_verdicts"] = {p.name: backend.latest.get(f"{rollout.id}~dry-run:{p.name}")
+                               for p in rollout.dry_run_policies}
+    out["overrides"] = _overrides(backend, rollout)
+    return json(out)
+
+
+@auth.read
+async def get_verdict(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    return json(backend_of(request).verdict(rollout.id))
+
+
+@auth.read
+async def get_history(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    backend = backend_of(request)
+    events = await backend.history(rollout.id) if backend.history else []
+    return json({"rollout": rollout.id, "verdicts": events})
+
+
+@auth.read
+async def get_overrides(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    return json({"rollout": rollout.id, "overrides": _overrides(backend_of(request), rollout)})
+
+
+# -- mutations ------------------------------------------------------------------------------
+
+
+def _strings(d: dict) -> None:
+    unknown = set(d) - _START_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    for name in ("app", "canary", "baseline"):
+        if not isinstance(d.get(name), str) or not d[name].strip():
+            raise BadRequest(f"{name}: required, a non-empty string")
+    if d["canary"] == d["baseline"]:
+        raise BadRequest("canary and baseline must be different releases")
+
+
+def _policies(d: dict) -> tuple:
+    try:
+        policy = parse_policy(d["policy"], source="policy") if d.get("policy") else DEFAULT_POLICY
+        dry = tuple(replace(parse_policy(text, source=f"dry_run_policies[{i}]"), dry_run=True)
+                    for i, text in enumerate(d.get("dry_run_policies") or ()))
+    except PolicyError as exc:
+        raise BadRequest(f"policy refused: {exc}") from None
+    except (TypeError, AttributeError):
+        raise BadRequest("policy: must be the policy's YAML text") from None
+    return policy, dry
+
+
+def _numbers(d: dict, now: int) -> tuple:
+    share = d.get("expected_share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
+        raise BadRequest(f"expected_share: must be a number between 0 and 1, got {share!r}")
+    started = d.get("started_at", now)
+    if isinstance(started, bool) or not isinstance(started, int) or started <= 0:
+        raise BadRequest(f"started_at: must be epoch milliseconds, got {started!r}")
+    return share, started
+
+
+def rollout_from_body(d: Any, now: int) -> Rollout:
+    """The rollout a ``POST /v1/rollouts`` body asks for; :class:`BadRequest` says what is wrong."""
+    if not isinstance(d, dict):
+        raise BadRequest("body: must be a JSON object")
+    _strings(d)
+    policy, dry = _policies(d)
+    share, started = _numbers(d, now)
+    if "id" in d and (not isinstance(d["id"], str) or not d["id"].strip()):
+        raise BadRequest("id: must be a non-empty string")
+    rid = d.get("id") or f"{d['app']}:{d['canary']}"
+    return Rollout(rid, d["app"], d["canary"], d["baseline"], started, policy, share, None, dry)
+
+
+@auth.mutation
+async def start_rollout(request: web.Request) -> web.Response:
+    rollout = rollout_from_body(await read_body(request), now_ms(request))
+    backend = backend_of(request)
+    if rollout.id in backend.rollouts:
+        # Never reuse an id: its verdict history (and latest verdict) belongs to that rollout.
+        state = "is already running" if backend.rollouts[rollout.id].ended_at is None else "was used before"
+        return error(409, f"rollout {rollout.id!r} {state}: choose another id, e.g. APP:RELEASE")
+    await backend.publish_rollout(rollout)
+    backend.rollouts[rollout.id] = rollout
+    return json(summary(backend, rollout), status=201)
+
+
+@auth.mutation
+async def end_rollout(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    if rollout.ended_at is not None:
+        return error(409, f"rollout {rollout.id!r} has already ended")
+    backend = backend_of(request)
+    ended = replace(rollout, ended_at=now_ms(request))
+    await backend.publish_rollout(ended)
+    backend.rollouts[ended.id] = ended
+    return json(summary(backend, ended))
+
+
+@auth.mutation
+async def add_override(request: web.Request) -> web.Response:
+    rollout = _rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    try:
+        override = parse_override(await read_body(request), rollout.id, now_ms(request))
+    except OverrideError as exc:
+        return error(400, f"override refused: {exc}")
+    if override.expires_at is not None and override.expires_at <= now_ms(request):
+        return error(400, "override refused: expires_at: already expired")
+    backend = backend_of(request)
+    await backend.publish_override(override)
+    backend.overrides.setdefault(rollout.id, []).append(override)
+    return json(override.to_dict(), status=201)
+
+
+ROUTES = [
+    web.get("/v1/rollouts", list_rollouts),
+    web.post("/v1/rollouts", start_rollout),
+    web.get("/v1/rollouts/{id}", get_rollout),
+    web.post("/v1/rollouts/{id}/end", end_rollout),
+    web.get("/v1/rollouts/{id}/verdict", get_verdict),
+    web.get("/v1/rollouts/{id}/verdicts", get_history),
+    web.get("/v1/rollouts/{id}/overrides", get_overrides),
+    web.post("/v1/rollouts/{id}/overrides", add_override),
+]

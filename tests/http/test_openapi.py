@@ -1,0 +1,53 @@
+"""/v1/openapi.json: served open, and it describes every route the app serves and nothing else.
+
+The check reads the app's router, so a new route without its description fails here.
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from streams.http import auth
+from streams.http.openapi import OPENAPI
+from streams.ingest.endpoint import IngestConfig, Ingestor, add_ingest_routes
+from tests.http.serve import api, backend
+
+
+def served_routes(app) -> dict[tuple[str, str], object]:
+    """(path, method) → handler of every route (HEAD comes with each GET)."""
+    return {(r.resource.canonical, r.method.lower()): r.handler for r in app.router.routes() if r.method != "HEAD"}
+
+
+def documented(spec: dict) -> set[tuple[str, str]]:
+    return {(path, method) for path, ops in spec["paths"].items() for method in ops}
+
+
+def test_the_description_is_served_open():
+    for served in (api(backend()[0]), api(backend()[0], token="")):
+        answer = served.call("GET", "/v1/openapi.json", headers={})
+        assert answer.status == 200 and answer.content_type.startswith("application/json")
+        assert answer.body == orjson.loads(orjson.dumps(OPENAPI))
+
+
+def test_every_route_of_the_api_is_described():
+    app = api(backend()[0]).app()
+    routes = served_routes(app)
+    assert len(routes) == 14, sorted(routes)
+    assert set(routes) - documented(OPENAPI) == set(), "routes missing from the OpenAPI description"
+    # With ingestion on the same app (as the worker serves it), the description is exactly the routes.
+    add_ingest_routes(app, Ingestor(IngestConfig(), sink=None))
+    assert documented(OPENAPI) == set(served_routes(app))
+
+
+def test_the_description_says_which_routes_need_the_token():
+    """An operation documented as open (``security: []``) is one the app serves without a token."""
+    for (path, method), handler in served_routes(api(backend()[0]).app()).items():
+        op = OPENAPI["paths"][path][method]
+        guarded = auth.access(handler) is not None or path.startswith("/v1/flagger/")
+        assert (op.get("security") != []) == guarded, (path, method)
+        if guarded:
+            assert {"401", "403"} <= set(op["responses"]), (path, method)
+        params = {p["name"] for p in op.get("parameters", ()) if p["in"] == "path"}
+        assert params == set(re.findall(r"{(\w+)}", path)), (path, method)

@@ -1,0 +1,252 @@
+"""The rollout routes, each alone over an in-memory Backend: success and every 4xx with its message."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+from detectors.override import Override
+from detectors.policy import DEFAULT_POLICY, parse_policy
+from streams.http.api import no_verdict
+from streams.http.replies import MAX_BODY, BadRequest
+from streams.http.rollouts import rollout_from_body
+from tests.http.serve import AUTHZ, NOW, api, backend, rollout, verdict
+
+POLICY_TEXT = "name: it\nmetrics:\n  - metric: LCP\n  - metric: errors\nwarmup: 0s\nmin_duration: 2m\n"
+SHADOW = "name: shadow\nmetrics:\n  - metric: LCP\n"
+
+
+# -- list and get -----------------------------------------------------------------------------
+
+
+def test_list_rollouts_sorted_by_id_with_their_latest_verdict():
+    b, _ = backend(rollout("b:r2"), rollout("a:r2"), latest={"b:r2": verdict("b:r2", "hold")})
+    assert api(b).call("GET", "/v1/rollouts").body["rollouts"] == [
+        {"id": "a:r2", "app": "a", "canary": "r2", "baseline": "r1", "started_at": NOW - 60_000, "ended_at": None,
+         "expected_share": None, "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
+         "dry_run_policies": [], "verdict": None},
+        {"id": "b:r2", "app": "b", "canary": "r2", "baseline": "r1", "started_at": NOW - 60_000, "ended_at": None,
+         "expected_share": None, "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
+         "dry_run_policies": [], "verdict": verdict("b:r2", "hold")},
+    ]
+    assert api(backend()[0]).call("GET", "/v1/rollouts").body == {"rollouts": []}
+
+
+def test_get_a_rollout_with_its_dry_run_verdicts_and_overrides():
+    shadow = replace(parse_policy(SHADOW), dry_run=True)
+    r = rollout("shop:r2", expected_share=0.1, dry_run_policies=(shadow,))
+    b, _ = backend(r, latest={"shop:r2~dry-run:shadow": verdict("shop:r2", "rollback")})
+    hold = Override("shop:r2", "hold", "ana", "launch", NOW - 1000)
+    b.overrides["shop:r2"] = [hold]
+    one = api(b).call("GET", "/v1/rollouts/shop:r2")
+    assert one.status == 200 and one.content_type.startswith("application/json")
+    assert one.body["id"] == "shop:r2" and one.body["expected_share"] == 0.1 and one.body["verdict"] is None
+    assert one.body["dry_run_policies"] == ["shadow"]
+    assert one.body["dry_run_verdicts"] == {"shadow": verdict("shop:r2", "rollback")}
+    assert one.body["overrides"] == [hold.to_dict()]
+    unknown = api(b).call("GET", "/v1/rollouts/nope")
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+
+
+# -- the verdict (Argo Rollouts' web provider) and the history ---------------------------------
+
+
+@pytest.mark.parametrize("kind", ["continue", "promote", "hold", "rollback"])
+def test_the_verdict_endpoint_serves_the_latest_verdict(kind):
+    b, _ = backend(rollout(), latest={"shop:r2": verdict("shop:r2", kind, seq=7)})
+    answer = api(b).call("GET", "/v1/rollouts/shop:r2/verdict")
+    assert answer.status == 200 and answer.body == verdict("shop:r2", kind, seq=7)
+
+
+def test_the_verdict_endpoint_before_the_first_verdict_and_for_an_unknown_rollout():
+    b, _ = backend(rollout())
+    first, unknown = api(b).calls([("GET", "/v1/rollouts/shop:r2/verdict", None, AUTHZ, None),
+                                   ("GET", "/v1/rollouts/nope/verdict", None, AUTHZ, None)])
+    assert first.status == 200 and first.body == no_verdict("shop:r2")
+    assert first.body["verdict"] == "continue" and first.body["seq"] == 0
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+
+
+def test_the_history_is_read_for_the_rollout():
+    b, rec = backend(rollout())
+    rec.history["shop:r2"] = [verdict("shop:r2", "continue", 1), verdict("shop:r2", "promote", 2)]
+    answer = api(b).call("GET", "/v1/rollouts/shop:r2/verdicts")
+    assert answer.status == 200 and answer.body == {"rollout": "shop:r2", "verdicts": rec.history["shop:r2"]}
+    assert rec.history_asked == ["shop:r2"]
+    unknown = api(b).call("GET", "/v1/rollouts/nope/verdicts")
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'" and rec.history_asked == ["shop:r2"]
+    b.history = None  # a backend that keeps no history
+    assert api(b).call("GET", "/v1/rollouts/shop:r2/verdicts").body == {"rollout": "shop:r2", "verdicts": []}
+
+
+# -- start --------------------------------------------------------------------------------------
+
+
+def test_start_a_rollout():
+    b, rec = backend()
+    served = api(b)
+    started = served.call("POST", "/v1/rollouts", {"app": "cart", "canary": "r2", "baseline": "r1",
+                                                   "policy": POLICY_TEXT, "expected_share": 0.1,
+                                                   "dry_run_policies": [SHADOW]})
+    assert started.status == 201, started
+    s = started.body
+    assert (s["id"], s["app"], s["canary"], s["baseline"], s["expected_share"]) == ("cart:r2", "cart", "r2", "r1", 0.1)
+    assert s["started_at"] == NOW and s["ended_at"] is None and s["verdict"] is None  # the app's clock
+    assert s["policy"] == {"name": "it", "hash": parse_policy(POLICY_TEXT).hash, "dry_run": False}
+    assert s["dry_run_policies"] == ["shadow"]
+    assert [r.id for r in rec.rollouts] == ["cart:r2"] and rec.rollouts[0] == b.rollouts["cart:r2"]
+    assert rec.rollouts[0].dry_run_policies[0].dry_run is True
+    # A chosen id and started_at.
+    chosen = served.call("POST", "/v1/rollouts", {"id": "cart-blue", "app": "cart", "canary": "r3", "baseline": "r2",
+                                                  "started_at": 1_000})
+    assert chosen.status == 201 and chosen.body["id"] == "cart-blue" and chosen.body["started_at"] == 1_000
+    assert chosen.body["policy"]["name"] == DEFAULT_POLICY.name
+
+
+def test_a_rollout_id_is_never_reused():
+    b, rec = backend(rollout("cart:r2"), rollout("cart:r1", ended_at=NOW - 1))
+    served = api(b)
+    running = served.call("POST", "/v1/rollouts", {"app": "cart", "canary": "r2", "baseline": "r1"})
+    assert running.status == 409 and running.error == (
+        "rollout 'cart:r2' is already running: choose another id, e.g. APP:RELEASE")
+    ended = served.call("POST", "/v1/rollouts", {"app": "cart", "canary": "r1", "baseline": "r0"})
+    assert ended.status == 409 and ended.error.startswith("rollout 'cart:r1' was used before")
+    assert rec.rollouts == []
+
+
+REFUSED = {
+    "app": ({"canary": "r2", "baseline": "r1"}, "app: required, a non-empty string"),
+    "blank canary": ({"app": "c", "canary": " ", "baseline": "r1"}, "canary: required, a non-empty string"),
+    "baseline type": ({"app": "c", "canary": "r2", "baseline": 3}, "baseline: required, a non-empty string"),
+    "same release": ({"app": "c", "canary": "r1", "baseline": "r1"}, "canary and baseline must be different releases"),
+    "policy": ({"app": "c", "canary": "r2", "baseline": "r1", "policy": "name: x\nalpha: 2\n"},
+               "policy refused: policy:2:8: alpha: must be in (0, 1), got 2"),
+    "dry-run policy": ({"app": "c", "canary": "r2", "baseline": "r1", "dry_run_policies": ["name: x\nalpha: 2\n"]},
+                       "policy refused: dry_run_policies[0]"),
+    "policy type": ({"app": "c", "canary": "r2", "baseline": "r1", "policy": {"name": "x"}},
+                    "policy: must be the policy's YAML text"),
+    "share": ({"app": "c", "canary": "r2", "baseline": "r1", "expected_share": 1.5},
+              "expected_share: must be a number between 0 and 1, got 1.5"),
+    "share type": ({"app": "c", "canary": "r2", "baseline": "r1", "expected_share": "5%"},
+                   "expected_share: must be a number between 0 and 1, got '5%'"),
+    "share bool": ({"app": "c", "canary": "r2", "baseline": "r1", "expected_share": True}, "expected_share"),
+    "started_at": ({"app": "c", "canary": "r2", "baseline": "r1", "started_at": "yesterday"},
+                   "started_at: must be epoch milliseconds, got 'yesterday'"),
+    "started_at zero": ({"app": "c", "canary": "r2", "baseline": "r1", "started_at": 0}, "started_at"),
+    "id": ({"id": " ", "app": "c", "canary": "r2", "baseline": "r1"}, "id: must be a non-empty string"),
+    "unknown field": ({"app": "c", "canary": "r2", "baseline": "r1", "colour": "blue"}, "unknown field(s): colour"),
+    "not an object": (["app", "c"], "body: must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED)
+def test_start_refusals(case):
+    body, message = REFUSED[case]
+    with pytest.raises(BadRequest, match="^" + re.escape(message)):
+        rollout_from_body(body, NOW)
+    b, rec = backend()
+    answer = api(b).call("POST", "/v1/rollouts", body)
+    assert answer.status == 400 and message in answer.error, answer
+    assert rec.rollouts == [] and b.rollouts == {}
+
+
+def test_start_refuses_bodies_that_are_not_json_or_too_big():
+    b, rec = backend()
+    not_json, too_big = api(b).calls([
+        ("POST", "/v1/rollouts", None, AUTHZ, b"{app: cart"),
+        ("POST", "/v1/rollouts", None, AUTHZ, b" " * (MAX_BODY + 1)),
+    ])
+    assert not_json.status == 400 and not_json.error.startswith("body: not valid JSON (")
+    assert too_big.status == 413 and too_big.error == f"body larger than {MAX_BODY} bytes"
+    assert rec.rollouts == []
+
+
+def test_an_empty_body_is_an_empty_object():
+    answer = api(backend()[0]).call("POST", "/v1/rollouts", raw=b"")
+    assert answer.status == 400 and answer.error == "app: required, a non-empty string"
+
+
+# -- end ------------------------------------------------------------------------------------------
+
+
+def test_end_a_rollout():
+    b, rec = backend(rollout())
+    served = api(b)
+    ended = served.call("POST", "/v1/rollouts/shop:r2/end")
+    assert ended.status == 200 and ended.body["ended_at"] == NOW and ended.body["id"] == "shop:r2"
+    assert b.rollouts["shop:r2"].ended_at == NOW and [r.ended_at for r in rec.rollouts] == [NOW]
+    again = served.call("POST", "/v1/rollouts/shop:r2/end")
+    assert again.status == 409 and again.error == "rollout 'shop:r2' has already ended"
+    unknown = served.call("POST", "/v1/rollouts/nope/end")
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+    assert len(rec.rollouts) == 1
+
+
+# -- overrides --------------------------------------------------------------------------------------
+
+
+HOLD = {"action": "hold", "actor": "ana", "reason": "launch", "ticket": "OPS-1", "ttl_s": 600}
+
+
+def test_add_and_list_overrides():
+    b, rec = backend(rollout())
+    served = api(b)
+    assert served.call("GET", "/v1/rollouts/shop:r2/overrides").body == {"rollout": "shop:r2", "overrides": []}
+    added = served.call("POST", "/v1/rollouts/shop:r2/overrides", HOLD)
+    assert added.status == 201, added
+    o = added.body
+    assert (o["rollout"], o["action"], o["actor"], o["reason"], o["ticket"]) == ("shop:r2", "hold", "ana", "launch",
+                                                                                 "OPS-1")
+    assert o["at"] == NOW and o["expires_at"] == NOW + 600_000
+    assert [x.to_dict() for x in rec.overrides] == [o] and [x.to_dict() for x in b.overrides["shop:r2"]] == [o]
+    assert served.call("GET", "/v1/rollouts/shop:r2/overrides").body == {"rollout": "shop:r2", "overrides": [o]}
+    assert served.call("GET", "/v1/rollouts/shop:r2").body["overrides"] == [o]
+    unknown = served.call("GET", "/v1/rollouts/nope/overrides")
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+
+
+OVERRIDE_REFUSED = {
+    "action": ({**HOLD, "action": "ship"}, "override refused: action: must be one of promote, hold, rollback"),
+    "actor": ({"action": "hold", "reason": "launch"}, "override refused: actor: required"),
+    "reason": ({"action": "hold", "actor": "ana", "reason": ""}, "override refused: reason"),
+    "unknown field": ({**HOLD, "colour": "red"}, "override refused: unknown field(s): colour"),
+    "expired": ({"action": "hold", "actor": "ana", "reason": "x", "expires_at": 1000}, "expired"),
+    "expired, at in the past": ({"action": "hold", "actor": "ana", "reason": "x", "at": 1000, "expires_at": 2000},
+                                "override refused: expires_at: already expired"),
+    "expires at the clock": ({"action": "hold", "actor": "ana", "reason": "x", "at": NOW - 5, "expires_at": NOW},
+                             "override refused: expires_at: already expired"),
+    "ttl": ({**HOLD, "ttl_s": -5}, "override refused: ttl_s"),
+    "both": ({**HOLD, "expires_at": NOW + 60_000}, "expires_at or ttl_s, not both"),
+    "not an object": ([HOLD], "override refused: override: must be a JSON object"),
+}
+
+
+@pytest.mark.parametrize("case", OVERRIDE_REFUSED)
+def test_override_refusals(case):
+    body, message = OVERRIDE_REFUSED[case]
+    b, rec = backend(rollout())
+    answer = api(b).call("POST", "/v1/rollouts/shop:r2/overrides", body)
+    assert answer.status == 400 and message in answer.error, answer
+    assert rec.overrides == [] and b.overrides == {}
+
+
+def test_override_on_an_unknown_rollout_or_not_json():
+    b, rec = backend(rollout())
+    unknown = api(b).call("POST", "/v1/rollouts/nope/overrides", HOLD)
+    assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+    not_json = api(b).call("POST", "/v1/rollouts/shop:r2/overrides", raw=b"hold please")
+    assert not_json.status == 400 and "not valid JSON" in not_json.error
+    assert rec.overrides == []
+
+
+# -- what is not a route ----------------------------------------------------------------------------
+
+
+def test_unknown_routes_and_methods_are_json_errors():
+    served = api(backend()[0])
+    missing = served.call("GET", "/v1/nothing-here")
+    assert missing.status == 404 and missing.error == "Not Found"
+    wrong = served.call("DELETE", "/v1/rollouts")
+    assert wrong.status == 405 and wrong.error == "Method Not Allowed"
