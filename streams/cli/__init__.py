@@ -1,4 +1,17 @@
-"""The ``rumgate`` command line.
+"""The ``rumgate`` command line: the click group here, one module per command.
+
+- :mod:`~streams.cli.backtest`  ``rumgate backtest`` (files and topics)
+- :mod:`~streams.cli.simulate`  ``rumgate simulate``
+- :mod:`~streams.cli.demo`      ``rumgate demo``
+- :mod:`~streams.cli.live`      ``rumgate broker``, ``worker`` and ``rollout start|status|end``
+- :mod:`~streams.cli.gate`      ``rumgate gate wait`` and ``rumgate override``
+- :mod:`~streams.cli.ingest`    ``rumgate ingest``, the beacon endpoint alone
+- :mod:`~streams.cli.detect`    ``rumgate detect``, anomaly scores for a CSV
+- :mod:`~streams.cli.common`    what the commands share: options, exit codes, verdict rendering
+
+Commands are imported only when they run, so ``rumgate ingest`` loads no Faust or river.
+It may import every :mod:`streams` package and :mod:`detectors`; outside it, only
+``python -m streams`` (:mod:`streams.__main__`) imports it.
 
 Exit codes are shared by every command that ends with a verdict, so a CI step can act
 on them: 0 promote, 1 rollback, 2 hold or no decision, 3 error (bad input, bad usage).

@@ -2,8 +2,8 @@
 
 web-vitals re-sends a page view's CLS and INP on every page hide, so the ingestion endpoint
 drops an ``id`` it has taken within a time-to-live. Under load the table of recent ids is
-the endpoint's only growing state; a dict of them grew by about 150 MB a minute at 15,000
-beacons/s. :class:`RecentIds` keeps 64-bit fingerprints in a fixed table instead:
+the endpoint's only growing state, and a dict of them would grow by about 150 MB a minute
+at 15,000 beacons/s. :class:`RecentIds` keeps 64-bit fingerprints in a fixed table instead:
 
 * **fixed memory**: ``capacity`` slots of two machine words (16 bytes each, 16 MiB for the
   default 1,048,576), allocated and touched at construction, so the process's memory is
@@ -48,7 +48,7 @@ class RecentIds:
 
     A bucket is ``WAYS`` fingerprints then their ``WAYS`` times, side by side in one array:
     64 bytes, so a lookup in a table far larger than the CPU caches costs one or two cache
-    misses rather than one per array (at load, the misses were most of the dedupe's cost).
+    misses rather than one per array (at load, the misses are most of the dedupe's cost).
     Times are epoch ms, so never 0: a slot's time 0 means it is empty.
     """
 
@@ -78,7 +78,7 @@ class RecentIds:
         """
         # One loop with everything in locals and the WAYS probes unrolled: this runs for
         # every beacon the endpoint takes, and the call and attribute overhead of a
-        # per-id method was a third of its cost.
+        # per-id method would be a third of its cost.
         table, mask, ttl, now_ms, salt = self._table, self._mask, self.ttl_ms, int(now_ms), _salt(scope)
         answers = []
         for beacon_id in beacon_ids:

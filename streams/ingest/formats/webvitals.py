@@ -76,7 +76,7 @@ _CONTEXT_FIELDS = ("app", "release", "cohort", "session", "page", "device", "bro
 
 
 # A NamedTuple, not a frozen dataclass: five per snippet envelope, and a frozen dataclass's
-# __init__ (object.__setattr__ per field) cost about 0.6 µs more each.
+# __init__ (object.__setattr__ per field) costs about 0.6 µs more each.
 class Metric(NamedTuple):
     """One web-vitals measurement, normalised; ``context`` is its sorted (field, value) pairs."""
 
