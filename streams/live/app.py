@@ -1,53 +1,33 @@
-"""The Faust app: topics and the worker's shared state.
+"""The Faust app of a rumgate worker, and the factory that composes a worker.
 
-:func:`create_app` builds a :class:`faust.App` for some :class:`Settings`, declares the
-topics, and registers the agents of :mod:`streams.live.agents`. Building the
-app does not touch the network; ``rumgate worker`` creates the topics first and then
-runs it.
+:func:`build_app` builds the :class:`faust.App` (with its consumer's short fetch wait) and
+:func:`declare_topics` its topics; :func:`create_app` puts them in a
+:class:`~streams.live.runtime.Runtime` and registers the agents of
+:mod:`streams.live.agents` on it. Building the app does not touch the network;
+``rumgate worker`` creates the topics first and then runs it.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from streams.live.agents import register
 from streams.live.broker import broker_servers
+from streams.live.runtime import Runtime
 from streams.live.settings import Settings
 from streams.live.topics import WINDOWS_MAX_BYTES
 
-__all__ = ["Runtime", "create_app"]
+__all__ = ["Runtime", "RumgateApp", "build_app", "declare_topics", "create_app"]
 
 log = logging.getLogger("rumgate")
 
 
-@dataclass
-class Runtime:
-    """What the agents share: the app, its topics, and counters for the logs."""
-
-    settings: Settings
-    app: faust.App
-    beacons: faust.TopicT
-    dlq: faust.TopicT
-    windows: faust.TopicT
-    verdicts: faust.TopicT
-    verdicts_latest: faust.TopicT
-    checkpoints: faust.TopicT  # compacted; see streams.live.agents
-    rollouts: faust.TopicT
-    overrides: faust.TopicT
-    sources: int  # partitions of rum.beacons, which every window waits for
-    backend: Any = None  # streams.http.api.Backend: what the HTTP API serves
-    stage1: Any = None  # streams.live.agents._Stage1, set by register()
-    stage2: Any = None  # streams.live.agents._Stage2
-    stats: dict[str, int] = field(default_factory=lambda: {
-        "beacons": 0, "records": 0, "dead_letters": 0, "windows": 0, "verdicts": 0, "late_summaries": 0})
-
-
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer with a short fetch wait.
+    """Faust's consumer thread, with the fetch wait of the app's transport.
 
     Faust hard-codes ``fetch_max_wait_ms=1500``; a broker that answers a fetch only when the
     wait runs out (the embedded one does, under steady traffic) then delays every window's
@@ -55,11 +35,9 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     it, so this thread sets aiokafka's value before the consumer starts.
     """
 
-    fetch_max_wait_ms = 100
-
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms  # read by aiokafka at start()
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms  # read by aiokafka at start()
         return consumer
 
 
@@ -68,16 +46,36 @@ class _Consumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = False) -> Runtime:
-    """The Faust app of a rumgate worker (agents registered, nothing started).
+class _Transport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with :class:`_Consumer`; used only by a :class:`RumgateApp`."""
 
-    ``sources`` is the real partition count of ``rum.beacons`` when it is known (an existing
-    topic's count wins over the setting).
+    Consumer = _Consumer
+
+    def __init__(self, url, app, loop=None, *, fetch_max_wait_ms: int) -> None:
+        super().__init__(url, app, loop=loop)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+
+
+class RumgateApp(faust.App):
+    """A :class:`faust.App` whose consumer waits at most ``fetch_max_wait_ms`` for a fetch.
+
+    Only this app's consumer transport changes (Faust's own classes are left alone, so other
+    apps in the process keep Faust's defaults).
     """
-    sources = sources or settings.beacons_partitions
-    t = settings.topics
-    app = faust.App(
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms  # before Faust's __init__ might build the transport
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self, fetch_max_wait_ms=self.fetch_max_wait_ms)
+
+
+def build_app(settings: Settings, sources: int) -> RumgateApp:
+    """The worker's :class:`faust.App` (no agents, no topics)."""
+    return RumgateApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=f"kafka://{broker_servers(settings.broker or '')}",
         store="memory://",
         web_enabled=False,
@@ -95,24 +93,33 @@ def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = 
         loghandlers=[],
         producer_max_request_size=WINDOWS_MAX_BYTES,  # a window summary can outgrow 1 MB
     )
-    _ConsumerThread.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    faust_aiokafka.Transport.Consumer = _Consumer
-    raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
-    runtime = Runtime(
-        settings=settings,
-        app=app,
-        beacons=app.topic(t.beacons, partitions=sources, **raw),
-        dlq=app.topic(t.dlq, partitions=sources, **raw),
-        # Never committed: a judge rebuilds its state by reading its partition from the start.
-        windows=app.topic(t.windows, partitions=settings.windows_partitions, acks=False, **raw),
-        verdicts=app.topic(t.verdicts, partitions=1, **raw),
-        verdicts_latest=app.topic(t.verdicts_latest, partitions=1, **raw),
-        checkpoints=app.topic(t.checkpoints, partitions=1, **raw),
-        rollouts=app.topic(t.rollouts, partitions=1, **raw),
-        overrides=app.topic(t.overrides, partitions=1, **raw),
-        sources=sources,
-    )
-    from streams.live.agents import register
 
+
+def declare_topics(app: faust.App, settings: Settings, sources: int) -> dict[str, faust.TopicT]:
+    """The worker's topics on ``app``, by :class:`Runtime` field name (raw bytes throughout)."""
+    t = settings.topics
+    raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
+    return {
+        "beacons": app.topic(t.beacons, partitions=sources, **raw),
+        "dlq": app.topic(t.dlq, partitions=sources, **raw),
+        # Never committed: a judge rebuilds its state by reading its partition from the start.
+        "windows": app.topic(t.windows, partitions=settings.windows_partitions, acks=False, **raw),
+        "verdicts": app.topic(t.verdicts, partitions=1, **raw),
+        "verdicts_latest": app.topic(t.verdicts_latest, partitions=1, **raw),
+        "checkpoints": app.topic(t.checkpoints, partitions=1, **raw),
+        "rollouts": app.topic(t.rollouts, partitions=1, **raw),
+        "overrides": app.topic(t.overrides, partitions=1, **raw),
+    }
+
+
+def create_app(settings: Settings, sources: int | None = None, *, quiet: bool = False) -> Runtime:
+    """The Faust app of a rumgate worker (agents registered, nothing started).
+
+    ``sources`` is the real partition count of ``rum.beacons`` when it is known (an existing
+    topic's count wins over the setting).
+    """
+    sources = sources or settings.beacons_partitions
+    app = build_app(settings, sources)
+    runtime = Runtime(settings=settings, app=app, sources=sources, **declare_topics(app, settings, sources))
     register(runtime, quiet=quiet)
     return runtime

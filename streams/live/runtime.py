@@ -1,0 +1,277 @@
+"""What the worker's agents share: the app, its topics, the two stages' state, the counters.
+
+A :class:`Runtime` is complete once built: its HTTP :class:`~streams.http.api.Backend`, its
+webhook :class:`~streams.http.webhooks.Notifier` and both stages exist from the start, so
+the agents (:mod:`streams.live.agents`) only drive them.
+
+* :class:`Stage1` holds one :class:`~detectors.pipeline.aggregate.PartitionAggregator` per
+  ``rum.beacons`` partition and the events it has not acknowledged yet. A record's offset is
+  acknowledged only once every window it touched is on ``rum.windows`` *and* the
+  partition's checkpoint (on the compacted ``rum.checkpoints``) says where to resume.
+* :class:`Stage2` holds one :class:`~detectors.pipeline.judge.Judge` per ``rum.windows``
+  partition, the rollouts and overrides, and what was published on ``rum.verdicts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+
+import faust
+import orjson
+
+from detectors.override import Override
+from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step
+from detectors.pipeline.judge import Judge, WindowsRecord
+from detectors.rollout import Rollout
+from detectors.verdict import Verdict
+from streams.http.api import Backend
+from streams.http.webhooks import Notifier
+from streams.live.broker import broker_servers
+from streams.live.settings import Settings
+from streams.live.topics import read_to_end, windows_partition_for
+
+__all__ = ["Runtime", "Stage1", "Stage2", "now_ms"]
+
+log = logging.getLogger("rumgate")
+
+
+def _stats() -> dict[str, int]:
+    return {"beacons": 0, "records": 0, "dead_letters": 0, "windows": 0, "verdicts": 0, "late_summaries": 0}
+
+
+@dataclass(eq=False)
+class Runtime:
+    """The app, its topics, and the state the agents share (built complete, nothing started)."""
+
+    settings: Settings
+    app: faust.App
+    beacons: faust.TopicT
+    dlq: faust.TopicT
+    windows: faust.TopicT
+    verdicts: faust.TopicT
+    verdicts_latest: faust.TopicT
+    checkpoints: faust.TopicT  # compacted; see Stage1
+    rollouts: faust.TopicT
+    overrides: faust.TopicT
+    sources: int  # partitions of rum.beacons, which every window waits for
+    stats: dict[str, int] = field(default_factory=_stats)
+    backend: Backend = field(init=False)  # what the HTTP API serves
+    notifier: Notifier = field(init=False)  # webhooks on a verdict change
+    stage1: Stage1 = field(init=False)
+    stage2: Stage2 = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backend = Backend()
+        self.notifier = Notifier(self.settings.webhook_urls.split(","), self.settings.webhook_secret,
+                                 on_give_up=self.backend.metrics.webhook_failures.inc)
+        self.stage1 = Stage1(self)
+        self.stage2 = Stage2(self, self.notifier)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Stage1:
+    """Per-partition aggregators and the events they still hold unacknowledged."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.aggs: dict[int, PartitionAggregator] = {}
+        self.held: dict[int, deque] = defaultdict(deque)  # events not yet safe to commit
+        self.last_record_at: dict[int, float] = {}
+        self.reported: dict[int, int | None] = {}  # closed_before last sent, per partition
+        self.assigned: set[int] = set()
+        self.saved: dict[int, Checkpoint] | None = None  # read from rum.checkpoints on assignment
+        self.lock = asyncio.Lock()
+
+    async def load_checkpoints(self) -> None:
+        """The latest checkpoint of every partition (call with the lock held)."""
+        saved: dict[int, Checkpoint] = {}
+        servers = broker_servers(self.rt.settings.broker or "")
+        async for batch in read_to_end(servers, self.rt.settings.topics.checkpoints):
+            for record in batch:
+                try:
+                    saved[int(record.key)] = Checkpoint.from_dict(orjson.loads(record.value))
+                except (TypeError, ValueError, KeyError, orjson.JSONDecodeError):
+                    log.warning("rum.checkpoints offset %d: not a checkpoint, ignored", record.offset)
+        self.saved = saved
+
+    async def aggregator(self, p: int) -> PartitionAggregator:
+        agg = self.aggs.get(p)
+        if agg is None:
+            if self.saved is None:
+                await self.load_checkpoints()
+            checkpoint = self.saved.get(p)
+            s = self.rt.settings
+            agg = self.aggs[p] = PartitionAggregator(p, s.window_ms, s.lateness_ms, checkpoint)
+            if checkpoint:
+                log.info("partition %d: resuming at offset %d (watermark %s)", p, checkpoint.offset,
+                         checkpoint.watermark)
+        return agg
+
+    def revoke(self, partitions: set[int]) -> None:
+        self.saved = None  # another worker may move them on: read again on the next assignment
+        for p in partitions:
+            self.aggs.pop(p, None)
+            self.held.pop(p, None)  # never acked: the next owner re-reads them
+            self.last_record_at.pop(p, None)
+            self.reported.pop(p, None)
+        self.assigned -= partitions
+
+    async def process(self, p: int, events: list) -> None:
+        agg = await self.aggregator(p)
+        for e in events:
+            e.message.incref()  # keep the offset uncommitted until its windows are out
+        self.held[p].extend(events)
+        step = agg.process([(e.message.offset, e.message.value) for e in events])
+        self.rt.stats["beacons"] += step.beacons
+        self.rt.stats["records"] += len(events)
+        self.rt.backend.metrics.beacons.inc(step.beacons)
+        self.rt.backend.metrics.records.inc(len(events))
+        self.last_record_at[p] = time.monotonic()
+        await self.publish(p, agg, step)
+
+    async def publish(self, p: int, agg: PartitionAggregator, step: Step, idle: bool = False) -> None:
+        rt = self.rt
+        for dead in step.rejects:
+            headers = [("rumgate-reason", dead.reason.encode()), ("rumgate-partition", str(p).encode()),
+                       ("rumgate-offset", str(dead.offset).encode())]
+            if dead.item is not None:
+                headers.append(("rumgate-item", str(dead.item).encode()))
+            await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers)
+            rt.stats["dead_letters"] += 1
+            rt.backend.metrics.dead_letters.inc()
+        # Progress matters even without summaries (a window this partition had no beacons in).
+        if step.closed or idle or agg.closed_before != self.reported.get(p):
+            await self.send_windows(p, agg.closed_before, idle, step)
+            self.reported[p] = agg.closed_before
+        if step.done_offset is not None:
+            await rt.app.producer.flush()  # windows first, then the checkpoint that relies on them
+            await rt.checkpoints.send(key=str(p).encode(), value=orjson.dumps(step.checkpoint.to_dict()))
+            await rt.app.producer.flush()
+            if self.saved is not None:
+                self.saved[p] = step.checkpoint
+            held = self.held[p]
+            while held and held[0].message.offset < step.done_offset:
+                held.popleft().ack()
+
+    async def send_windows(self, p: int, closed_before: int | None, idle: bool, step: Step) -> None:
+        """One record per closed window (bounded size), then the partition's progress.
+
+        A record's ``closed_before`` never runs ahead of the windows sent so far, so a judge
+        never takes a window as complete before this partition's summaries of it arrived.
+        """
+        rt = self.rt
+        n = rt.settings.windows_partitions
+        by_target: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        for s in step.closed:
+            by_target[windows_partition_for(s.key.app, n)][s.start].append(s)
+        for target in range(n):
+            windows = by_target.get(target, {})
+            records = [WindowsRecord(p, start + summaries[0].size_ms, False, summaries)
+                       for start, summaries in sorted(windows.items())]
+            if closed_before is not None:
+                for record in records:
+                    record.closed_before = min(record.closed_before, closed_before)
+            records.append(WindowsRecord(p, closed_before, idle, []))
+            for record in records:
+                await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
+        rt.stats["windows"] += len(step.closed)
+        rt.backend.metrics.windows.inc(len(step.closed))
+
+    async def heartbeat(self) -> None:
+        """Report progress of partitions that have gone quiet (idle ones as idle)."""
+        idle_after = self.rt.settings.idle_after_s
+        now = time.monotonic()
+        for tp in self.rt.app.consumer.assignment():
+            if tp.topic != self.rt.settings.topics.beacons:
+                continue
+            p = tp.partition
+            self.assigned.add(p)
+            seen = self.last_record_at.get(p)
+            if seen is None:
+                self.last_record_at[p] = now
+                continue
+            if now - seen < idle_after:
+                continue
+            async with self.lock:
+                agg = await self.aggregator(p)
+                await self.publish(p, agg, Step(), idle=True)
+                self.last_record_at[p] = now - idle_after / 2  # again in half the idle time
+
+
+class Stage2:
+    """One :class:`Judge` per assigned ``rum.windows`` partition, the rollouts, the overrides."""
+
+    def __init__(self, rt: Runtime, notifier: Notifier) -> None:
+        self.rt = rt
+        self.notifier = notifier
+        self.judges: dict[int, Judge] = {}
+        self.rollouts: dict[str, Rollout] = {}
+        self.overrides: list[Override] = []
+        self.published: dict[str, int] = {}  # last seq on rum.verdicts per verdict key
+        self.last_kind: dict[str, str] = {}  # last verdict per key, for webhooks on change
+        self.lock = asyncio.Lock()
+
+    async def load_published(self) -> None:
+        servers = broker_servers(self.rt.settings.broker or "")
+        async for batch in read_to_end(servers, self.rt.settings.topics.verdicts_latest):
+            for record in batch:
+                try:
+                    v = orjson.loads(record.value)
+                    key = record.key.decode() if record.key else v["rollout"]
+                    if int(v["seq"]) >= self.published.get(key, 0):
+                        self.published[key] = int(v["seq"])
+                        self.last_kind[key] = v["verdict"]
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+                    log.warning("rum.verdicts.latest offset %d: not a verdict, ignored", record.offset)
+
+    def judge(self, partition: int) -> Judge:
+        judge = self.judges.get(partition)
+        if judge is None:
+            judge = self.judges[partition] = Judge(self.rt.sources)
+            for o in self.overrides:
+                judge.apply_override(o)
+            for rollout in self.rollouts.values():
+                if windows_partition_for(rollout.app, self.rt.settings.windows_partitions) == partition:
+                    judge.apply_rollout(rollout)  # no windows yet: nothing to publish
+        return judge
+
+    async def on_rollout(self, rollout: Rollout) -> None:
+        async with self.lock:
+            self.rollouts[rollout.id] = rollout
+            target = windows_partition_for(rollout.app, self.rt.settings.windows_partitions)
+            if target in self.judges:
+                await self.publish(self.judges[target].apply_rollout(rollout))
+
+    async def on_override(self, override: Override) -> None:
+        async with self.lock:
+            self.overrides.append(override)
+            for judge in self.judges.values():
+                judge.apply_override(override)
+
+    async def publish(self, verdicts: list[Verdict]) -> None:
+        rt = self.rt
+        metrics = rt.backend.metrics
+        for v in verdicts:
+            key = v.key
+            if v.seq <= self.published.get(key, 0):
+                continue  # published before a restart: rebuilt, not repeated
+            emitted = now_ms()
+            body = orjson.dumps({**v.to_dict(), "emitted_at": emitted})
+            await rt.verdicts.send(key=key.encode(), value=body)
+            await rt.verdicts_latest.send(key=key.encode(), value=body)
+            self.published[key] = v.seq
+            rt.stats["verdicts"] += 1
+            dry = bool(v.policy.get("dry_run"))
+            metrics.verdicts.labels(verdict=v.verdict, dry_run=str(dry).lower()).inc()
+            metrics.latency.observe(max(0.0, (emitted - v.at - rt.settings.lateness_ms) / 1000))
+            if not dry and self.last_kind.get(key) != v.verdict:
+                self.notifier.notify(body)
+            self.last_kind[key] = v.verdict
+            log.info("verdict %s #%d: %s — %s", key, v.seq, v.verdict, "; ".join(v.reasons)[:200])

@@ -1,0 +1,39 @@
+"""The worker's HTTP server: the API of :mod:`streams.http.api` and the beacon ingestion routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from streams.http.api import make_api
+from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_config
+from streams.live.runtime import Runtime
+
+__all__ = ["ingest_sink", "serve_http"]
+
+
+def ingest_sink(rt: Runtime):
+    """Where the ingestion routes put beacons: ``rum.beacons`` (or its dead-letter topic)."""
+    beacons_topic = rt.settings.topics.beacons
+
+    async def sink(topic: str, key: bytes, value: bytes, headers: list) -> None:
+        target = rt.beacons if topic == beacons_topic else rt.dlq
+        fut = await target.send(key=key, value=value, headers=headers or None)
+        await fut  # acknowledged by the broker before the browser hears 202
+
+    return sink
+
+
+async def serve_http(rt: Runtime, quiet: bool = False) -> None:
+    """Start the HTTP server when the settings give it an address (it runs with the app's loop)."""
+    settings = rt.settings
+    address = settings.http_address
+    if address is None:
+        return
+    api = make_api(rt.backend, settings.api_token, settings.api_read_open)
+    add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink(rt)))
+    runner = web.AppRunner(api, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, *address)
+    await site.start()
+    if not quiet:
+        print(f"rumgate worker: HTTP API at http://{address[0]}:{address[1]}/v1/rollouts", flush=True)
