@@ -5,10 +5,11 @@ Both sides read the same NDJSON lines, already in memory, in the same process an
 decode  ``for line in lines: orjson.loads(line)``: the least any consumer of these beacons
         pays, and the baseline the ratio is taken against.
 core    what ``rumgate backtest`` does with a file, minus the file I/O: chunks of 4096 lines
-        → ``decode_records`` (parse + validate + columns) → ``TumblingWindows.add`` →
-        closed window summaries → ``Gate`` through ``verdicts_from_windows``, with the
-        default policy and the sample-ratio check on. Unlike the backtest it never stops at
-        the first decision, so every beacon is counted.
+        into the one driver, :class:`detectors.pipeline.run.Run`, as ``run_backtest``
+        feeds it: stage 1 (``decode_records``: parse + validate + columns, then
+        ``TumblingWindows``) → closed window summaries as ``rum.windows`` records → the
+        ``Judge`` and its ``Gate``, with the default policy and the sample-ratio check on.
+        Unlike the backtest it never stops at the first decision, so every beacon is counted.
 
 The two alternate ``--repeats`` times (decode, core, decode, core, ...) so that both see
 the same load on a shared machine; the report is the median of each, and the median over
@@ -44,11 +45,9 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from detectors.decode import decode_records  # noqa: E402
-from detectors.gate import Gate  # noqa: E402
+from detectors.pipeline.run import Run  # noqa: E402
 from detectors.policy import DEFAULT_POLICY  # noqa: E402
-from detectors.windows import TumblingWindows  # noqa: E402
-from streams.offline.backtest import CHUNK, verdicts_from_windows  # noqa: E402
+from streams.offline.backtest import CHUNK, backtest_rollout  # noqa: E402
 
 TARGET = 0.50  # core rate / decode rate
 
@@ -164,26 +163,24 @@ def run_decode(lines: list[bytes]) -> int:
 
 
 def run_core(inp: Input) -> CoreOutcome:
-    gate = Gate(DEFAULT_POLICY, inp.app, inp.canary, inp.baseline)
-    windows = TumblingWindows()
-    accepted = rejected = n_windows = n_verdicts = 0
-    final = "none"
+    """The lines as one partition's records through :class:`Run`, chunked as ``run_backtest`` does."""
+    rollout = backtest_rollout(inp.app, inp.canary, inp.baseline, DEFAULT_POLICY, expected_share=inp.share)
+    run = Run(rollout, stop_at_decision=False, keep_rejects=0)
+    n_windows = 0
+    judge_add = run.judge.add
+
+    def judged(record):  # what stage 1 handed to stage 2: the window summaries it closed
+        nonlocal n_windows
+        n_windows += len(record.summaries)
+        return judge_add(record)
+
+    run.judge.add = judged
     lines = inp.lines
-
-    def feed(closed) -> None:
-        nonlocal n_windows, n_verdicts, final
-        n_windows += len(closed)
-        for verdict in verdicts_from_windows(gate, closed, inp.share):
-            n_verdicts += 1
-            final = verdict.verdict
-
-    for i in range(0, len(lines), CHUNK):
-        decoded = decode_records(lines[i:i + CHUNK])
-        accepted += len(decoded.batch)
-        rejected += len(decoded.rejects)
-        feed(windows.add(decoded.batch))
-    feed(windows.flush())
-    return CoreOutcome(accepted, rejected, n_windows, n_verdicts, final)
+    for offset in range(0, len(lines), CHUNK):
+        run.add(0, list(enumerate(lines[offset:offset + CHUNK], offset)))
+    result = run.finish(flush=True)
+    final = result.final.verdict if result.final else "none"
+    return CoreOutcome(result.beacons, result.rejected, n_windows, len(result.verdicts), final)
 
 
 def timed(fn, *args):

@@ -8,7 +8,9 @@ of a beacon-level ``rumgate backtest`` over the same scenario written as NDJSON.
 
 Judges
 ------
-gate       rumgate's gate with the default policy (what ``rumgate backtest`` runs).
+gate       rumgate's gate with the default policy, judged by the one driver
+           (:class:`detectors.pipeline.run.Run`, stage 2: ``Run.add_windows``) as in
+           ``rumgate backtest`` and the live worker.
 kayenta    Mann-Whitney (normal approximation, tie-corrected) per metric, one side of a
            98 % interval (α = 0.01), re-run every minute on all data so far; rate metrics
            with a two-proportion z-test at the same level. Rollback at the first "High".
@@ -36,9 +38,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from detectors.gate import Gate, _rate_counts, arm_of  # noqa: E402
+from detectors.gate import _rate_counts, arm_of  # noqa: E402
+from detectors.pipeline.run import Run  # noqa: E402
 from detectors.policy import DEFAULT_POLICY, Policy  # noqa: E402
+from detectors.rollout import Rollout  # noqa: E402
 from detectors.sketch import LogSketch  # noqa: E402
+from detectors.verdict import Verdict  # noqa: E402
 from detectors.windows import TumblingWindows, WindowSummary  # noqa: E402
 from streams.offline.simulate import SCENARIOS, Regression, Scenario, generate_windows  # noqa: E402
 
@@ -211,10 +216,19 @@ def window_summaries(scenario: Scenario, seed: int) -> Iterator[tuple[int, list[
         yield scenario.start_ms + i * WINDOW_MS, w.flush()
 
 
+def _split(run: Run, share: float) -> None:
+    """The rollout's configured split from now on, as a deploy tool re-records it on a ramp."""
+    if run.rollout.expected_share != share:
+        run.rollout = replace(run.rollout, expected_share=share)
+        run.judge.apply_rollout(run.rollout)  # a known rollout: its gates carry on
+
+
 def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> dict[str, dict]:
     """First rollback / promote / hold time (seconds) of each judge over one rollout."""
     scenario, seed, policy, limits, to_horizon = args
-    gate = Gate(policy, scenario.app, scenario.canary, scenario.baseline, started_at=scenario.start_ms)
+    rollout = Rollout(f"{scenario.app}:{scenario.canary}", scenario.app, scenario.canary, scenario.baseline,
+                      started_at=scenario.start_ms, policy=policy)
+    run = Run(rollout, window_ms=WINDOW_MS, lateness_ms=0, stop_at_decision=False)
     kayenta, threshold = KayentaJudge(policy), ThresholdJudge(policy, limits)
     # First time of each verdict kind (any time: A/A rollbacks count even after a promote),
     # and each judge's first decision (what a deploy tool would have acted on).
@@ -227,12 +241,16 @@ def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> d
         if verdict in ("rollback", "promote") and out[judge]["first"] is None:
             out[judge]["first"] = (verdict, t)
 
-    interval = _new_arms(WINDOW_MS)
-    for i, (start, summaries) in enumerate(window_summaries(scenario, seed)):
-        t = (i + 1) * WINDOW_MS / 1000
-        v = gate.observe(start, WINDOW_MS, summaries, expected_share(scenario, t))
+    def gate_verdict(v: Verdict) -> None:
         if v.verdict != "continue":
-            record("gate", v.verdict, t)
+            record("gate", v.verdict, (v.at - scenario.start_ms) / 1000)
+
+    run.on_verdict = gate_verdict
+    interval = _new_arms(WINDOW_MS)
+    for i, (_, summaries) in enumerate(window_summaries(scenario, seed)):
+        t = (i + 1) * WINDOW_MS / 1000
+        _split(run, expected_share(scenario, t))
+        run.add_windows(0, summaries)  # one source: the window is judged at once
         _add(interval, summaries, scenario)
         if (i + 1) % CHECK_EVERY == 0:
             if out["kayenta"]["rollback"] is None and kayenta.judge(interval):
@@ -286,14 +304,16 @@ def check_agreement(seed: int = 7) -> bool:
     """Window-level summaries and a beacon-level backtest of the same scenario agree."""
     import tempfile
 
-    from streams.offline.backtest import read_lines, run_backtest, verdicts_from_windows
+    from streams.offline.backtest import backtest_rollout, read_lines, run_backtest
     from streams.offline.simulate import write_ndjson
 
     scenario = replace(SCENARIOS["lcp-regression"], duration_s=900.0)
     share = scenario.canary_share
-    gate = Gate(DEFAULT_POLICY, scenario.app, scenario.canary, scenario.baseline)
-    fast = [v.to_dict() for _, s in window_summaries(scenario, seed)
-            for v in verdicts_from_windows(gate, s, share)]
+    run = Run(backtest_rollout(scenario.app, scenario.canary, scenario.baseline, DEFAULT_POLICY,
+                               expected_share=share), window_ms=WINDOW_MS, lateness_ms=0, stop_at_decision=False)
+    for _, s in window_summaries(scenario, seed):
+        run.add_windows(0, s)
+    fast = [v.to_dict() for v in run.finish().verdicts]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "agreement.ndjson.gz")
         n = write_ndjson(path, scenario, seed)

@@ -9,7 +9,9 @@ each data set, it times three contenders that all read the whole topic:
 
 aiokafka  bare ``AIOKafkaConsumer``: assign every partition (no group), ``getmany`` until
           all records are read, only counting them. The floor of what any consumer pays.
-faust     a bare Faust agent with the worker's app settings that only iterates:
+faust     a bare Faust agent on the worker's own app (``streams.live.app.build_app`` and
+          ``declare_topics``, what ``create_app`` makes stage 1's app of, without the
+          worker's agents) that only iterates:
           ``async for events in stream.take_events(batch_max, within=batch_within_s)``,
           counting. What Faust itself costs.
 stage1    the rumgate worker's own app (``streams.live.app.create_app``): the ``aggregate`` agent
@@ -43,7 +45,7 @@ beacons/s per worker; latency p99 ≤ 1 s. Medians over ``--repeat`` runs.
     python benchmarks/pipeline_throughput.py                      # 1 repeat, about 4 minutes
     python benchmarks/pipeline_throughput.py --repeat 3
     python benchmarks/pipeline_throughput.py --skip-latency --repeat 5
-    python benchmarks/pipeline_throughput.py --skip-throughput --fetch-max-wait-ms 100   # what-if
+    python benchmarks/pipeline_throughput.py --skip-throughput --fetch-max-wait-ms 1500   # what-if
 """
 
 from __future__ import annotations
@@ -99,11 +101,14 @@ def _contender_settings(spec: dict):
     from streams.live.settings import Settings, Topics
 
     topics = replace(Topics.prefixed(spec["prefix"]), beacons=spec["data_topic"])
-    return Settings(broker=spec["broker"], app_id=spec["app_id"], beacons_partitions=spec["partitions"],
-                    window_ms=spec["window_ms"], lateness_ms=spec["lateness_ms"],
-                    batch_max=spec["batch_max"], batch_within_s=spec["batch_within_s"],
-                    rebalance_timeout_s=spec["group_timeout_s"], session_timeout_s=spec["group_timeout_s"],
-                    http="off", topics=topics)
+    settings = Settings(broker=spec["broker"], app_id=spec["app_id"], beacons_partitions=spec["partitions"],
+                        window_ms=spec["window_ms"], lateness_ms=spec["lateness_ms"],
+                        batch_max=spec["batch_max"], batch_within_s=spec["batch_within_s"],
+                        rebalance_timeout_s=spec["group_timeout_s"], session_timeout_s=spec["group_timeout_s"],
+                        http="off", topics=topics)
+    if spec.get("fetch_max_wait_ms"):  # what-if: not the shipped setting
+        settings = replace(settings, fetch_max_wait_ms=spec["fetch_max_wait_ms"])
+    return settings
 
 
 async def _child_aiokafka(spec: dict) -> dict:
@@ -134,38 +139,24 @@ async def _child_aiokafka(spec: dict) -> dict:
     return {"ok": True, "records": n, "timed_records": n - n0, "seconds": t1 - t0, "first_wall": t0_wall}
 
 
-def _faust_app_like_rumgate(settings):
-    """A faust.App with the settings ``streams.live.app.create_app`` uses (kept in step by hand)."""
-    import faust
+def _bare_worker_app(settings, sources: int):
+    """The worker's own app and ``rum.beacons`` topic, without its agents.
 
-    from streams.live.broker import broker_servers
+    ``streams.live.app.build_app`` and ``declare_topics`` are what ``create_app`` (the
+    ``stage1`` contender's app) is made of, so the bare Faust baseline has the worker's app
+    settings, consumer (its ``fetch_max_wait_ms``) and topic by construction: only the
+    agents differ.
+    """
+    from streams.live.app import build_app, declare_topics
 
-    return faust.App(
-        settings.app_id, broker=f"kafka://{broker_servers(settings.broker or '')}", store="memory://",
-        web_enabled=False, autodiscover=False, topic_partitions=settings.beacons_partitions,
-        topic_allow_declare=True, consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=settings.rebalance_timeout_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 4),
-        broker_commit_every=1000, broker_commit_interval=1.0, stream_wait_empty=False,
-        producer_linger_ms=5, table_cleanup_interval=3600.0, loghandlers=[],
-    )
+    app = build_app(settings, sources)
+    return app, declare_topics(app, settings, sources)["beacons"]
 
 
 def _child_faust(spec: dict) -> int:
     """Run a Faust worker in this process (bare agent, stage 1, or the full worker for latency)."""
     from faust.worker import Worker
 
-    if spec.get("fetch_max_wait_ms"):  # what-if: Faust hard-codes fetch_max_wait_ms=1500
-        import aiokafka
-
-        init = aiokafka.AIOKafkaConsumer.__init__
-
-        def patched(self, *args, **kwargs):
-            kwargs["fetch_max_wait_ms"] = spec["fetch_max_wait_ms"]
-            init(self, *args, **kwargs)
-
-        aiokafka.AIOKafkaConsumer.__init__ = patched
     settings = _contender_settings(spec)
     kind = spec["kind"]
     state: dict = {"t0": None, "t0_wall": None, "done": False, "progress": lambda: ""}
@@ -179,9 +170,7 @@ def _child_faust(spec: dict) -> int:
         os.kill(os.getpid(), signal.SIGTERM)  # the worker's own graceful shutdown
 
     if kind == "faust":
-        app = _faust_app_like_rumgate(settings)
-        topic = app.topic(settings.topics.beacons, partitions=spec["partitions"], value_type=bytes,
-                          value_serializer="raw", key_serializer="raw")
+        app, topic = _bare_worker_app(settings, spec["partitions"])
         counted = [0]
         state["progress"] = lambda: f"{counted[0]} of {total} records"
 
@@ -678,9 +667,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-lateness-ms", type=int, default=500)
     ap.add_argument("--latency-warmup", type=int, default=5, help="first seconds of windows not counted")
     ap.add_argument("--fetch-max-wait-ms", type=int, default=None,
-                    help="WHAT-IF, not the shipped worker: patch the consumers of the Faust processes to "
-                         "this fetch_max_wait_ms (Faust hard-codes 1500, which Tansu holds a fetch "
-                         "for about half of under steady traffic)")
+                    help="WHAT-IF, not the shipped worker: run the Faust processes with this "
+                         "fetch_max_wait_ms setting instead of the worker's default (Settings, 100 ms; "
+                         "Faust's own is 1500, which Tansu holds a fetch for about half of under "
+                         "steady traffic)")
     ap.add_argument("--skip-latency", action="store_true", help="throughput only")
     ap.add_argument("--skip-throughput", action="store_true", help="latency only")
     ap.add_argument("--only", choices=CONTENDERS, action="append", help="run only these contenders "
@@ -693,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--beacons and --batch-beacons must be >= 1000, --repeat and --partitions >= 1")
 
     from streams.live.broker import EmbeddedBroker
+    from streams.live.settings import Settings
 
     kinds = [k for k in CONTENDERS if not args.only or k in args.only]
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -706,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.partitions} partitions; stage 1 "
              f"with {args.window_ms} ms windows, {args.lateness_ms} ms lateness, take_events({args.batch_max}, "
              f"within={args.batch_within_s:g} s); group timeouts {args.group_timeout:g} s."
-             + (f"\nWHAT-IF: Faust consumers patched to fetch_max_wait_ms={args.fetch_max_wait_ms} "
-                "(the shipped worker uses Faust's 1500)." if args.fetch_max_wait_ms else ""))
+             + (f"\nWHAT-IF: Faust processes run with fetch_max_wait_ms={args.fetch_max_wait_ms} "
+                f"(the shipped worker's setting is {Settings().fetch_max_wait_ms})." if args.fetch_max_wait_ms else ""))
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="rumgate-pipe-") as tmpdir, \
             EmbeddedBroker(log_path=Path(tmpdir) / "broker.log") as broker:

@@ -1,5 +1,8 @@
 """Stage 1 per partition + stage 2 judge, without Kafka: they give the file backtest's verdicts,
-whatever the partitioning, batching, restarts of stage 1 or arrival order of rollouts."""
+whatever the partitioning, batching, restarts of stage 1 or arrival order of rollouts.
+
+The plain paths go through the one driver (:class:`~detectors.pipeline.run.Run`); a stage-1
+crash, a late rollout and the judge's own bookkeeping are wired by hand below."""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from detectors.policy import parse_policy
 from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator
-from streams.offline.backtest import run_backtest
 from detectors.pipeline.judge import Judge, WindowsRecord
+from detectors.pipeline.run import Run
+from detectors.policy import parse_policy
 from detectors.rollout import Rollout
+from streams.offline.backtest import run_backtest
 from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
 
 SC = replace(SCENARIOS["stationary"], duration_s=600.0, regressions=(Regression("LCP", 1.25),))
@@ -47,8 +51,28 @@ def partitioned(records: list[bytes], n: int) -> list[list[tuple[int, bytes]]]:
     return parts
 
 
+def round_robin(parts, chunk: int):
+    """``(partition, records)`` batches, ``chunk`` records at a time, like a consumer would."""
+    pos = [0] * len(parts)
+    while any(pos[p] < len(parts[p]) for p in range(len(parts))):
+        for p, recs in enumerate(parts):
+            if pos[p] < len(recs):
+                yield p, recs[pos[p]:pos[p] + chunk]
+                pos[p] += chunk
+
+
+def through_run(parts, chunk: int, rollout: Rollout = ROLLOUT) -> list[dict]:
+    """The partitions' records, round-robin, through the one driver (as the topic replay)."""
+    run = Run(rollout, sources=len(parts))
+    for p, batch in round_robin(parts, chunk):
+        run.add(p, batch)
+    return [_core(v) for v in run.finish(flush=True).verdicts]
+
+
 def live(parts, chunk: int, crash_at: dict[int, int] | None = None, rollout_first: bool = True):
-    """Round-robin over partitions, ``chunk`` records at a time, like a consumer would."""
+    """Stage 1 and the judge wired by hand, for what a :class:`Run` does not do: a stage-1
+    crash (restart from the last checkpoint) and a rollout that becomes known late.
+    Round-robin over partitions, ``chunk`` records at a time, like a consumer would."""
     judge = Judge(len(parts))
     verdicts = judge.apply_rollout(ROLLOUT) if rollout_first else []
     aggs = [PartitionAggregator(p) for p in range(len(parts))]
@@ -83,7 +107,7 @@ def test_partitions_and_batching_give_the_backtest_verdicts(records):
     want = backtest_verdicts(records)
     assert want[-1]["verdict"] == "rollback"
     for n, chunk in ((1, 500), (3, 37), (4, 1000)):
-        got, _ = live(partitioned(records, n), chunk)
+        got = through_run(partitioned(records, n), chunk)
         assert got == want, (n, chunk)
 
 
@@ -121,15 +145,12 @@ def test_an_override_is_applied_from_its_time_until_it_expires_and_stays_on_reco
     start = SC.start_ms
     hold = Override(ROLLOUT.id, "hold", "ana", "launch freeze", at=start + 60_000, ticket="OPS-1",
                     expires_at=start + 120_000)
-    judge = Judge(1)
-    judge.apply_override(hold)  # known before the rollout: kept until it arrives
     clean = replace(POLICY, min_duration_ms=3_600_000)  # never decides: every window gives a verdict
-    judge.apply_rollout(replace(ROLLOUT, policy=clean))
-    agg = PartitionAggregator(0)
-    verdicts = []
+    # The override is applied before the rollout (known before it: kept until it arrives).
+    run = Run(replace(ROLLOUT, policy=clean), overrides=[hold])
     for i in range(0, len(records), 500):
-        step = agg.process([(o, r) for o, r in enumerate(records) if i <= o < i + 500])
-        verdicts += judge.add(WindowsRecord(0, agg.closed_before, False, step.closed))
+        run.add(0, [(o, r) for o, r in enumerate(records) if i <= o < i + 500])
+    verdicts = run.finish().verdicts
     before = [v for v in verdicts if v.at < hold.at]
     during = [v for v in verdicts if hold.at <= v.at < hold.expires_at]
     after = [v for v in verdicts if v.at >= hold.expires_at]
