@@ -24,7 +24,8 @@ verdict. Verdicts of dry-run policies are skipped unless ``include_dry_run``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -35,7 +36,30 @@ from streams.live.broker import BrokerError, broker_servers
 from streams.live.settings import Topics
 from streams.live.topics import read_to_end
 
-__all__ = ["VerdictSubscriber"]
+__all__ = ["VerdictSubscriber", "latest_by_key"]
+
+E = TypeVar("E", bound=Mapping)
+
+
+def latest_by_key(events: Iterable[tuple[str, E]]) -> dict[str, E]:
+    """The latest verdict event per key: the highest ``seq``, the later one on a tie.
+
+    ``events`` are ``(key, event)`` pairs in topic order, the key being the record's key
+    (a rollout id, or a rollout's dry-run policy) or the event's ``rollout``. An event
+    without an integer ``seq`` is not a verdict and is skipped.
+
+    >>> latest_by_key([("a", {"seq": 2, "v": 1}), ("a", {"seq": 1}), ("b", {"seq": 1}),
+    ...                ("a", {"seq": 2, "v": 2}), ("b", {"seq": "x"})])
+    {'a': {'seq': 2, 'v': 2}, 'b': {'seq': 1}}
+    """
+    latest: dict[str, E] = {}
+    for key, event in events:
+        seq = event.get("seq")
+        if not isinstance(seq, int):
+            continue
+        if seq >= latest.get(key, {}).get("seq", 0):
+            latest[key] = event
+    return latest
 
 
 class VerdictSubscriber:
@@ -82,15 +106,13 @@ class VerdictSubscriber:
             # Where the history ends *before* the latest verdicts are read: nothing between is missed.
             start = (await consumer.end_offsets([history]))[history]
             seen: dict[str, int] = {}
-            latest: dict[str, dict] = {}
+            wanted: list[tuple[str, dict]] = []
             async for batch in read_to_end(self.servers, self.topics.verdicts_latest):
                 for record in batch:
                     v = _parse(record.value)
                     if v and self._wanted(v):
-                        key = record.key.decode() if record.key else v["rollout"]
-                        if v["seq"] >= latest.get(key, {}).get("seq", 0):
-                            latest[key] = v
-            for key, v in sorted(latest.items()):
+                        wanted.append((_key(record, v), v))
+            for key, v in sorted(latest_by_key(wanted).items()):
                 seen[key] = v["seq"]
                 yield Verdict.from_dict(v)
             consumer.seek(history, start)
@@ -100,7 +122,7 @@ class VerdictSubscriber:
                     v = _parse(record.value)
                     if not v or not self._wanted(v):
                         continue
-                    key = record.key.decode() if record.key else v["rollout"]
+                    key = _key(record, v)
                     if v["seq"] <= seen.get(key, 0):
                         continue  # already yielded (or a repeated publication)
                     seen[key] = v["seq"]
@@ -115,3 +137,8 @@ def _parse(value: bytes) -> dict | None:
     except orjson.JSONDecodeError:
         return None
     return v if isinstance(v, dict) and "rollout" in v and isinstance(v.get("seq"), int) else None
+
+
+def _key(record, v: dict) -> str:
+    """A verdict record's key: the record's own, else the verdict's rollout."""
+    return record.key.decode() if record.key else v["rollout"]

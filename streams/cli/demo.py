@@ -23,16 +23,16 @@ import click
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from detectors.verdict import EXIT_CODES, Verdict
-from detectors.windows import DEFAULT_WINDOW_MS
-from streams.live.broker import BrokerError, EmbeddedBroker, broker_servers, free_port
-from streams.cli import _describe, _duration, load_policy_file
-from streams.offline.feed import produce_beacons
 from detectors.rollout import Rollout
-from streams.live.settings import Settings
-from streams.offline.simulate import SCENARIOS, generate_beacons
+from detectors.verdict import Verdict
+from detectors.windows import DEFAULT_WINDOW_MS
+from streams.cli.common import describe, duration_ms, echo_outcome, evidence_line, exit_code, load_policy_file
 from streams.cli.simulate import SCENARIO_NOTES
+from streams.live.broker import BrokerError, EmbeddedBroker, broker_servers, free_port
+from streams.live.settings import Settings
 from streams.live.topics import ensure_topics
+from streams.offline.feed import produce_beacons
+from streams.offline.simulate import SCENARIOS, generate_beacons
 
 __all__ = ["demo"]
 
@@ -57,7 +57,7 @@ Scenarios:""" + "".join(f"\n  {k:<15} {v}" for k, v in DEMO_SCENARIOS.items())
 @click.option("--seed", type=int, default=1, show_default=True, help="Simulation seed.")
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Simulated seconds per wall-clock second.")
-@click.option("--duration", "duration_ms", default="30m", show_default=True, callback=_duration,
+@click.option("--duration", "duration_ms", default="30m", show_default=True, callback=duration_ms,
               help="Longest simulated rollout.")
 @click.option("--policy", "policy_path", type=click.Path(dir_okay=False), help="Policy file (YAML).")
 @click.option("--broker", envvar="RUMGATE_BROKER",
@@ -169,7 +169,7 @@ async def _run(settings: Settings, rollout: Rollout, sim, seed: int, speed: floa
                 slot = v.inputs.get("elapsed_ms", 0) // 30_000
                 if slot != shown["slot"] or v.verdict != shown["verdict"] or v.decided:
                     shown.update(slot=slot, verdict=v.verdict)
-                    click.echo(f"{_describe(v)}   [{sent['beacons']:,} beacons, "
+                    click.echo(f"{describe(v)}   [{sent['beacons']:,} beacons, "
                                f"{time.monotonic() - began:.0f} s]")
                 quiet_since = None
             if last is not None and last.decided:
@@ -192,29 +192,11 @@ async def _run(settings: Settings, rollout: Rollout, sim, seed: int, speed: floa
 def _finish(verdict: Verdict | None, wall_s: float, beacons: int) -> None:
     if verdict is None:
         click.echo("no verdict: no window was judged (see the worker log)")
-        sys.exit(EXIT_CODES["hold"])
+        sys.exit(exit_code(None))
     click.echo("")
-    click.echo(f"final verdict after {verdict.inputs.get('elapsed_ms', 0) / 60_000:.1f} simulated min "
-               f"({wall_s:.0f} s, {beacons:,} beacons through rum.beacons): {verdict.verdict.upper()}"
-               + (f" ({verdict.severity})" if verdict.severity != "none" else ""))
-    for reason in verdict.reasons:
-        click.echo(f"  - {reason}")
+    echo_outcome(f"final verdict after {verdict.inputs.get('elapsed_ms', 0) / 60_000:.1f} simulated min "
+                 f"({wall_s:.0f} s, {beacons:,} beacons through rum.beacons): ", verdict)
     click.echo("evidence:")
     for m in verdict.metrics:
-        if m.canary is None or m.baseline is None:
-            values = ""
-        elif m.statistic == "rate":
-            values = f"canary {m.canary:.2%} vs baseline {m.baseline:.2%}; "
-        else:
-            values = f"canary {m.canary:.0f} vs baseline {m.baseline:.0f}; "
-        bracket = []
-        if m.worse_by_at_least == 0:
-            bracket.append("proven worse")
-        elif m.worse_by_at_least is not None:
-            bracket.append(f"worse by ≥ {m.worse_by_at_least:.0%}")
-        if m.not_worse_than is not None:
-            bracket.append(f"not worse than {m.not_worse_than:.0%}")
-        click.echo(f"  {m.name:<28} {m.status:<12} {values}"
-                   f"e {max(m.e_rollback, m.e_worse or 0):.3g}/{m.threshold_rollback:.3g}, n={m.n_canary}"
-                   + (f"; {', '.join(bracket)}" if bracket else ""))
-    sys.exit(EXIT_CODES[verdict.verdict])
+        click.echo(evidence_line(m))
+    sys.exit(exit_code(verdict.verdict))

@@ -16,11 +16,11 @@ from typing import IO, TextIO
 import click
 
 from detectors.anomaly import DETECTORS, GATE_DETECTOR
+from streams.cli.common import EXIT_ERROR
 
 __all__ = ["BadRow", "detect_command", "make_detect_command", "parse_timestamp", "parse_value",
            "score_rows"]
 
-EXIT_ERROR = 3
 PROGRESS_EVERY = 100_000
 _EPOCH_MS_FROM = 100_000_000_000  # |number| >= 1e11 is epoch ms (1973-03-03), below it seconds
 

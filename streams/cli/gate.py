@@ -16,16 +16,24 @@ import click
 import orjson
 
 from detectors.override import ACTIONS, OverrideError, parse_override
-from detectors.policy import parse_duration
-from detectors.verdict import EXIT_CODES, Verdict
-from streams.live.broker import BrokerError
-from streams.cli import _describe
+from detectors.verdict import Verdict
+from streams.cli.common import (
+    EXIT_ERROR,
+    broker_option,
+    describe,
+    duration_seconds,
+    echo_outcome,
+    exit_code,
+    produce,
+    read_state,
+    run_async,
+    settings_from,
+    unknown_rollout,
+)
 from streams.client import VerdictSubscriber
-from streams.cli.live import _produce, _run, broker_option, read_state, settings_from
+from streams.live.broker import BrokerError
 
 __all__ = ["gate_group", "override_command"]
-
-EXIT_UNREACHABLE = 3
 
 
 @click.group("gate")
@@ -33,17 +41,10 @@ def gate_group() -> None:
     """Gate a pipeline step on a rollout's verdict."""
 
 
-def _seconds(ctx, param, value):
-    try:
-        return parse_duration(value) / 1000
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @gate_group.command("wait")
 @broker_option(required=True)
 @click.argument("rollout_id")
-@click.option("--timeout", "timeout_s", default="30m", show_default=True, callback=_seconds,
+@click.option("--timeout", "timeout_s", default="30m", show_default=True, callback=duration_seconds,
               help="Give up (exit 2) after this long without promote or rollback.")
 @click.option("--fail-open", is_flag=True,
               help="Exit 0 instead of 2/3 on timeout or when rumgate cannot be reached. Think twice.")
@@ -71,12 +72,11 @@ def gate_wait(broker: str | None, rollout_id: str, timeout_s: float, fail_open: 
     try:
         rollouts, _ = asyncio.run(asyncio.wait_for(read_state(settings), 30))
     except (BrokerError, asyncio.TimeoutError, OSError) as exc:
-        give_up(EXIT_UNREACHABLE, f"cannot reach rumgate's broker {settings.broker}: {exc or 'timed out'}")
+        give_up(EXIT_ERROR, f"cannot reach rumgate's broker {settings.broker}: {exc or 'timed out'}")
         return
     if rollout_id not in rollouts:
-        known = ", ".join(sorted(rollouts)) or "none"
-        click.echo(f"no rollout {rollout_id!r} (known: {known})", err=True)
-        sys.exit(EXIT_UNREACHABLE)
+        click.echo(unknown_rollout(rollout_id, rollouts), err=True)
+        sys.exit(EXIT_ERROR)
     if not quiet:
         r = rollouts[rollout_id]
         click.echo(f"waiting for {rollout_id}: {r['app']} canary {r['canary']} vs {r['baseline']}, "
@@ -84,16 +84,13 @@ def gate_wait(broker: str | None, rollout_id: str, timeout_s: float, fail_open: 
     try:
         outcome = asyncio.run(_wait(settings, rollout_id, timeout_s, quiet))
     except BrokerError as exc:
-        give_up(EXIT_UNREACHABLE, str(exc))
+        give_up(EXIT_ERROR, str(exc))
         return
     if outcome is None:
-        give_up(EXIT_CODES["hold"], f"timeout: no promote or rollback for {rollout_id} within {timeout_s:g} s")
+        give_up(exit_code("hold"), f"timeout: no promote or rollback for {rollout_id} within {timeout_s:g} s")
         return
-    click.echo(f"{rollout_id}: {outcome.verdict.upper()}"
-               + (f" ({outcome.severity})" if outcome.severity != "none" else ""))
-    for reason in outcome.reasons:
-        click.echo(f"  - {reason}")
-    sys.exit(EXIT_CODES[outcome.verdict])
+    echo_outcome(f"{rollout_id}: ", outcome)
+    sys.exit(exit_code(outcome.verdict))
 
 
 async def _wait(settings, rollout_id: str, timeout_s: float, quiet: bool) -> Verdict | None:
@@ -107,7 +104,7 @@ async def _wait(settings, rollout_id: str, timeout_s: float, quiet: bool) -> Ver
             minute = v.inputs.get("elapsed_ms", 0) // 60_000
             if not quiet and (minute != shown["minute"] or v.verdict != "continue"):
                 shown["minute"] = minute
-                click.echo(_describe(v))
+                click.echo(describe(v))
             if v.verdict in ("promote", "rollback", "hold"):
                 return v
         return None
@@ -121,11 +118,12 @@ async def _wait(settings, rollout_id: str, timeout_s: float, quiet: bool) -> Ver
 @click.command("override")
 @broker_option(required=True)
 @click.argument("rollout_id")
-@click.option("--action", required=True, type=click.Choice(ACTIONS), help="What to force.")
+@click.option("--action", required=True, type=click.Choice([str(a) for a in ACTIONS]),
+              help="What to force.")
 @click.option("--actor", required=True, help="Who decides (recorded in every later verdict).")
 @click.option("--reason", required=True, help="Why (recorded in every later verdict).")
 @click.option("--ticket", help="Change or incident ticket.")
-@click.option("--ttl", "ttl_s", callback=lambda c, p, v: None if v is None else _seconds(c, p, v),
+@click.option("--ttl", "ttl_s", callback=duration_seconds,
               help="Expire after this long, e.g. 2h (default: until another override).")
 def override_command(broker, rollout_id, action, actor, reason, ticket, ttl_s) -> None:
     """Force promote, hold or rollback of a rollout, on record.
@@ -134,16 +132,15 @@ def override_command(broker, rollout_id, action, actor, reason, ticket, ttl_s) -
     on, and listed (with who, why and when) in every later verdict.
     """
     settings = settings_from(broker, require_broker=True)
-    rollouts, _ = _run(read_state(settings))
+    rollouts, _ = run_async(read_state(settings))
     if rollout_id not in rollouts:
-        known = ", ".join(sorted(rollouts)) or "none"
-        raise click.ClickException(f"no rollout {rollout_id!r} (known: {known})")
+        raise click.ClickException(unknown_rollout(rollout_id, rollouts))
     request = {"action": action, "actor": actor, "reason": reason, "ticket": ticket, "ttl_s": ttl_s}
     try:
         override = parse_override({k: v for k, v in request.items() if v is not None}, rollout_id,
                                   int(time.time() * 1000))
     except OverrideError as exc:
         raise click.ClickException(f"override refused: {exc}") from None
-    _run(_produce(settings, settings.topics.overrides, rollout_id.encode(), orjson.dumps(override.to_dict())))
+    run_async(produce(settings, settings.topics.overrides, rollout_id.encode(), orjson.dumps(override.to_dict())))
     until = f" until {override.expires_at}" if override.expires_at else ""
     click.echo(f"override recorded: {action} {rollout_id} by {actor}{until}")

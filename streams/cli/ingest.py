@@ -9,9 +9,9 @@ import click
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
-from streams.live.broker import BrokerError, broker_servers
+from streams.cli.common import broker_option, settings_from
 from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_config
-from streams.cli.live import broker_option, settings_from
+from streams.live.broker import BrokerError, broker_servers
 from streams.live.topics import ensure_topics
 
 __all__ = ["ingest_command", "serve_ingest", "settle_gc"]

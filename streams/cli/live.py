@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 import time
-from datetime import datetime, timezone
 
 import click
 import orjson
 
-from detectors.verdict import EXIT_CODES
-from streams.live.broker import BrokerError, EmbeddedBroker, broker_servers
-from streams.live.settings import Settings, SettingsError
+from streams.cli.common import (
+    broker_option,
+    echo_outcome,
+    exit_code,
+    load_policy_file,
+    parse_time,
+    produce,
+    read_state,
+    run_async,
+    settings_from,
+    unknown_rollout,
+)
+from streams.live.broker import BrokerError, EmbeddedBroker
 
-__all__ = ["broker_command", "worker_command", "rollout_group", "broker_option", "parse_time", "settings_from"]
-
-EXIT_ERROR = 3
-
-
-def broker_option(required: bool):
-    return click.option(
-        "--broker", envvar="RUMGATE_BROKER", required=False,
-        help="Kafka bootstrap address, e.g. kafka://host:9092 (env RUMGATE_BROKER)."
-             + ("" if required else " Default: start the embedded broker."))
-
-
-def settings_from(broker: str | None, require_broker: bool = False, **overrides: object) -> Settings:
-    try:
-        settings = Settings.from_env(broker=broker, **overrides)
-        if settings.broker is not None:
-            broker_servers(settings.broker)  # refuse a malformed address now, clearly
-    except (SettingsError, BrokerError) as exc:
-        raise click.ClickException(str(exc)) from None
-    if require_broker and settings.broker is None:
-        raise click.ClickException("no broker: pass --broker kafka://host:9092 or set RUMGATE_BROKER")
-    return settings
-
-
-def parse_time(text: str | None, default_now: bool = True) -> int | None:
-    """``now``, epoch ms, or ISO 8601 (UTC when no zone) → epoch ms."""
-    if text is None:
-        return int(time.time() * 1000) if default_now else None
-    text = text.strip()
-    if text == "now":
-        return int(time.time() * 1000)
-    if text.isdigit():
-        return int(text)
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: use now, epoch milliseconds or ISO 8601, "
-                                 "e.g. 2026-11-23T10:00:00Z") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1000)
+__all__ = ["broker_command", "worker_command", "rollout_group"]
 
 
 @click.command("broker")
@@ -116,53 +84,6 @@ def rollout_group() -> None:
     """Start, inspect and end rollouts (records on rum.rollouts)."""
 
 
-async def _produce(settings: Settings, topic: str, key: bytes, value: bytes) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    from streams.live.topics import ensure_topics
-
-    await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=broker_servers(settings.broker))
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
-
-
-def _run(coro):
-    try:
-        return asyncio.run(coro)
-    except BrokerError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Rollouts (latest record per id) and their latest verdicts, read from the topics."""
-    from streams.live.topics import ensure_topics, read_to_end
-
-    await ensure_topics(settings)
-    servers = broker_servers(settings.broker)
-    rollouts: dict[str, dict] = {}
-    verdicts: dict[str, dict] = {}
-    async for batch in read_to_end(servers, settings.topics.rollouts):
-        for r in batch:
-            try:
-                d = orjson.loads(r.value)
-                rollouts[d["id"]] = d
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-    async for batch in read_to_end(servers, settings.topics.verdicts_latest):
-        for r in batch:
-            try:
-                d = orjson.loads(r.value)
-                if d["seq"] >= verdicts.get(d["rollout"], {}).get("seq", 0):
-                    verdicts[d["rollout"]] = d
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                continue
-    return rollouts, verdicts
-
-
 @rollout_group.command("start")
 @broker_option(required=True)
 @click.option("--app", required=True, help="App under rollout, as its beacons name it.")
@@ -181,7 +102,6 @@ def rollout_start(broker, app, canary, baseline, policy_path, expected_share, st
     """Start judging a rollout: canary release against baseline release of one app."""
     from dataclasses import replace
 
-    from streams.cli import load_policy_file
     from detectors.rollout import Rollout  # not at the top: it brings river, which rumgate ingest does not need
 
     settings = settings_from(broker, require_broker=True)
@@ -191,11 +111,11 @@ def rollout_start(broker, app, canary, baseline, policy_path, expected_share, st
         raise click.BadParameter("canary and baseline must be different releases", param_hint="--canary")
     rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
                       parse_time(started_at), policy, expected_share, dry_run_policies=dry)
-    known, _ = _run(read_state(settings))
+    known, _ = run_async(read_state(settings))
     if rollout.id in known:
         raise click.ClickException(f"rollout {rollout.id!r} exists already (ids are never reused: its verdicts "
                                    "belong to it); choose another with --id")
-    _run(_produce(settings, settings.topics.rollouts, rollout.id.encode(), orjson.dumps(rollout.to_dict())))
+    run_async(produce(settings, settings.topics.rollouts, rollout.id.encode(), orjson.dumps(rollout.to_dict())))
     click.echo(f"rollout {rollout.id} started: {app} canary {canary} vs baseline {baseline}, "
                f"policy {policy.name} ({policy.hash[:19]}…)"
                + "".join(f", dry run {p.name}" for p in dry))
@@ -208,12 +128,11 @@ def rollout_start(broker, app, canary, baseline, policy_path, expected_share, st
 def rollout_end(broker, rollout_id, ended_at) -> None:
     """Stop judging a rollout; its verdicts stay on record."""
     settings = settings_from(broker, require_broker=True)
-    rollouts, _ = _run(read_state(settings))
+    rollouts, _ = run_async(read_state(settings))
     if rollout_id not in rollouts:
-        known = ", ".join(sorted(rollouts)) or "none"
-        raise click.ClickException(f"no rollout {rollout_id!r} (known: {known})")
+        raise click.ClickException(unknown_rollout(rollout_id, rollouts))
     record = {**rollouts[rollout_id], "ended_at": parse_time(ended_at)}
-    _run(_produce(settings, settings.topics.rollouts, rollout_id.encode(), orjson.dumps(record)))
+    run_async(produce(settings, settings.topics.rollouts, rollout_id.encode(), orjson.dumps(record)))
     click.echo(f"rollout {rollout_id} ended")
 
 
@@ -227,10 +146,9 @@ def rollout_status(broker, rollout_id, as_json) -> None:
     Exit codes with an ID: 0 promote, 1 rollback, 2 hold / no decision yet, 3 error.
     """
     settings = settings_from(broker, require_broker=True)
-    rollouts, verdicts = _run(read_state(settings))
+    rollouts, verdicts = run_async(read_state(settings))
     if rollout_id is not None and rollout_id not in rollouts:
-        known = ", ".join(sorted(rollouts)) or "none"
-        raise click.ClickException(f"no rollout {rollout_id!r} (known: {known})")
+        raise click.ClickException(unknown_rollout(rollout_id, rollouts))
     ids = [rollout_id] if rollout_id else sorted(rollouts)
     if as_json:
         for i in ids:
@@ -244,10 +162,7 @@ def rollout_status(broker, rollout_id, as_json) -> None:
         if v is None:
             click.echo(f"{head}\n  no verdict yet")
             continue
-        click.echo(f"{head}\n  verdict #{v['seq']}: {v['verdict'].upper()}"
-                   + (f" ({v['severity']})" if v["severity"] != "none" else ""))
-        for reason in v["reasons"]:
-            click.echo(f"    - {reason}")
+        echo_outcome(f"{head}\n  verdict #{v['seq']}: ", v, indent="    ")
     if rollout_id is not None:
         v = verdicts.get(rollout_id)
-        sys.exit(EXIT_CODES[v["verdict"]] if v else EXIT_CODES["hold"])
+        sys.exit(exit_code(v["verdict"] if v else None))

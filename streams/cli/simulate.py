@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import click
 
-from detectors.policy import parse_duration
+from streams.cli.common import duration_seconds
 from streams.offline.simulate import SCENARIOS, Regression, Scenario, _write
 
 __all__ = ["simulate_command"]
@@ -56,15 +56,10 @@ Example:
 
 
 def _duration_s(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        ms = parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if ms <= 0:
+    seconds = duration_seconds(ctx, param, value)
+    if seconds is not None and seconds <= 0:
         raise click.BadParameter(f"must be longer than 0, got {value!r}")
-    return ms / 1000
+    return seconds
 
 
 def _regressions(ctx: click.Context, param: click.Parameter,
