@@ -33,14 +33,14 @@ from detectors.etest import ConditionalBinomialE, SampleRatioE
 from detectors.incident import INCIDENT_DETECTOR, GlobalIncident, PromotionWatch
 from detectors.policy import MetricPolicy, Policy
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, LogSketch
-from detectors.verdict import MetricEvidence, Verdict
+from detectors.verdict import MetricEvidence, MetricStatus, ReasonCode, Severity, Verdict, VerdictKind
 from detectors.windows import WindowSummary
 
 __all__ = ["TOLERANCE_GRID", "Gate", "arm_of"]
 
 #: Tolerances the explanation brackets the effect with ("worse by ≥ X", "not worse than Y").
 TOLERANCE_GRID = (0.0, 0.02, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.50, 1.0)
-_SEVERITY = ((0.25, "critical"), (0.10, "major"))
+_SEVERITY = ((0.25, Severity.CRITICAL), (0.10, Severity.MAJOR))
 
 
 def arm_of(key: CohortKey, canary: str, baseline: str) -> str | None:
@@ -242,23 +242,26 @@ class Gate:
         m = self.policy.anomaly_metric
         left = max(0, w.until - end)
         if broken:
-            verdict = "rollback"
-            severity = "critical" if ratio and ratio >= 1.25 else "major" if ratio and ratio >= 1.10 else "minor"
+            verdict, codes = VerdictKind.ROLLBACK, [ReasonCode.WATCH_BROKEN]
+            severity = (Severity.CRITICAL if ratio and ratio >= 1.25 else Severity.MAJOR if ratio and ratio >= 1.10
+                        else Severity.MINOR)
             reasons = [f"post-promotion watch: {m} p75 of the promoted release is "
                        f"{(ratio or 1) - 1:+.1%} against the pre-promotion history for {w.persist} windows "
                        f"in a row (anomaly score {score:.3g} ≥ {w.threshold:g})"]
             status = "broken"
         elif left == 0:
-            verdict, severity, status = "promote", "none", "passed"
+            verdict, severity, status = VerdictKind.PROMOTE, Severity.NONE, "passed"
+            codes = [ReasonCode.WATCH_PASSED]
             reasons = [f"post-promotion watch passed: {m} p75 stayed within the pre-promotion history"]
         else:
-            verdict, severity, status = "promote", "none", "watching"
+            verdict, severity, status = VerdictKind.PROMOTE, Severity.NONE, "watching"
+            codes = [ReasonCode.WATCHING]
             reasons = [f"promoted; post-promotion watch of {m} p75: {left // 60_000} min left"
                        + (f" (now {ratio - 1:+.1%} against the history)" if ratio else "")]
         last = self.last_verdict
         self.seq += 1
         return replace(last, seq=self.seq, verdict=verdict, severity=severity, at=end, reasons=reasons,
-                       detectors={**last.detectors, "post_promotion_watch": {
+                       reason_codes=codes, detectors={**last.detectors, "post_promotion_watch": {
                            "status": status, "until": w.until, "score": round(score, 4),
                            "ratio": None if ratio is None else round(ratio, 4), "detector": "robust_z (frozen history)"}},
                        inputs={**last.inputs, "watch_windows": last.inputs.get("watch_windows", 0) + 1})
@@ -284,16 +287,16 @@ class Gate:
         p = self.policy
         elapsed = at - self.started_at
         evidence = [self._evidence(t) for t in self.tests]
-        reasons: list[str] = []
-        worse = [e for e in evidence if e.status == "worse"]
+        worse = [e for e in evidence if e.status == MetricStatus.WORSE]
         silent = self.last_canary_at is None or at - self.last_canary_at >= p.max_silence_ms
         srm_bad = self.srm_checked and self.srm.log_e_max >= math.log(1 / p.alpha_srm)
         if worse:
-            verdict = "rollback"
-            severity = max((e.severity for e in worse), key=["none", "minor", "major", "critical"].index)
+            verdict = VerdictKind.ROLLBACK
+            severity = max((e.severity for e in worse), key=lambda s: s.rank)
             reasons = [e.reason for e in worse]
+            codes = [ReasonCode.WORSE] * len(worse)
         elif self.incident_now is not None and self.incident_now[0]:
-            verdict, severity = "hold", "none"
+            verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.GLOBAL_INCIDENT]
             since = self.incident.open_since
             if since is None or since >= at:  # the onset
                 reasons = [f"global incident: the baseline's {p.anomaly_metric} p75 moved too (anomaly score "
@@ -305,25 +308,25 @@ class Gate:
                            f"{self.incident.calm} windows under {self.incident.z_exit:g}); no decision is taken on "
                            "this window"]
         elif srm_bad:
-            verdict, severity = "hold", "none"
+            verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.SRM]
             reasons = [f"sample-ratio mismatch: canary has {self._share():.2%} of page views, "
                        f"{self.last_expected:.2%} expected (e = {math.exp(self.srm.log_e_max):.3g} "
                        f"≥ {1 / p.alpha_srm:g}); the data cannot be trusted"]
         elif silent and elapsed >= p.max_silence_ms:
-            verdict, severity = "hold", "none"
+            verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.NO_CANARY]
             reasons = [f"no canary beacons for {p.max_silence_ms // 1000} s: is the canary serving traffic?"]
         elif warming:
-            verdict, severity = "continue", "none"
+            verdict, severity, codes = VerdictKind.CONTINUE, Severity.NONE, [ReasonCode.WARMUP]
             reasons = [f"warming up ({p.warmup_ms // 1000} s excluded: cold caches affect only the canary)"]
-        elif elapsed >= p.warmup_ms + p.min_duration_ms and all(e.status == "not_worse" for e in evidence):
-            verdict, severity = "promote", "none"
+        elif elapsed >= p.warmup_ms + p.min_duration_ms and all(e.status == MetricStatus.NOT_WORSE for e in evidence):
+            verdict, severity, codes = VerdictKind.PROMOTE, Severity.NONE, [ReasonCode.PROVEN_NOT_WORSE]
             reasons = [f"every metric proven not worse than its tolerance after {elapsed // 60_000} min"]
         elif elapsed >= p.max_duration_ms:
-            verdict, severity = "hold", "none"
+            verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.DEADLINE]
             reasons = [f"inconclusive after {p.max_duration_ms // 60_000} min: a person must decide"]
         else:
-            verdict, severity = "continue", "none"
-            waiting = [e for e in evidence if e.status != "not_worse"]
+            verdict, severity, codes = VerdictKind.CONTINUE, Severity.NONE, [ReasonCode.COLLECTING]
+            waiting = [e for e in evidence if e.status != MetricStatus.NOT_WORSE]
             reasons = [f"collecting evidence: {', '.join(e.name for e in waiting) or 'minimum duration'}"]
         self.seq += 1
         detectors: dict = {"global_anomaly": False}
@@ -332,17 +335,18 @@ class Gate:
             detectors = {"global_anomaly": flagged, "baseline_score": round(score, 4),
                          "detector": self.detector_name, "incident_windows": self.incident.flagged}
         watch_ms = self.policy.post_promotion_watch_ms
-        if verdict == "promote" and watch_ms and self.incident is not None:
+        if verdict == VerdictKind.PROMOTE and watch_ms and self.incident is not None:
             self.watch = PromotionWatch(self.incident, until=at + watch_ms,
                                         tolerance=min(m.rollback_tolerance for m in p.metrics))
             detectors["post_promotion_watch"] = {"status": "watching", "until": at + watch_ms,
                                                  "detector": "robust_z (frozen history)"}
             reasons = [*reasons, f"watching {p.anomaly_metric} p75 for {watch_ms // 60_000} min after promotion"]
+            codes = [*codes, ReasonCode.WATCH_STARTED]
         self.last_verdict = Verdict(
             rollout=self.rollout, app=self.app, canary=self.canary, baseline=self.baseline,
             seq=self.seq, verdict=verdict, severity=severity, at=at,
             policy=dict(self.policy_ref),
-            reasons=reasons, metrics=evidence,
+            reasons=reasons, reason_codes=codes, metrics=evidence,
             data_quality={
                 "srm_e": round(math.exp(self.srm.log_e), 4) if self.srm_checked else None,
                 "canary_share": round(self._share(), 5),
@@ -377,18 +381,18 @@ class Gate:
                 and ratio >= 1 + m.rollback_tolerance)
         name = m.label + ("" if test.segment == "all" else f" ({test.segment})")
         if strict or fast:
-            status = "worse"
+            status = MetricStatus.WORSE
         elif not test.enough_data():
-            status = "insufficient"
+            status = MetricStatus.INSUFFICIENT
         elif test.log_e_promote(m.promote_tolerance) >= log_pr:
-            status = "not_worse"
+            status = MetricStatus.NOT_WORSE
         else:
-            status = "inconclusive"
-        severity = "none"
+            status = MetricStatus.INCONCLUSIVE
+        severity = Severity.NONE
         reason = None
-        if status == "worse":
+        if status == MetricStatus.WORSE:
             proven = worse_by or 0.0
-            severity = next((s for cut, s in _SEVERITY if proven >= cut), "minor")
+            severity = next((s for cut, s in _SEVERITY if proven >= cut), Severity.MINOR)
             if strict:
                 reason = (f"{name} worse by ≥ {proven:.0%} (e = {math.exp(e_rb):.3g} ≥ {math.exp(log_rb):.3g})")
             else:

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from detectors.verdict import Verdict
+from detectors.verdict import ReasonCode, Severity, Verdict, VerdictKind
 
 __all__ = ["ACTIONS", "Override", "OverrideError", "parse_override", "apply_overrides"]
 
-ACTIONS = ("promote", "hold", "rollback")
+ACTIONS = (VerdictKind.PROMOTE, VerdictKind.HOLD, VerdictKind.ROLLBACK)
 _MAX_TEXT = 1000
 _MAX_TTL_S = 366 * 86_400  # an override lasting over a year is a policy change, not an override
 _TS_MAX = 9_999_999_999_999  # epoch ms, as beacons
@@ -113,5 +113,10 @@ def apply_overrides(verdict: Verdict, overrides: list[Override]) -> Verdict:
     said = f"override by {o.actor}: {o.action}, {o.reason}" + (f" ({o.ticket})" if o.ticket else "")
     evidence = [f"the evidence alone says {verdict.verdict}" + (f": {r}" if r else "")
                 for r in verdict.reasons[:1]]
-    severity = verdict.severity if o.action == "rollback" and verdict.severity != "none" else "none"
-    return replace(verdict, verdict=o.action, severity=severity, reasons=[said, *evidence], overrides=listed)
+    # The evidence line keeps the code of what it quotes: why the data alone says what it says.
+    codes = [ReasonCode.override(o.action), *verdict.reason_codes[: len(evidence)]]
+    severity = Severity.NONE
+    if o.action == VerdictKind.ROLLBACK:
+        severity = verdict.severity
+    return replace(verdict, verdict=o.action, severity=severity, reasons=[said, *evidence], reason_codes=codes,
+                   overrides=listed)

@@ -8,14 +8,106 @@ the core leaves it to the caller; everything else is a pure function of the inpu
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
-__all__ = ["VERDICTS", "SEVERITIES", "EXIT_CODES", "MetricEvidence", "Verdict"]
+__all__ = ["VERDICTS", "SEVERITIES", "EXIT_CODES", "VerdictKind", "MetricStatus", "Severity", "ReasonCode",
+           "MetricEvidence", "Verdict"]
 
-VERDICTS = ("continue", "promote", "hold", "rollback")
-SEVERITIES = ("none", "minor", "major", "critical")
+
+class _Vocabulary(StrEnum):
+    """A closed vocabulary whose members are equal to, hash as and print as their strings.
+
+    So ``v.verdict == "rollback"`` and ``EXIT_CODES["hold"]`` work, orjson and json write
+    members as plain strings (the published JSON is as with bare strings), and a ``repr``
+    (in messages, doctests, logs) reads as the string's.
+    """
+
+    def __repr__(self) -> str:
+        return repr(self._value_)
+
+
+class VerdictKind(_Vocabulary):
+    """What the gate (or a person, by override) says about a rollout."""
+
+    CONTINUE = "continue"
+    PROMOTE = "promote"
+    HOLD = "hold"
+    ROLLBACK = "rollback"
+
+
+class MetricStatus(_Vocabulary):
+    """What the evidence of one (metric, segment) shows."""
+
+    WORSE = "worse"  # proven worse than the rollback tolerance
+    NOT_WORSE = "not_worse"  # proven not worse than the promote tolerance
+    INCONCLUSIVE = "inconclusive"  # enough data, neither proven yet
+    INSUFFICIENT = "insufficient"  # not enough canary data yet
+
+
+class Severity(_Vocabulary):
+    """How bad a rollback is; members are listed from least to most severe."""
+
+    NONE = "none"
+    MINOR = "minor"
+    MAJOR = "major"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+
+
+class ReasonCode(_Vocabulary):
+    """The machine-readable kind of a reason, one beside each human reason of a verdict.
+
+    The texts are for people and may change; code that acts on why a verdict was given reads
+    these. The first code is the one that decided the verdict.
+    """
+
+    # the gate (detectors.gate)
+    WORSE = "worse"  # a metric proven worse: one per worse (metric, segment)
+    GLOBAL_INCIDENT = "global_incident"  # the baseline moved too: no decision on this window
+    SRM = "srm"  # sample-ratio mismatch
+    NO_CANARY = "no_canary"  # no canary beacons for max_silence
+    WARMUP = "warmup"
+    PROVEN_NOT_WORSE = "proven_not_worse"  # promote
+    DEADLINE = "deadline"  # inconclusive at max_duration: a person must decide
+    COLLECTING = "collecting"
+    # the post-promotion watch (detectors.gate, detectors.incident)
+    WATCH_STARTED = "watch_started"  # added to the promote that starts a watch
+    WATCHING = "watching"
+    WATCH_PASSED = "watch_passed"
+    WATCH_BROKEN = "watch_broken"  # rollback after promotion
+    # overrides (detectors.override); the reason after an override's keeps the code of
+    # what the evidence alone says
+    OVERRIDE_PROMOTE = "override_promote"
+    OVERRIDE_HOLD = "override_hold"
+    OVERRIDE_ROLLBACK = "override_rollback"
+    # before any window of the rollout was judged (the API's placeholder verdict)
+    NO_VERDICT_YET = "no_verdict_yet"
+    # a reason of an event written before reason codes existed that no prefix below names
+    UNKNOWN = "unknown"
+
+    @classmethod
+    def override(cls, action: str) -> ReasonCode:
+        return cls(f"override_{action}")
+
+
+VERDICTS = tuple(VerdictKind)
+SEVERITIES = tuple(Severity)
 #: Process exit codes shared by every command that ends with a verdict.
-EXIT_CODES = {"promote": 0, "rollback": 1, "hold": 2, "continue": 2}
+EXIT_CODES = {VerdictKind.PROMOTE: 0, VerdictKind.ROLLBACK: 1, VerdictKind.HOLD: 2, VerdictKind.CONTINUE: 2}
+
+
+def _coerce(obj: Any, name: str, kind: type[StrEnum]) -> None:
+    """Turn a string field of a frozen dataclass into its enum member (a ValueError if not one)."""
+    value = getattr(obj, name)
+    if type(value) is not kind:
+        object.__setattr__(obj, name, kind(value))
 
 
 @dataclass(frozen=True)
@@ -43,9 +135,13 @@ class MetricEvidence:
     threshold_promote: float | None
     n_canary: int
     n_baseline: int
-    status: str  # worse | not_worse | inconclusive | insufficient
-    severity: str = "none"
+    status: MetricStatus
+    severity: Severity = Severity.NONE
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _coerce(self, "status", MetricStatus)
+        _coerce(self, "severity", Severity)
 
 
 @dataclass(frozen=True)
@@ -55,17 +151,25 @@ class Verdict:
     canary: str
     baseline: str
     seq: int
-    verdict: str
-    severity: str
+    verdict: VerdictKind
+    severity: Severity
     at: int
     policy: dict[str, Any]
     reasons: list[str]
     metrics: list[MetricEvidence]
+    reason_codes: list[ReasonCode] = field(default_factory=list)  # one per reason, in the same order
     data_quality: dict[str, Any] = field(default_factory=dict)
     detectors: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     emitted_at: int | None = None
     overrides: list[dict[str, Any]] = field(default_factory=list)  # on record, each with "active"
+
+    def __post_init__(self) -> None:
+        _coerce(self, "verdict", VerdictKind)
+        _coerce(self, "severity", Severity)
+        if len(self.reason_codes) != len(self.reasons):
+            raise ValueError(f"a verdict needs one reason code per reason: {len(self.reason_codes)} codes "
+                             f"for {len(self.reasons)} reasons")
 
     @property
     def key(self) -> str:
@@ -84,19 +188,72 @@ class Verdict:
         """Whether this verdict ends the rollout's automatic phase (a watch keeps it going)."""
         if self.watching:
             return False
-        return self.verdict in ("promote", "rollback") or (
-            self.verdict == "hold" and any(r.startswith("inconclusive") for r in self.reasons)
-        )
+        if self.verdict in (VerdictKind.PROMOTE, VerdictKind.ROLLBACK):
+            return True
+        # A hold ends it only at the deadline; a hold for any other reason (an incident, a
+        # mismatch, a silent canary, an override) may yet change.
+        return self.verdict == VerdictKind.HOLD and self.reason_codes[:1] == [ReasonCode.DEADLINE]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        """A verdict event (as published on ``rum.verdicts``) back into a :class:`Verdict`."""
-        return cls(**{**d, "metrics": [MetricEvidence(**m) for m in d.get("metrics", ())]})
+        """A verdict event (as published on ``rum.verdicts``) back into a :class:`Verdict`.
+
+        Strings become the enums. An event written before reason codes existed has none:
+        its codes, and so :attr:`decided`, are then derived from the reason texts of that
+        time (:func:`_legacy_code`), the one place that still reads them.
+        """
+        d = {**d, "metrics": [MetricEvidence(**m) for m in d.get("metrics", ())]}
+        if "reason_codes" in d:
+            d["reason_codes"] = [_code(c) for c in d["reason_codes"]]
+        else:
+            d["reason_codes"] = [_legacy_code(r, d.get("verdict")) for r in d.get("reasons", ())]
+        return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         # Field order of the published schema: identity, decision, evidence.
         order = ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
-                 "emitted_at", "policy", "reasons", "overrides", "metrics", "data_quality", "detectors",
+                 "emitted_at", "policy", "reasons", "reason_codes", "overrides", "metrics", "data_quality", "detectors",
                  "inputs"]
         return {k: out[k] for k in order}
+
+
+def _code(c: str) -> ReasonCode | str:
+    """A code as its enum member; one of a newer rumgate this one does not know stays a string."""
+    try:
+        return ReasonCode(c)
+    except ValueError:
+        return c
+
+
+#: Leading words of the reasons rumgate wrote before reason codes existed, and their codes.
+_LEGACY_PREFIXES = (
+    ("inconclusive", ReasonCode.DEADLINE),  # what ``decided`` looked for then
+    ("global incident", ReasonCode.GLOBAL_INCIDENT),
+    ("sample-ratio mismatch", ReasonCode.SRM),
+    ("no canary beacons", ReasonCode.NO_CANARY),
+    ("warming up", ReasonCode.WARMUP),
+    ("every metric proven not worse", ReasonCode.PROVEN_NOT_WORSE),
+    ("collecting evidence", ReasonCode.COLLECTING),
+    ("watching ", ReasonCode.WATCH_STARTED),
+    ("promoted; post-promotion watch", ReasonCode.WATCHING),
+    ("post-promotion watch passed", ReasonCode.WATCH_PASSED),
+    ("post-promotion watch:", ReasonCode.WATCH_BROKEN),
+    ("no verdict yet", ReasonCode.NO_VERDICT_YET),
+)
+_EVIDENCE_ALONE = "the evidence alone says "
+
+
+def _legacy_code(reason: str, verdict: str | None) -> ReasonCode:
+    """The code of a reason text of an event written before reason codes (see ``from_dict``)."""
+    if reason.startswith("override by ") and verdict in VERDICTS and verdict != VerdictKind.CONTINUE:
+        return ReasonCode.override(verdict)
+    if reason.startswith(_EVIDENCE_ALONE):  # "the evidence alone says hold: inconclusive after ..."
+        said, _, rest = reason[len(_EVIDENCE_ALONE):].partition(": ")
+        return _legacy_code(rest, said) if rest else ReasonCode.UNKNOWN
+    for prefix, code in _LEGACY_PREFIXES:
+        if reason.startswith(prefix):
+            return code
+    if verdict == VerdictKind.ROLLBACK and " worse" in reason:  # "LCP p75 worse by ≥ 10% (e = ...)"
+        return ReasonCode.WORSE
+    return ReasonCode.UNKNOWN

@@ -46,6 +46,7 @@ def test_a_large_lcp_regression_rolls_back_with_a_severity_and_a_reason():
     assert lcp.status == "worse" and lcp.worse_by_at_least >= 0.10
     assert lcp.ratio > 1.15
     assert v.reasons and "LCP p75" in v.reasons[0]
+    assert v.reason_codes == ["worse"] * len(v.reasons)
 
 
 def test_the_fast_path_rolls_back_sooner_and_only_claims_what_it_proved():
@@ -60,8 +61,9 @@ def test_the_fast_path_rolls_back_sooner_and_only_claims_what_it_proved():
 def test_a_clean_canary_promotes_only_after_the_minimum_duration():
     verdicts = run(LCP_ONLY, 360)
     final = verdicts[-1]
-    assert final.verdict == "promote"
+    assert final.verdict == "promote" and final.reason_codes == ["proven_not_worse"]
     assert final.inputs["elapsed_ms"] >= 5 * 60_000
+    assert all(v.reason_codes == ["collecting"] for v in verdicts[:-1])
     assert all(v.verdict == "continue" for v in verdicts[:-1])
     assert final.metrics[0].status == "not_worse" and final.metrics[0].not_worse_than <= 0.10
 
@@ -76,17 +78,20 @@ def test_error_page_view_rate_regression_is_caught_by_the_rate_test():
 def test_warm_up_windows_feed_no_test():
     verdicts = run(LCP_ERRORS, 6)  # 30 s of warm-up
     assert all(v.verdict == "continue" and "warming up" in v.reasons[0] for v in verdicts)
+    assert all(v.reason_codes == ["warmup"] for v in verdicts)
     assert all(m.n_canary == 0 for v in verdicts for m in v.metrics)
 
 
 def test_a_canary_without_traffic_is_held_not_passed():
     v = run(LCP_ONLY, 60, share=0.0)[-1]
     assert v.verdict == "hold" and "no canary beacons" in v.reasons[0]
+    assert v.reason_codes == ["no_canary"] and not v.decided
 
 
 def test_a_sample_ratio_mismatch_holds():
     verdicts = run(LCP_ONLY, 120, share=0.025, expected_share=0.05)
     assert any(v.verdict == "hold" and "sample-ratio mismatch" in v.reasons[0] for v in verdicts)
+    assert all(v.reason_codes == ["srm"] for v in verdicts if v.verdict == "hold")
     assert not any(v.verdict in ("promote", "rollback") for v in verdicts)
 
 
@@ -95,6 +100,7 @@ def test_inconclusive_at_the_deadline_holds():
                           "max_duration: 3m\nfast_path: false\n")
     final = run(policy, 100, lcp_factor=1.07)[-1]
     assert final.verdict == "hold" and final.reasons[0].startswith("inconclusive")
+    assert final.reason_codes == ["deadline"]
     assert final.decided
 
 
@@ -119,8 +125,9 @@ def test_verdict_event_has_the_published_schema_and_is_json():
     v = run(DEFAULT_POLICY, 20)[-1]
     event = orjson.loads(orjson.dumps(v.to_dict()))
     assert list(event) == ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
-                           "emitted_at", "policy", "reasons", "overrides", "metrics", "data_quality",
-                           "detectors", "inputs"]
+                           "emitted_at", "policy", "reasons", "reason_codes", "overrides", "metrics",
+                           "data_quality", "detectors", "inputs"]
+    assert len(event["reason_codes"]) == len(event["reasons"])
     assert event["rollout"] == f"{APP}:{CANARY}" and event["seq"] == 20
     assert event["policy"] == {"name": "default", "hash": DEFAULT_POLICY.hash, "dry_run": False}
     for key in ("metric", "statistic", "segment", "canary", "baseline", "ratio", "worse_by_at_least",

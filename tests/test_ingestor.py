@@ -212,3 +212,49 @@ def test_media_type_is_what_aiohttp_gives(header: str | None) -> None:
 
     request = make_mocked_request("POST", "/v1/beacons", headers={} if header is None else {"Content-Type": header})
     assert _media_type(header) == request.content_type
+
+
+def _datadog(view_id: str, event_type: str = "view", **extra) -> dict:
+    return {"type": event_type, "service": "shop-web", "version": "r2", "_dd": {"document_version": 1},
+            "view": {"id": view_id, "largest_contentful_paint": 2_000_000_000}, **extra}
+
+
+def test_items_that_are_not_ours_are_counted_by_their_kind_not_dead_lettered() -> None:
+    """Datadog actions, bots and synthetic sessions, Boomerang XHR beacons: valid, not ours.
+    What sorts them is the kind the adapter gives, not the words of the reason, so a broken
+    item whose reason quotes such words is still dead-lettered with its reason."""
+    from streams.ingest.formats import RejectKind, convert_items, to_canonical
+
+    boomerang = {"v": "1.815.1", "u": "https://shop.example/p/1", "app": "shop-web", "rel": "r2"}
+    items = [
+        _datadog("v0", "action"),  # not a page view
+        _datadog("v1", device={"type": "bot"}),  # not a real user
+        _datadog("v2", session={"id": "s1", "type": "synthetics"}),  # not a real user
+        {**boomerang, "http.initiator": "xhr"},  # not a page view
+        {**boomerang, "pt.lcp": "are not page views"},  # broken: the reason quotes the value
+        _datadog("v5"),  # a page view
+    ]
+    ctx = Context(received_at=T + 5)
+    beacons, rejects, ignored = convert_items(items, ctx)
+    assert len(beacons) == 1 and beacons == to_canonical(items, ctx)[0]
+    assert rejects == [(4, "Boomerang: pt.lcp: must be a number, got 'are not page views'")]
+    assert [(i, kind) for i, _, kind in ignored] == [
+        (0, RejectKind.NOT_A_PAGE_VIEW), (1, RejectKind.NOT_A_REAL_USER), (2, RejectKind.NOT_A_REAL_USER),
+        (3, RejectKind.NOT_A_PAGE_VIEW)]
+    assert [reason for _, reason, _ in ignored] == [
+        "Datadog RUM: type: 'action' events are not page views (only 'view' events are used)",
+        "Datadog RUM: device.type: 'bot' is not a real user",
+        "Datadog RUM: session.type: 'synthetics' sessions are not real users",
+        "Boomerang: http.initiator: 'xhr' beacons are not page views "
+        "(only page loads, SPA navigations and their unload beacons are)"]
+    # to_canonical still reports every item without a beacon, in item order, as plain strings
+    assert to_canonical(items, ctx)[1] == sorted([*rejects, *((i, r) for i, r, _ in ignored)])
+
+    sink = Recorder()
+    result = asyncio.run(Ingestor(IngestConfig(linger_ms=1), sink).ingest_items(items, ctx))
+    assert (result["accepted"], result["rejected"], result["ignored"]) == (1, 1, 4)
+    assert result["errors"] == ["item 4: Boomerang: pt.lcp: must be a number, got 'are not page views'"]
+    dlq = [(value, headers) for topic, _, value, headers in sink.records if topic == "rum.beacons.dlq"]
+    assert dlq == [(orjson.dumps(items[4]), [
+        ("rumgate-reason", b"Boomerang: pt.lcp: must be a number, got 'are not page views'"),
+        ("rumgate-source", b"ingest")])]

@@ -42,14 +42,13 @@ from aiohttp import web
 from aiohttp.helpers import parse_content_type
 
 from streams.ingest.dedupe import RecentIds
-from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
+from streams.ingest.formats import Context, FormatError, convert_items, parse_body
 from streams.ingest.formats.fast import CanonicalItem, canonical_items, encode, encode_many
 from streams.ingest.snippet import add_snippet_routes
 
 __all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "json_arrays", "RouteTemplates"]
 
 _APP_OF, _ID_OF = operator.attrgetter("app"), operator.attrgetter("id")
-_NOT_OURS = re.compile(r"are not page views|not (a )?real users?")
 
 Sink = Callable[[str, bytes, bytes, list[tuple[str, bytes]]], Awaitable[None]]  # topic, key, value, headers
 
@@ -204,11 +203,9 @@ class Ingestor:
 
     async def ingest_items(self, items: list, ctx: Context) -> dict:
         """Items of any format (see :mod:`streams.ingest.formats`) → records; the counts of each fate."""
-        beacons, bad = to_canonical(items, ctx)
         # SDK batches also carry events that are not page views (Datadog actions, resources;
         # bots, synthetic sessions): valid, just not ours. They are counted, not dead-lettered.
-        ignored = [(i, r) for i, r in bad if _NOT_OURS.search(r)]
-        bad = [(i, r) for i, r in bad if not _NOT_OURS.search(r)]
+        beacons, bad, ignored = convert_items(items, ctx)
         errors = [f"item {i}: {reason}" for i, reason in bad]
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
         good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken

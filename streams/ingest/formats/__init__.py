@@ -40,11 +40,11 @@ A reason starts with the format's name, then the field:
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.beacon import beacon_reason
 from streams.ingest.formats import boomerang, canonical, datadog, otel, webvitals
-from streams.ingest.formats.base import Context, FormatError
+from streams.ingest.formats.base import Context, FormatError, RejectKind
 from streams.ingest.formats.body import CONTEXT_PARAMS, parse_body
 
 __all__ = [
@@ -52,7 +52,10 @@ __all__ = [
     "CONTEXT_PARAMS",
     "UNRECOGNISED",
     "Context",
+    "Conversion",
     "FormatError",
+    "RejectKind",
+    "convert_items",
     "detect",
     "parse_body",
     "to_canonical",
@@ -102,9 +105,32 @@ def to_canonical(
     metrics), one item several (an OTLP export), and a superseded Datadog view version
     none, without being reported. A beacon that fails
     :func:`~detectors.beacon.validate_beacon` is reported against each of its items.
+    :func:`convert_items` gives the same, with the items that are not ours kept apart.
+    """
+    beacons, rejects, ignored = convert_items(items, ctx)
+    rejects = rejects + [(index, reason) for index, reason, _ in ignored]
+    rejects.sort(key=lambda pair: pair[0])
+    return beacons, rejects
+
+
+class Conversion(NamedTuple):
+    """What :func:`convert_items` made of a request's items."""
+
+    beacons: list[dict[str, Any]]
+    rejects: list[tuple[int, str]]  # (item index, reason) of broken items
+    ignored: list[tuple[int, str, RejectKind]]  # (item index, reason, kind) of valid items not ours
+
+
+def convert_items(items: list[Any], ctx: Context) -> Conversion:
+    """:func:`to_canonical`, with the rejects of items that are valid but not ours apart.
+
+    Those (a Datadog action, a Boomerang XHR beacon, a bot; see :class:`RejectKind`) are in
+    ``ignored`` with their kind; ``rejects`` holds the broken items only. Each list is in
+    item order.
     """
     by_adapter: dict[ModuleType, list[tuple[int, Any]]] = {}
     rejects: list[tuple[int, str]] = []
+    ignored: list[tuple[int, str, RejectKind]] = []
     for index, item in enumerate(items):
         try:
             adapter = detect(item)
@@ -129,6 +155,8 @@ def to_canonical(
             else:
                 rejects.extend((index, f"{adapter.NAME}: {reason}") for index in sources)
         rejects.extend((index, f"{adapter.NAME}: {reason}") for index, reason in converted.rejects)
+        ignored.extend((index, f"{adapter.NAME}: {reason}", kind) for index, reason, kind in converted.ignored)
     beacons.sort(key=lambda pair: pair[0])
     rejects.sort(key=lambda pair: pair[0])
-    return [beacon for _, beacon in beacons], rejects
+    ignored.sort(key=lambda triple: triple[0])
+    return Conversion([beacon for _, beacon in beacons], rejects, ignored)

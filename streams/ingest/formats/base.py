@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from detectors.beacon import _MAX_STR, _TS_MAX, _TS_MIN
@@ -29,6 +30,7 @@ from detectors.beacon import _MAX_STR, _TS_MAX, _TS_MIN
 __all__ = [
     "Context",
     "FormatError",
+    "RejectKind",
     "Converted",
     "make_beacon",
     "number",
@@ -71,8 +73,28 @@ class Context:
                 raise ValueError(f"{name}: must be a string or None, got {type(value).__name__}")
 
 
+class RejectKind(StrEnum):
+    """Why an item gave no beacon: it is broken, or it is valid but not ours.
+
+    SDK batches also carry events that are not a real user's page view (Datadog actions and
+    resources, Boomerang XHR beacons, bots, synthetic sessions). Those are counted and
+    dropped; only :attr:`INVALID` items are errors, dead-lettered and reported to the sender.
+    """
+
+    INVALID = "invalid"
+    NOT_A_PAGE_VIEW = "not_a_page_view"
+    NOT_A_REAL_USER = "not_a_real_user"
+
+
 class FormatError(ValueError):
-    """A body or an item cannot be used. The message says what is wrong, naming the field."""
+    """A body or an item cannot be used. The message says what is wrong, naming the field.
+
+    ``kind`` says whether the item is broken (the default) or valid but not ours.
+    """
+
+    def __init__(self, message: str, kind: RejectKind = RejectKind.INVALID) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -80,11 +102,20 @@ class Converted:
     """What an adapter made of its items.
 
     ``beacons`` pairs each beacon with the indexes of the items it came from (several for
-    grouped web-vitals metrics); ``rejects`` holds ``(item index, reason)``.
+    grouped web-vitals metrics); ``rejects`` holds ``(item index, reason)`` of broken items,
+    ``ignored`` ``(item index, reason, kind)`` of valid items that are not ours.
     """
 
     beacons: list[tuple[list[int], dict[str, Any]]] = field(default_factory=list)
     rejects: list[tuple[int, str]] = field(default_factory=list)
+    ignored: list[tuple[int, str, RejectKind]] = field(default_factory=list)
+
+    def refuse(self, index: int, reason: str, kind: RejectKind = RejectKind.INVALID) -> None:
+        """Give no beacon for item ``index``: into ``rejects`` or ``ignored`` by its kind."""
+        if kind is RejectKind.INVALID:
+            self.rejects.append((index, reason))
+        else:
+            self.ignored.append((index, reason, kind))
 
 
 def number(x: Any) -> float | None:

@@ -38,7 +38,7 @@ import math
 import re
 from typing import Any
 
-from streams.ingest.formats.base import Context, Converted, FormatError, make_beacon
+from streams.ingest.formats.base import Context, Converted, FormatError, RejectKind, make_beacon
 
 __all__ = ["NAME", "detect", "convert", "convert_params", "error_count"]
 
@@ -188,7 +188,8 @@ def convert_params(params: dict[str, str], ctx: Context) -> dict[str, Any]:
     if initiator not in PAGE_VIEW_INITIATORS:
         raise FormatError(
             f"http.initiator: {initiator[:40]!r} beacons are not page views "
-            "(only page loads, SPA navigations and their unload beacons are)"
+            "(only page loads, SPA navigations and their unload beacons are)",
+            RejectKind.NOT_A_PAGE_VIEW,
         )
     unload = "rt.quit" in params
     inp = _number(params, "et.inp")
@@ -236,5 +237,5 @@ def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
         try:
             out.beacons.append(([index], convert_params(params, ctx)))
         except FormatError as exc:
-            out.rejects.append((index, str(exc)))
+            out.refuse(index, str(exc), exc.kind)
     return out

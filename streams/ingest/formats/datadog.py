@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.ingest.formats.base import Context, Converted, FormatError, make_beacon, number
+from streams.ingest.formats.base import Context, Converted, FormatError, RejectKind, make_beacon, number
 
 __all__ = ["NAME", "detect", "convert", "convert_view"]
 
@@ -101,10 +101,10 @@ def convert_view(event: dict, ctx: Context) -> dict[str, Any]:
     """One beacon from one view event; FormatError names the field that prevents it."""
     session_type = _get(event, "session.type")
     if type(session_type) is str and session_type in _NOT_USERS:
-        raise FormatError(f"session.type: {session_type!r} sessions are not real users")
+        raise FormatError(f"session.type: {session_type!r} sessions are not real users", RejectKind.NOT_A_REAL_USER)
     device = _get(event, "device.type")
     if device == "bot":
-        raise FormatError("device.type: 'bot' is not a real user")
+        raise FormatError("device.type: 'bot' is not a real user", RejectKind.NOT_A_REAL_USER)
     ns = float(_NS_PER_MS)
     metrics = {
         "LCP": _value(event, ("view.performance.lcp.timestamp", "view.largest_contentful_paint"), ns),
@@ -137,8 +137,8 @@ def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
     for index, event in items:
         view_id = _get(event, "view.id")
         if event["type"] != "view":
-            out.rejects.append((index, f"type: {event['type'][:40]!r} events are not page views "
-                                       "(only 'view' events are used)"))
+            out.refuse(index, f"type: {event['type'][:40]!r} events are not page views (only 'view' events are used)",
+                       RejectKind.NOT_A_PAGE_VIEW)
         elif type(view_id) is not str or not view_id:
             out.rejects.append((index, "view.id: missing"))
         elif view_id not in latest or _version(event) >= _version(latest[view_id][1]):
@@ -147,5 +147,5 @@ def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
         try:
             out.beacons.append(([index], convert_view(event, ctx)))
         except FormatError as exc:
-            out.rejects.append((index, str(exc)))
+            out.refuse(index, str(exc), exc.kind)
     return out
