@@ -7,12 +7,13 @@ the core leaves it to the caller; everything else is a pure function of the inpu
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["VERDICTS", "SEVERITIES", "EXIT_CODES", "VerdictKind", "MetricStatus", "Severity", "ReasonCode",
-           "MetricEvidence", "Verdict"]
+           "MetricEvidence", "Verdict", "supersedes", "latest_by_key"]
 
 
 class _Vocabulary(StrEnum):
@@ -257,3 +258,40 @@ def _legacy_code(reason: str, verdict: str | None) -> ReasonCode:
     if verdict == VerdictKind.ROLLBACK and " worse" in reason:  # "LCP p75 worse by ≥ 10% (e = ...)"
         return ReasonCode.WORSE
     return ReasonCode.UNKNOWN
+
+
+E = TypeVar("E", bound=Mapping)
+
+
+def supersedes(event: Mapping[str, Any], held: Mapping[str, Any] | None) -> bool:
+    """Whether verdict event ``event`` replaces ``held`` as the latest of its key.
+
+    A higher ``seq`` wins; an equal one replaces too (the same verdict read back from the
+    topic). An event without an integer ``seq`` is not a verdict and never wins.
+
+    >>> supersedes({"seq": 3}, {"seq": 2}), supersedes({"seq": 2}, {"seq": 2}), supersedes({"seq": 1}, {"seq": 2})
+    (True, True, False)
+    >>> supersedes({"seq": 1}, None), supersedes({"seq": "x"}, None)
+    (True, False)
+    """
+    seq = event.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return False
+    return held is None or seq >= held.get("seq", 0)
+
+
+def latest_by_key(events: Iterable[tuple[str, E]]) -> dict[str, E]:
+    """The latest verdict event per key, by :func:`supersedes`, from ``(key, event)`` pairs.
+
+    The key is the record's key (a rollout id, or a rollout's dry-run policy) or the
+    event's ``rollout``.
+
+    >>> latest_by_key([("a", {"seq": 2, "v": 1}), ("a", {"seq": 1}), ("b", {"seq": 1}),
+    ...                ("a", {"seq": 2, "v": 2}), ("b", {"seq": "x"})])
+    {'a': {'seq': 2, 'v': 2}, 'b': {'seq': 1}}
+    """
+    latest: dict[str, E] = {}
+    for key, event in events:
+        if supersedes(event, latest.get(key)):
+            latest[key] = event
+    return latest

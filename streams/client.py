@@ -24,42 +24,19 @@ verdict. Verdicts of dry-run policies are skipped unless ``include_dry_run``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from detectors.verdict import Verdict
+from detectors.verdict import Verdict, latest_by_key
 from streams.live.broker import BrokerError, broker_servers
 from streams.live.settings import Topics
 from streams.live.topics import read_to_end
 
 __all__ = ["VerdictSubscriber", "latest_by_key"]
 
-E = TypeVar("E", bound=Mapping)
-
-
-def latest_by_key(events: Iterable[tuple[str, E]]) -> dict[str, E]:
-    """The latest verdict event per key: the highest ``seq``, the later one on a tie.
-
-    ``events`` are ``(key, event)`` pairs in topic order, the key being the record's key
-    (a rollout id, or a rollout's dry-run policy) or the event's ``rollout``. An event
-    without an integer ``seq`` is not a verdict and is skipped.
-
-    >>> latest_by_key([("a", {"seq": 2, "v": 1}), ("a", {"seq": 1}), ("b", {"seq": 1}),
-    ...                ("a", {"seq": 2, "v": 2}), ("b", {"seq": "x"})])
-    {'a': {'seq': 2, 'v': 2}, 'b': {'seq': 1}}
-    """
-    latest: dict[str, E] = {}
-    for key, event in events:
-        seq = event.get("seq")
-        if not isinstance(seq, int):
-            continue
-        if seq >= latest.get(key, {}).get("seq", 0):
-            latest[key] = event
-    return latest
 
 
 class VerdictSubscriber:

@@ -148,7 +148,7 @@ async def read_state(settings: Settings) -> tuple[dict[str, dict], dict[str, dic
     """Rollouts (latest record per id) and their latest verdicts, read from the topics."""
     import orjson
 
-    from streams.client import latest_by_key
+    from detectors.verdict import latest_by_key
     from streams.live.broker import broker_servers
     from streams.live.topics import ensure_topics, read_to_end
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from detectors.override import Override
 from detectors.rollout import Rollout
+from detectors.verdict import supersedes
 from streams.http.metrics import Metrics
 
 __all__ = ["BACKEND", "CLOCK", "Backend", "backend_of", "no_verdict", "now_ms"]
@@ -39,9 +40,9 @@ class Backend:
     metrics: Metrics = field(default_factory=Metrics)
 
     def offer_verdict(self, key: str, event: dict) -> bool:
-        """Keep ``event`` as the latest verdict of ``key`` unless one with a higher ``seq`` is
-        held (an equal ``seq`` replaces: the same verdict read back from the topic). True when kept."""
-        if event.get("seq", 0) >= (self.latest.get(key) or {}).get("seq", 0):
+        """Keep ``event`` as the latest verdict of ``key`` if it supersedes the one held
+        (:func:`detectors.verdict.supersedes`). True when kept."""
+        if supersedes(event, self.latest.get(key)):
             self.latest[key] = event
             return True
         return False

@@ -88,5 +88,4 @@ async def apply_control_record(rt: Runtime, topic: str, record) -> None:
     else:
         v = orjson.loads(record.value)
         key = record.key.decode() if record.key else v["rollout"]
-        if v.get("seq", 0) >= (backend.latest.get(key) or {}).get("seq", 0):
-            backend.latest[key] = v
+        backend.offer_verdict(key, v)

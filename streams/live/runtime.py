@@ -27,8 +27,8 @@ from detectors.override import Override
 from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step
 from detectors.pipeline.judge import Judge, WindowsRecord
 from detectors.rollout import Rollout
-from detectors.verdict import Verdict
-from streams.http.api import Backend
+from detectors.verdict import Verdict, latest_by_key
+from streams.http.backend import Backend
 from streams.http.webhooks import Notifier
 from streams.live.broker import broker_servers
 from streams.live.settings import Settings
@@ -220,16 +220,18 @@ class Stage2:
 
     async def load_published(self) -> None:
         servers = broker_servers(self.rt.settings.broker or "")
+        found: list[tuple[str, dict]] = []
         async for batch in read_to_end(servers, self.rt.settings.topics.verdicts_latest):
             for record in batch:
                 try:
                     v = orjson.loads(record.value)
-                    key = record.key.decode() if record.key else v["rollout"]
-                    if int(v["seq"]) >= self.published.get(key, 0):
-                        self.published[key] = int(v["seq"])
-                        self.last_kind[key] = v["verdict"]
+                    found.append((record.key.decode() if record.key else v["rollout"], v))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
                     log.warning("rum.verdicts.latest offset %d: not a verdict, ignored", record.offset)
+        for key, v in latest_by_key(found).items():
+            if "verdict" in v and v["seq"] >= self.published.get(key, 0):
+                self.published[key] = v["seq"]
+                self.last_kind[key] = v["verdict"]
 
     def judge(self, partition: int) -> Judge:
         judge = self.judges.get(partition)

@@ -16,8 +16,9 @@ def test_a_verdict_is_kept_unless_a_later_seq_is_held():
     assert b.latest["a"]["verdict"] == "hold"
     assert b.offer_verdict("a", verdict("a", "rollback", seq=5))
     assert b.latest["a"]["verdict"] == "rollback"
-    assert b.offer_verdict("b", {"rollout": "b", "verdict": "continue"})  # no seq: counts as 0
-    assert set(b.latest) == {"a", "b"}
+    assert not b.offer_verdict("b", {"rollout": "b", "verdict": "continue"})  # no seq: not a verdict
+    assert not b.offer_verdict("a", {"rollout": "a", "verdict": "promote", "seq": "9"})
+    assert set(b.latest) == {"a"} and b.latest["a"]["verdict"] == "rollback"
 
 
 def test_the_verdict_before_the_first_is_continue():
