@@ -166,21 +166,12 @@ def run_core(inp: Input) -> CoreOutcome:
     """The lines as one partition's records through :class:`Run`, chunked as ``run_backtest`` does."""
     rollout = backtest_rollout(inp.app, inp.canary, inp.baseline, DEFAULT_POLICY, expected_share=inp.share)
     run = Run(rollout, stop_at_decision=False, keep_rejects=0)
-    n_windows = 0
-    judge_add = run.judge.add
-
-    def judged(record):  # what stage 1 handed to stage 2: the window summaries it closed
-        nonlocal n_windows
-        n_windows += len(record.summaries)
-        return judge_add(record)
-
-    run.judge.add = judged
     lines = inp.lines
     for offset in range(0, len(lines), CHUNK):
         run.add(0, list(enumerate(lines[offset:offset + CHUNK], offset)))
     result = run.finish(flush=True)
     final = result.final.verdict if result.final else "none"
-    return CoreOutcome(result.beacons, result.rejected, n_windows, len(result.verdicts), final)
+    return CoreOutcome(result.beacons, result.rejected, result.windows, len(result.verdicts), final)
 
 
 def timed(fn, *args):

@@ -219,8 +219,7 @@ def window_summaries(scenario: Scenario, seed: int) -> Iterator[tuple[int, list[
 def _split(run: Run, share: float) -> None:
     """The rollout's configured split from now on, as a deploy tool re-records it on a ramp."""
     if run.rollout.expected_share != share:
-        run.rollout = replace(run.rollout, expected_share=share)
-        run.judge.apply_rollout(run.rollout)  # a known rollout: its gates carry on
+        run.update_rollout(replace(run.rollout, expected_share=share))
 
 
 def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> dict[str, dict]:

@@ -49,6 +49,7 @@ class RunResult:
     rejects: list[DeadLetter] = field(default_factory=list)  # the first ``keep_rejects``
     rejected: int = 0
     late: int = 0
+    windows: int = 0  # window summaries handed to the judge
 
     @property
     def final(self) -> Verdict | None:
@@ -113,6 +114,13 @@ class Run:
         self._publish(partition, agg, step)
         return self.stopped
 
+    def update_rollout(self, rollout: Rollout) -> None:
+        """The rollout recorded again (an end, a new expected share on a ramp): its gates carry on."""
+        if rollout.id != self.rollout.id:
+            raise ValueError(f"a run judges {self.rollout.id!r}, not {rollout.id!r}")
+        self.rollout = rollout
+        self.judge.apply_rollout(rollout)
+
     def add_windows(self, partition: int, closed: Sequence[WindowSummary]) -> bool:
         """Stage 2 alone: window summaries a partition closed (in window order), for
         callers that make summaries without beacons (the decision-quality benchmark)."""
@@ -155,6 +163,8 @@ class Run:
     def _judge(self, record: WindowsRecord) -> None:
         if self.stopped:
             return
+        self.result.windows += len(record.summaries)
+        # The window that decides is reported whole: its dry-run verdicts too.
         for verdict in self.judge.add(record):
             verdict = replace(verdict, emitted_at=verdict.at)  # processing time is event time here
             self.result.verdicts.append(verdict)
@@ -162,4 +172,3 @@ class Run:
                 self.on_verdict(verdict)
             if self.stop_at_decision and verdict.decided and verdict.key == self.rollout.id:
                 self.stopped = True
-                return

@@ -103,3 +103,28 @@ def test_stage_two_alone_judges_the_summaries_as_stage_one_makes_them():
     result = run.finish()
     assert result.final.verdict == "rollback" and result.beacons == 0
     assert [v.seq for v in result.verdicts] == list(range(1, len(result.verdicts) + 1))
+
+
+def test_the_deciding_window_is_reported_whole(records):
+    lenient = parse_policy("name: lenient\nmetrics:\n  - metric: LCP\n    rollback_tolerance: 1.0\n"
+                           "    promote_tolerance: 1.0\nwarmup: 0s\nmin_duration: 1h\n")
+    rollout = replace(ROLLOUT, dry_run_policies=(replace(lenient, dry_run=True),))
+    run = Run(rollout)
+    run.add(0, list(enumerate(records)))
+    verdicts = run.finish(flush=True).verdicts
+    last = verdicts[-1].at
+    assert [v.key for v in verdicts if v.at == last] == [rollout.id, f"{rollout.id}~dry-run:lenient"]
+    assert verdicts[-2].decided and not verdicts[-1].decided  # the enforcing one decided, the dry run did not
+
+
+def test_a_rollout_recorded_again_carries_on(records):
+    run = Run(ROLLOUT, stop_at_decision=False)
+    run.add(0, list(enumerate(records[:20_000])))
+    before = len(run.result.verdicts)
+    run.update_rollout(replace(ROLLOUT, ended_at=SC.start_ms + 300_000))
+    run.add(0, list(enumerate(records[20_000:], 20_000)))
+    ended = run.finish(flush=True).verdicts
+    assert 0 < before < 60 and ended[-1].at == SC.start_ms + 300_000  # nothing judged after its end
+    assert [v.seq for v in ended] == list(range(1, len(ended) + 1))  # the same gate carried on
+    with pytest.raises(ValueError, match="a run judges"):
+        run.update_rollout(replace(ROLLOUT, id="other"))
