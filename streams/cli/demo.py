@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -82,13 +83,12 @@ def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: 
         settings = Settings.from_env(broker=broker, app_id=f"rumgate-demo-{uuid.uuid4().hex[:6]}",
                                      topic_prefix=f"demo-{start_ms}.")
         asyncio.run(ensure_topics(settings))
-        worker = _start_worker(settings, logdir / "worker.log")
+        worker, api = _start_worker(settings, logdir / "worker.log")
         click.echo(f"  worker started (log: {logdir / 'worker.log'}); waiting for it to join…")
-        api = _wait_for_worker(worker, logdir / "worker.log")
+        _wait_for_worker(worker, api, logdir / "worker.log")
         rollout = Rollout(f"{sim.app}:{sim.canary}", sim.app, sim.canary, sim.baseline, sim.start_ms,
                           policy, sim.canary_share)
-        if api:
-            click.echo(f"  verdicts also at {api.replace('/v1/rollouts', '')}/v1/rollouts/{rollout.id}/verdict")
+        click.echo(f"  verdicts also at {api}/v1/rollouts/{rollout.id}/verdict")
         final, beacons, wall = asyncio.run(_run(settings, rollout, sim, seed, speed, worker))
     except BrokerError as exc:
         raise click.ClickException(str(exc)) from None
@@ -104,26 +104,31 @@ def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: 
     _finish(final, wall, beacons)
 
 
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen:
+def _start_worker(settings: Settings, log: Path) -> tuple[subprocess.Popen, str]:
+    """The worker process and the base URL of its HTTP API."""
+    http = f"127.0.0.1:{free_port()}"
     env = dict(os.environ, RUMGATE_BROKER=settings.broker, RUMGATE_APP_ID=settings.app_id,
                RUMGATE_TOPIC_PREFIX=settings.topic_prefix,
                RUMGATE_REBALANCE_TIMEOUT_S="4", RUMGATE_SESSION_TIMEOUT_S="4",
-               RUMGATE_HTTP=f"127.0.0.1:{free_port()}", RUMGATE_API_READ_OPEN="true")
-    return subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
-                            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+               RUMGATE_HTTP=http, RUMGATE_API_READ_OPEN="true")
+    process = subprocess.Popen([sys.executable, "-m", "streams", "worker", "--loglevel", "warning"],
+                               env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    return process, f"http://{http}"
 
 
-def _wait_for_worker(worker: subprocess.Popen, log: Path) -> str | None:
-    """Wait until the worker owns partitions; return its HTTP API's URL if it printed one."""
+def _wait_for_worker(worker: subprocess.Popen, api: str, log: Path) -> None:
+    """Wait until the worker's ``/healthz`` says it is ready (it owns its partitions)."""
     deadline = time.monotonic() + WORKER_START_S
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise click.ClickException(f"the worker exited with code {worker.returncode}:\n"
                                        + log.read_text(errors="replace")[-2000:])
-        text = log.read_text(errors="replace")
-        if "partitions assigned" in text:
-            api = [line.split("HTTP API at ", 1)[1].strip() for line in text.splitlines() if "HTTP API at " in line]
-            return api[0] if api else None
+        try:
+            with urllib.request.urlopen(f"{api}/healthz", timeout=2) as answer:
+                if orjson.loads(answer.read()).get("ready"):
+                    return
+        except (OSError, ValueError):
+            pass  # not serving yet
         time.sleep(0.2)
     raise click.ClickException(f"the worker did not join within {WORKER_START_S:g} s; see {log}")
 

@@ -38,6 +38,9 @@ class Backend:
     publish_override: Callable[[Override], Awaitable[None]] | None = None
     history: Callable[[str], Awaitable[list[dict]]] | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    #: The partitions the worker judges and aggregates, once it has joined its group and read
+    #: back what it published before (None until then): what ``/healthz`` calls ready.
+    partitions: list[str] | None = None
 
     def offer_verdict(self, key: str, event: dict) -> bool:
         """Keep ``event`` as the latest verdict of ``key`` if it supersedes the one held

@@ -11,7 +11,11 @@ __all__ = ["ROUTES"]
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json({"status": "ok", "rollouts": len(backend_of(request).rollouts)})
+    """Liveness (200 while the process serves), with readiness: ``ready`` once the worker owns
+    its partitions and has read back its published verdicts, and which partitions those are."""
+    backend = backend_of(request)
+    return json({"status": "ok", "rollouts": len(backend.rollouts), "ready": backend.partitions is not None,
+                 "partitions": backend.partitions or []})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -71,7 +71,10 @@ OPENAPI = {
     },
     "security": [{"bearer": []}],
     "paths": {
-        "/healthz": {"get": {"security": [], "summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+        "/healthz": {"get": {"security": [], "summary": "Liveness and readiness",
+                             "responses": {"200": {"description": "ok; ready (bool): the worker owns its partitions "
+                                                                  "(listed in partitions) and has read back its "
+                                                                  "published verdicts"}}}},
         "/metrics": {"get": {"security": [], "summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition format"}}}},
         "/v1/beacons": {

@@ -134,6 +134,7 @@ def _register_rebalance(rt: Runtime, quiet: bool) -> None:
 
     @app.on_partitions_revoked.connect
     async def on_revoked(sender, revoked, **kwargs):
+        rt.backend.partitions = None  # not ready while the group rebalances
         async with stage1.lock:
             stage1.revoke({tp.partition for tp in revoked if tp.topic == topics.beacons})
         async with stage2.lock:
@@ -155,3 +156,4 @@ def _register_rebalance(rt: Runtime, quiet: bool) -> None:
             await app.consumer.seek(tp, 0)
         async with stage2.lock:
             await stage2.load_published()
+        rt.backend.partitions = mine  # ready: what /healthz reports

@@ -9,9 +9,21 @@ def test_healthz_counts_the_rollouts_and_is_open():
     b, _ = backend(rollout("a:r2"), rollout("b:r2"))
     for served in (api(b), api(b, token="")):
         answer = served.call("GET", "/healthz", headers={})
-        assert answer.status == 200 and answer.body == {"status": "ok", "rollouts": 2}
+        assert answer.status == 200
+        assert answer.body == {"status": "ok", "rollouts": 2, "ready": False, "partitions": []}
         assert answer.content_type.startswith("application/json")
-    assert api(backend()[0]).call("GET", "/healthz", headers={}).body == {"status": "ok", "rollouts": 0}
+    assert api(backend()[0]).call("GET", "/healthz", headers={}).body["rollouts"] == 0
+
+
+def test_healthz_says_ready_once_the_worker_owns_its_partitions():
+    b, _ = backend()
+    assert api(b).call("GET", "/healthz", headers={}).body["ready"] is False
+    b.partitions = ["rum.beacons[0]", "rum.windows[0]"]
+    body = api(b).call("GET", "/healthz", headers={}).body
+    assert body["ready"] is True and body["partitions"] == ["rum.beacons[0]", "rum.windows[0]"]
+    b.partitions = []  # a worker of a group with more members than partitions: ready, owning none
+    assert api(b).call("GET", "/healthz", headers={}).body == {"status": "ok", "rollouts": 0, "ready": True,
+                                                              "partitions": []}
 
 
 def test_metrics_render_the_backends_registry_as_prometheus_text():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from dataclasses import replace
 
 import orjson
@@ -33,6 +34,11 @@ def test_a_regressed_canary_ends_in_rollback(pipeline):
     latest = [orjson.loads(r.value) for r in pipeline.read(pipeline.topics.verdicts_latest)]
     assert latest[-1]["seq"] == final["seq"]
     assert "partitions assigned" in worker.output()
+    with urllib.request.urlopen(worker.http + "/healthz", timeout=5) as answer:
+        health = orjson.loads(answer.read())
+    assert health["ready"] is True  # readiness is a signal, not a line of the log
+    assert sorted(health["partitions"]) == sorted([f"{pipeline.topics.beacons}[{p}]" for p in range(4)]
+                                                  + [f"{pipeline.topics.windows}[0]"])
 
 
 def test_a_clean_canary_ends_in_promote_from_batch_records(pipeline):
