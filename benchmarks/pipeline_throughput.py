@@ -650,8 +650,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(default 2000: 200,000 beacons = 100 s = 20 five-second windows per partition)")
     ap.add_argument("--batch-rate", type=float, default=20_000.0,
                     help="event-time rate of the 100-beacon data (default 20000, a busy site: 1,000,000 "
-                         "beacons = 50 s). With 4 partitions, 80000 makes stage 1 crash: one window of one "
-                         "partition is a rum.windows record over 1 MB (see docs/benchmarks.md)")
+                         "beacons = 50 s). Higher rates make larger window records: with 4 partitions, 80000 "
+                         "puts one window of one partition over 1 MB, which rum.windows and the worker's "
+                         "producer take (up to 16 MB)")
     ap.add_argument("--partitions", type=int, default=4, help="partitions of rum.beacons (default 4)")
     ap.add_argument("--window-ms", type=int, default=5000, help="stage-1 window for throughput (default 5000)")
     ap.add_argument("--lateness-ms", type=int, default=5000, help="allowed lateness for throughput (default 5000)")

@@ -69,8 +69,8 @@ def _peak_context() -> Detector:
 
 def _peak_ensemble() -> Detector:
     # the larger of the two inner scores (both already on absolute [0, 1] scales), then one peak
-    # filter: NAB 62.3 against 59.8 (peak_tod_loda) and 58.2 (peak_context); rank-normalising the
-    # inner scores first lost their magnitude and scored 47.6-51.4 (docs/benchmarks.md, "NAB")
+    # filter: NAB 62.3 against 59.8 (peak_tod_loda) and 58.2 (peak_context); the scores are not
+    # rank-normalised first, which would lose their magnitude (47.6-51.4; docs/benchmarks.md, "NAB")
     return NewPeakFilter(MaxScore([TimeOfDayResidual(LODAScorer()), ContextualAnomaly(rest_period=0)]), window=100)
 
 

@@ -65,9 +65,9 @@ async def serve_ingest(settings, ready: asyncio.Event | None = None, tune_gc: bo
 def settle_gc() -> None:
     """Tune the cyclic garbage collector for a long-running endpoint, once set-up is done.
 
-    Start-up leaves over 50,000 objects the collector tracks (130,000 when the CLI
-    still imported every command); at load a full collection ran every half second and
-    walked all of them (then about 50 ms each, 11 µs per request at 9,000 requests/s).
+    Start-up leaves over 50,000 objects the collector tracks; at load a full collection
+    would run every half second and walk all of them (tens of ms each, several µs per
+    request at 9,000 requests/s).
     ``gc.freeze`` moves everything alive after start-up out of the collector's sight. The
     default young-generation threshold (700 tracked objects more than were freed) ran a
     young collection about every 45 requests, each walking the objects of the in-flight

@@ -11,7 +11,7 @@ from dataclasses import replace
 import click
 
 from streams.cli.common import duration_seconds
-from streams.offline.simulate import SCENARIOS, Regression, Scenario, _write
+from streams.offline.simulate import SCENARIOS, Regression, Scenario, write_counted
 
 __all__ = ["simulate_command"]
 
@@ -105,7 +105,7 @@ def simulate_command(output: str, scenario: str, seed: int, duration_s: float | 
             click.echo(f"  {int(sim_s) // 60:4d} min simulated, {written:,} beacons", err=True)
 
     try:
-        total, n_canary = _write(output, sim, seed, None if quiet else progress)
+        total, n_canary = write_counted(output, sim, seed, None if quiet else progress)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc}") from None
     share = n_canary / total if total else 0.0

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from detectors.override import Override
 from detectors.rollout import Rollout
-from detectors.verdict import supersedes
+from detectors.verdict import ReasonCode, supersedes
 from streams.http.metrics import Metrics
 
 __all__ = ["BACKEND", "CLOCK", "Backend", "backend_of", "no_verdict", "now_ms"]
@@ -24,7 +24,8 @@ __all__ = ["BACKEND", "CLOCK", "Backend", "backend_of", "no_verdict", "now_ms"]
 def no_verdict(rollout_id: str) -> dict[str, Any]:
     """What the verdict endpoint says before the first verdict: continue (Inconclusive)."""
     return {"rollout": rollout_id, "seq": 0, "verdict": "continue", "severity": "none",
-            "reasons": ["no verdict yet: no window of this rollout has been judged"]}
+            "reasons": ["no verdict yet: no window of this rollout has been judged"],
+            "reason_codes": [ReasonCode.NO_VERDICT_YET]}
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from detectors.verdict import ReasonCode
 from streams.http.replies import json
 
 __all__ = ["OPENAPI", "ROUTES"]
@@ -32,6 +33,8 @@ OPENAPI = {
                     "severity": {"enum": ["none", "minor", "major", "critical"]},
                     "at": {"type": "integer"}, "emitted_at": {"type": "integer"},
                     "policy": {"type": "object"}, "reasons": {"type": "array", "items": {"type": "string"}},
+                    "reason_codes": {"type": "array", "items": {"enum": [c.value for c in ReasonCode]},
+                                     "description": "one per reason, in order: what code acts on"},
                     "overrides": {"type": "array", "items": {"type": "object"}},
                     "metrics": {"type": "array", "items": {"type": "object"}},
                     "data_quality": {"type": "object"}, "detectors": {"type": "object"},

@@ -83,6 +83,7 @@ __all__ = [
     "SCENARIOS",
     "generate_windows",
     "generate_beacons",
+    "write_counted",
     "write_ndjson",
 ]
 
@@ -346,8 +347,8 @@ def _windows(sc: Scenario, seed: int, window_ms: int) -> Iterator[_Window]:
     if isinstance(window_ms, bool) or not isinstance(window_ms, (int, np.integer)) or window_ms <= 0:
         raise ValueError(f"window_ms must be a positive integer, got {window_ms!r}")
     rng = np.random.default_rng(seed)
-    # Extra LCP spread draws come from their own stream, so the default model's numbers
-    # (and every result measured with it) stay exactly as they were.
+    # Extra LCP spread draws come from their own stream, so turning the spread on leaves
+    # every other draw of the default model (and every result measured with it) the same.
     spread_rng = np.random.default_rng([seed, 2])
     duration_ms = int(round(sc.duration_s * 1000))
     n_windows = -(-duration_ms // window_ms)
@@ -496,8 +497,8 @@ def generate_beacons(scenario: Scenario, seed: int, window_ms: int = 5000) -> It
         n_seen += n
 
 
-def _write(path: str | Path, scenario: Scenario, seed: int,
-           progress: Callable[[int, float], None] | None = None) -> tuple[int, int]:
+def write_counted(path: str | Path, scenario: Scenario, seed: int,
+                  progress: Callable[[int, float], None] | None = None) -> tuple[int, int]:
     """Write NDJSON (gzip for ``.gz``); return (beacons, canary beacons)."""
     path = Path(path)
     total = canary = 0
@@ -537,4 +538,4 @@ def write_ndjson(path: str | Path, scenario: Scenario, seed: int,
     header). ``progress(beacons_written, simulated_seconds)`` is called about once per
     simulated minute, and once at the end.
     """
-    return _write(path, scenario, seed, progress)[0]
+    return write_counted(path, scenario, seed, progress)[0]

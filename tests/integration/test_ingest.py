@@ -187,7 +187,7 @@ def test_a_datadog_batch_keeps_the_latest_view_versions_and_ignores_other_events
 def test_large_beacons_sharing_a_batch_are_all_stored(busy_endpoint):
     """Valid beacons near their field limits: the 200 of one batch come to about 1.2 MB, over the
     1 MB a Kafka producer and broker take by default. They go as several records, and every
-    request is accepted (one record of 1.2 MB used to fail them all with a 503)."""
+    request is accepted (one record of 1.2 MB would fail them all with a 503)."""
     url, pipeline = busy_endpoint
     big = "\N{GRINNING FACE}" * 500  # 2,000 bytes of UTF-8, 500 characters: within the field limits
 
