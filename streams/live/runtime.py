@@ -24,10 +24,11 @@ import faust
 import orjson
 
 from detectors.override import Override
-from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step
-from detectors.pipeline.judge import Judge, WindowsRecord
+from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step, windows_records
+from detectors.pipeline.judge import Judge
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
+from detectors.windows import WindowSummary
 from streams.http.backend import Backend
 from streams.http.webhooks import Notifier
 from streams.live.broker import broker_servers
@@ -161,25 +162,16 @@ class Stage1:
                 held.popleft().ack()
 
     async def send_windows(self, p: int, closed_before: int | None, idle: bool, step: Step) -> None:
-        """One record per closed window (bounded size), then the partition's progress.
-
-        A record's ``closed_before`` never runs ahead of the windows sent so far, so a judge
-        never takes a window as complete before this partition's summaries of it arrived.
-        """
+        """What the partition closed, to each ``rum.windows`` partition its apps are routed to,
+        as :func:`~detectors.pipeline.aggregate.windows_records` makes it (the offline
+        driver hands the judge the same records)."""
         rt = self.rt
         n = rt.settings.windows_partitions
-        by_target: dict[int, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        by_target: dict[int, list[WindowSummary]] = defaultdict(list)
         for s in step.closed:
-            by_target[windows_partition_for(s.key.app, n)][s.start].append(s)
+            by_target[windows_partition_for(s.key.app, n)].append(s)
         for target in range(n):
-            windows = by_target.get(target, {})
-            records = [WindowsRecord(p, start + summaries[0].size_ms, False, summaries)
-                       for start, summaries in sorted(windows.items())]
-            if closed_before is not None:
-                for record in records:
-                    record.closed_before = min(record.closed_before, closed_before)
-            records.append(WindowsRecord(p, closed_before, idle, []))
-            for record in records:
+            for record in windows_records(p, closed_before, by_target.get(target, ()), idle):
                 await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
         rt.stats["windows"] += len(step.closed)
         rt.backend.metrics.windows.inc(len(step.closed))
