@@ -53,7 +53,8 @@ class RunResult:
 
     @property
     def final(self) -> Verdict | None:
-        return self.verdicts[-1] if self.verdicts else None
+        """The last verdict of the enforcing policy; dry-run verdicts never decide a run."""
+        return next((v for v in reversed(self.verdicts) if not v.policy.get("dry_run")), None)
 
 
 class Run:

@@ -174,7 +174,7 @@ def test_fuzzed_bodies_never_crash_the_endpoint(endpoint):
 
 def test_a_datadog_batch_keeps_the_latest_view_versions_and_ignores_other_events(endpoint):
     url, pipeline = endpoint
-    body = (REPO / "tests/formats/fixtures/datadog_batch.ndjson").read_bytes()
+    body = (REPO / "tests/ingest/formats/fixtures/datadog_batch.ndjson").read_bytes()
     status, answer, _ = post(url + "/v1/beacons", body, "text/plain", headers={"X-Rumgate-Release": "r2"})
     assert status == 202, answer
     assert answer["ignored"] >= 1 and answer["rejected"] == 0  # the action event is not a page view

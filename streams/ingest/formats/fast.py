@@ -11,7 +11,7 @@ The fast path is an optimisation, never a second definition of a beacon. It eith
 (returns ``None``) and the caller takes the general path, which also words every error.
 It declines whole bodies: anything that is not plainly canonical (a web-vitals ``name``, a
 Datadog ``type``, an OTLP ``resourceLogs``, no ``metrics`` object), any item the general
-path would refuse or repair, and any body msgspec cannot decode. ``tests/formats/
+path would refuse or repair, and any body msgspec cannot decode. ``tests/ingest/formats/
 test_fast.py`` checks the equivalence on generated bodies.
 
 >>> from streams.ingest.formats.base import Context

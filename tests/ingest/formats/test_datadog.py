@@ -8,7 +8,7 @@ import json
 import pytest
 
 from streams.ingest.formats import Context, parse_body, to_canonical
-from tests.formats.helpers import BARE, CTX, RECEIVED_AT, convert, raw
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, convert, raw
 
 VIEW_ID = "6c1b2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
 

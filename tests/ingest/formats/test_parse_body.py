@@ -6,7 +6,7 @@ import pytest
 from multidict import MultiDict
 
 from streams.ingest.formats import FormatError, parse_body
-from tests.formats.helpers import load, query, raw
+from tests.ingest.formats.helpers import load, query, raw
 
 LCP = {"name": "LCP", "value": 2140.3}
 CLS = {"name": "CLS", "value": 0.043}

@@ -22,7 +22,7 @@ from detectors.sketch import (
     LogSketch,
     SketchError,
 )
-from tests.datasets import DATASETS
+from tests.detectors.datasets import DATASETS
 
 SIZES = (1, 2, 3, 10, 100, 1000, 20000)
 QUANTILES = (0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1)

@@ -6,7 +6,7 @@ import pytest
 
 from streams.ingest.formats import Context, to_canonical
 from streams.ingest.formats.canonical import detect
-from tests.formats.helpers import CTX, RECEIVED_AT, convert, load, raw
+from tests.ingest.formats.helpers import CTX, RECEIVED_AT, convert, load, raw
 
 
 def test_canonical_beacons_field_by_field():

@@ -77,7 +77,7 @@ from detectors.anomaly import DETECTORS
 Factory = Callable[[], object]
 Stream = list[tuple[int, "float | None"]]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 T0 = 1_396_310_400_000  # 2014-04-01T00:00:00Z, the start of most NAB series, in epoch ms
 STEP = 300_000  # 5 minutes, NAB's usual sampling
 DAY_POINTS = 86_400_000 // STEP
@@ -484,7 +484,7 @@ def check_deterministic(factory: Factory, name: str | None = None) -> None:
     expected = score_digest(name)
     for hash_seed, tz in (("1", "Asia/Kolkata"), ("2", "America/St_Johns")):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "TZ": tz}
-        code = f"from tests.test_detector_contract import score_digest; print(score_digest({name!r}))"
+        code = f"from tests.detectors.test_detector_contract import score_digest; print(score_digest({name!r}))"
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
 from streams.ingest.formats import fast as fast_module
 from streams.ingest.formats.fast import canonical_items, encode
-from tests.formats.helpers import BARE, CTX, RECEIVED_AT
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,7 +11,7 @@ import pytest
 from detectors.gate import Gate, arm_of
 from detectors.beacon import CohortKey
 from detectors.policy import DEFAULT_POLICY, parse_policy
-from tests.gate_traffic import APP, BASELINE, CANARY, window
+from tests.detectors.gate_traffic import APP, BASELINE, CANARY, window
 
 LCP_ONLY = parse_policy("name: lcp\nmetrics:\n  - metric: LCP\nwarmup: 0s\nmin_duration: 5m\n")
 LCP_ERRORS = parse_policy(

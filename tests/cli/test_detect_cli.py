@@ -1,4 +1,4 @@
-"""``rumgate detect``: scoring a ``timestamp,value`` CSV (tests/fixtures/nab_small_noise_600.csv
+"""``rumgate detect``: scoring a ``timestamp,value`` CSV (tests/cli/nab_small_noise_600.csv
 is the first 600 rows of NAB's artificialNoAnomaly/art_daily_small_noise.csv)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import streams.cli.detect as detect_cli
 from detectors.anomaly import DETECTORS, GATE_DETECTOR
 from streams.cli.detect import detect_command, make_detect_command, parse_timestamp
 
-FIXTURE = Path(__file__).parent / "fixtures" / "nab_small_noise_600.csv"
+FIXTURE = Path(__file__).parent / "nab_small_noise_600.csv"
 HEADER = "timestamp,value,anomaly_score"
 SPIKE_ROW = 450  # data row index (0-based) of the injected spike in the fixture
 

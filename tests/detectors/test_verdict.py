@@ -23,7 +23,7 @@ from detectors.verdict import (
     Verdict,
     VerdictKind,
 )
-from tests.gate_traffic import APP, BASELINE, CANARY, window
+from tests.detectors.gate_traffic import APP, BASELINE, CANARY, window
 
 LCP = "name: lcp\nmetrics:\n  - metric: LCP\nwarmup: {warmup}\nmin_duration: 1m\nmax_duration: {max}\n"
 

@@ -6,7 +6,7 @@ import pytest
 
 from streams.ingest.formats import to_canonical
 from streams.ingest.formats.otel import any_value, attributes
-from tests.formats.helpers import BARE, CTX, RECEIVED_AT, convert, load, raw
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, convert, load, raw
 
 
 def records(export: dict) -> list[dict]:

@@ -6,7 +6,7 @@ import pytest
 
 from streams.ingest import formats
 from streams.ingest.formats import ADAPTERS, UNRECOGNISED, boomerang, canonical, datadog, otel, to_canonical, webvitals
-from tests.formats.helpers import CTX, assert_valid, load, parse_body, query, raw
+from tests.ingest.formats.helpers import CTX, assert_valid, load, parse_body, query, raw
 
 FORM = "application/x-www-form-urlencoded"
 

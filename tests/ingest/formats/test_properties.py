@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from detectors.beacon import validate_beacon
 from streams.ingest.formats import Context, FormatError, parse_body, to_canonical
-from tests.formats.helpers import RECEIVED_AT, load, query, raw
+from tests.ingest.formats.helpers import RECEIVED_AT, load, query, raw
 
 CONTENT_TYPES = [
     "application/json", "application/json; charset=utf-8", "application/x-ndjson", "text/plain;charset=UTF-8",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from streams.ingest.formats import Context, FormatError, to_canonical, webvitals
 from streams.ingest.formats.webvitals import detect
-from tests.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
 
 SENDBEACON = "text/plain;charset=UTF-8"  # what navigator.sendBeacon sends with a string
 

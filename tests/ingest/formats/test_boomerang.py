@@ -6,7 +6,7 @@ import pytest
 
 from streams.ingest.formats import Context, to_canonical
 from streams.ingest.formats.boomerang import detect, error_count
-from tests.formats.helpers import BARE, CTX, RECEIVED_AT, convert, query, raw
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, convert, query, raw
 
 FORM = "application/x-www-form-urlencoded"
 

@@ -267,7 +267,7 @@ def test_the_hash_is_a_sha256_and_stable():
             "print(parse_policy(sys.stdin.read()).hash)")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], input=FULL, capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).resolve().parents[1], check=True).stdout
+                         env=env, cwd=Path(__file__).resolve().parents[2], check=True).stdout
     assert out.strip() == h
 
 
