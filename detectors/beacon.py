@@ -20,6 +20,7 @@ Validation names the field and the reason, and never raises on data:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -29,6 +30,8 @@ __all__ = [
     "METRICS",
     "METRIC_LIMITS",
     "GOOD_LIMITS",
+    "MAX_NAME",
+    "MAX_COHORT",
     "SEGMENTS",
     "Beacon",
     "BeaconBatch",
@@ -66,7 +69,18 @@ SEGMENTS: tuple[str, ...] = ("mobile", "desktop", "tablet", "unknown")
 _TS_MIN, _TS_MAX = 1_000_000_000_000, 9_999_999_999_999
 _MAX_ERRORS = 1_000_000
 _MAX_STR = 512
-_STRING_FIELDS = (("app", True), ("release", True), ("device", False), ("cohort", False), ("session", False))
+#: Longest app and release name, and longest explicit cohort. Real names are short
+#: (``shop-web``, ``2026.11.23-abc``, a 40-hex-digit commit, a semver with build tag);
+#: every distinct name opens a cohort in every window, so a sender that invents long
+#: names is refused here rather than costing memory in stage 1 and the judge.
+MAX_NAME = 128
+MAX_COHORT = 64
+_STRING_FIELDS = (("app", True, MAX_NAME), ("release", True, MAX_NAME), ("device", False, _MAX_STR),
+                  ("cohort", False, MAX_COHORT), ("session", False, _MAX_STR))
+#: Fields that name a cohort: no control characters (they break logs, metrics labels and
+#: the explanation's text, and no real app, release or flag name has them).
+_NAME_FIELDS = frozenset(("app", "release", "cohort"))
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 class CohortKey(NamedTuple):
@@ -108,7 +122,16 @@ def _is_number(x: Any) -> bool:
     return type(x) is int or (type(x) is float and math.isfinite(x))
 
 
-def _check_str(obj: dict, name: str, required: bool) -> str | None:
+def has_control(value: str) -> bool:
+    """Whether ``value`` holds a control character (C0, DEL or C1).
+
+    ``str.isprintable`` answers the usual, printable name in one C call; only a name it
+    refuses (which may just hold a non-ASCII space) is searched character by character.
+    """
+    return not value.isprintable() and _CONTROL.search(value) is not None
+
+
+def _check_str(obj: dict, name: str, required: bool, limit: int = _MAX_STR) -> str | None:
     """Return a reason when ``obj[name]`` is not an acceptable string."""
     value = obj.get(name)
     if value is None:
@@ -117,8 +140,10 @@ def _check_str(obj: dict, name: str, required: bool) -> str | None:
         return f"{name}: must be a string, got {type(value).__name__}"
     if required and not value.strip():
         return f"{name}: must not be empty"
-    if len(value) > _MAX_STR:
-        return f"{name}: longer than {_MAX_STR} characters"
+    if len(value) > limit:
+        return f"{name}: longer than {limit} characters"
+    if name in _NAME_FIELDS and has_control(value):
+        return f"{name}: must not contain control characters"
     return None
 
 
@@ -142,13 +167,14 @@ def beacon_reason(obj: Any) -> str | None:
         return f"ts: {ts} is not epoch milliseconds"
     # Each check accepts the usual value in one test and leaves the wording of a refusal to
     # the slow path: this runs for every beacon the ingestion endpoint takes.
-    for name, required in _STRING_FIELDS:
+    for name, required, limit in _STRING_FIELDS:
         value = obj.get(name)
-        if type(value) is str and len(value) <= _MAX_STR and (not required or value.strip()):
+        if (type(value) is str and len(value) <= limit and (not required or value.strip())
+                and (value.isprintable() or name not in _NAME_FIELDS)):
             continue
         if value is None and not required:
             continue
-        reason = _check_str(obj, name, required)
+        reason = _check_str(obj, name, required, limit)
         if reason:
             return reason
     device = obj.get("device") or "unknown"

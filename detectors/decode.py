@@ -33,11 +33,14 @@ from detectors.beacon import (
     _MAX_STR,
     _TS_MAX,
     _TS_MIN,
+    MAX_COHORT,
+    MAX_NAME,
     METRIC_LIMITS,
     METRICS,
     SEGMENTS,
     BeaconBatch,
     CohortKey,
+    has_control,
     validate_beacon,
 )
 
@@ -196,12 +199,13 @@ def _columns(raw: tuple[list, ...]):
     ts = np.array(ts_list, np.int64)
     suspect = (ts < _TS_MIN) | (ts > _TS_MAX)
     # Few distinct values per column: check each distinct value once.
-    for column, required in ((app, True), (release, True), (device, False), (cohort, False)):
+    for column, required, limit, name in ((app, True, MAX_NAME, True), (release, True, MAX_NAME, True),
+                                          (device, False, _MAX_STR, False), (cohort, False, MAX_COHORT, True)):
         if not set(map(type, column)) <= ({str} if required else {str, type(None)}):
             return None
         distinct = set(column)
-        if any(_bad_string(v, required) for v in distinct):
-            suspect |= np.fromiter((_bad_string(v, required) for v in column), bool, n)
+        if any(_bad_string(v, required, limit, name) for v in distinct):
+            suspect |= np.fromiter((_bad_string(v, required, limit, name) for v in column), bool, n)
     if not set(device) <= _DEVICE_VALUES:
         suspect |= np.fromiter((d not in _DEVICE_VALUES for d in device), bool, n)
     types = set(map(type, ms))
@@ -247,10 +251,11 @@ def _columns(raw: tuple[list, ...]):
 _DEVICE_VALUES = frozenset((*SEGMENTS, None))
 
 
-def _bad_string(value: Any, required: bool) -> bool:
+def _bad_string(value: Any, required: bool, limit: int, name: bool) -> bool:
+    """Whether a string column's value fails what :func:`validate_beacon` checks of it."""
     if value is None:
         return required
-    return (required and not value.strip()) or len(value) > _MAX_STR
+    return (required and not value.strip()) or len(value) > limit or (name and has_control(value))
 
 
 def _slow(objs: Iterable[Any]) -> tuple[BeaconBatch, list[tuple[int, str]]]:

@@ -66,11 +66,15 @@ def with_metrics(**metrics) -> dict:
     (with_metrics(LCP=0, CLS=100.0, TTFB=600_000),
      Beacon(TS, "shop-web", "2026.11.23-abc", {"LCP": 0.0, "CLS": 100.0, "TTFB": 600_000.0})),
     (with_(MINIMAL, errors=1_000_000), Beacon(TS, "shop-web", "2026.11.23-abc", errors=1_000_000)),
-    # Strings up to 512 characters.
-    (with_(MINIMAL, app="a" * 512), Beacon(TS, "a" * 512, "2026.11.23-abc")),
+    # Names up to their limits (128 for app and release, 64 for a cohort); a session up to 512.
+    (with_(MINIMAL, app="a" * 128), Beacon(TS, "a" * 128, "2026.11.23-abc")),
+    (with_(MINIMAL, release="r" * 128, cohort="c" * 64), Beacon(TS, "shop-web", "r" * 128, cohort="c" * 64)),
+    (with_(MINIMAL, session="s" * 512), Beacon(TS, "shop-web", "2026.11.23-abc", session="s" * 512)),
+    # Non-ASCII and non-printable but not control characters (a no-break space) are names too.
+    (with_(MINIMAL, release="2026.11\u00a0é"), Beacon(TS, "shop-web", "2026.11\u00a0é")),
 ], ids=["minimal", "full", "int-and-null-metrics", "cohort-errors-device", "nulls-as-absent",
         "empty-device", "extra-fields", "ts-min", "ts-max", "metric-bounds", "errors-max",
-        "app-512-chars"])
+        "app-128-chars", "release-cohort-at-limits", "session-512-chars", "release-nbsp"])
 def test_valid_beacons_are_accepted_as_expected(obj, expected):
     beacon, reason = validate_beacon(obj)
     assert reason is None
@@ -115,17 +119,22 @@ REFUSED = [
      f"ts: {TS * 1000} is not epoch milliseconds"),
     ("ts-negative", with_(MINIMAL, ts=-TS), f"ts: {-TS} is not epoch milliseconds"),
     ("ts-just-below", with_(MINIMAL, ts=999_999_999_999), "ts: 999999999999 is not epoch milliseconds"),
-    # app: a non-empty string of at most 512 characters.
+    # app: a non-empty string of at most 128 characters, without control characters.
     ("app-missing", with_(MINIMAL, app=...), "app: missing"),
     ("app-empty", with_(MINIMAL, app=""), "app: must not be empty"),
     ("app-whitespace", with_(MINIMAL, app=" \t\n"), "app: must not be empty"),
     ("app-int", with_(MINIMAL, app=42), "app: must be a string, got int"),
     ("app-list", with_(MINIMAL, app=["shop-web"]), "app: must be a string, got list"),
-    ("app-too-long", with_(MINIMAL, app="a" * 513), "app: longer than 512 characters"),
+    ("app-too-long", with_(MINIMAL, app="a" * 129), "app: longer than 128 characters"),
+    ("app-newline", with_(MINIMAL, app="shop\nweb"), "app: must not contain control characters"),
+    ("app-nul", with_(MINIMAL, app="shop\x00"), "app: must not contain control characters"),
+    ("app-c1", with_(MINIMAL, app="shop\x85web"), "app: must not contain control characters"),
     # release: the same rules; checked after app.
     ("release-missing", with_(MINIMAL, release=...), "release: missing"),
     ("release-empty", with_(MINIMAL, release=""), "release: must not be empty"),
     ("release-bool", with_(MINIMAL, release=False), "release: must be a string, got bool"),
+    ("release-too-long", with_(MINIMAL, release="r" * 129), "release: longer than 128 characters"),
+    ("release-escape", with_(MINIMAL, release="r2\x1b[31m"), "release: must not contain control characters"),
     # device: one of the segments.
     ("device-unknown-value", with_(MINIMAL, device="phone"),
      "device: must be one of mobile, desktop, tablet, unknown, got 'phone'"),
@@ -135,7 +144,8 @@ REFUSED = [
     ("device-too-long", with_(MINIMAL, device="m" * 513), "device: longer than 512 characters"),
     # cohort: optional, a string when present.
     ("cohort-int", with_(MINIMAL, cohort=1), "cohort: must be a string, got int"),
-    ("cohort-too-long", with_(MINIMAL, cohort="c" * 513), "cohort: longer than 512 characters"),
+    ("cohort-too-long", with_(MINIMAL, cohort="c" * 65), "cohort: longer than 64 characters"),
+    ("cohort-tab", with_(MINIMAL, cohort="flag\ton"), "cohort: must not contain control characters"),
     # metrics: an object of known metrics with finite values in [0, limit].
     ("metrics-list", with_(MINIMAL, metrics=[2480.0]), "metrics: must be an object, got list"),
     ("metrics-number", with_(MINIMAL, metrics=2480.0), "metrics: must be an object, got float"),

@@ -246,6 +246,13 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
                          st.dictionaries(st.text(max_size=2), st.integers(0, 9), max_size=2))
     beyond = st.one_of(st.integers(-(2**63), -BIG - 1), st.integers(BIG + 1, UINT64_MAX))
     long_text = st.builds(str.__mul__, st.sampled_from(["a", "é", " "]), st.integers(513, 520))
+    # Names have their own limits (128 for app and release, 64 for a cohort) and no control
+    # characters: values on both sides of each rule, so both paths must draw the line alike.
+    def name_text(limit: int) -> st.SearchStrategy:
+        return st.one_of(st.builds(str.__mul__, st.sampled_from(["a", "é"]), st.integers(limit - 1, limit + 2)),
+                         st.builds(lambda c, s: f"r{c}{s}", st.sampled_from(["\n", "\x00", "\x1b", "\x7f", "\x85",
+                                                                             "\u00a0", "\u200d"]),
+                                   st.text(max_size=2)))
     metrics = st.fixed_dictionaries({}, optional={
         m: _metric_value(m, wrong_types=wrong_types) for m in METRICS})
     if wrong_types:  # sometimes a metric the core does not know
@@ -256,13 +263,13 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
                    st.one_of(st.integers(-BIG, TS_MIN - 1), st.integers(TS_MAX + 1, BIG),
                              st.sampled_from([0, 1_763_856_000, TS * 1000])),
                    st.one_of(type_bad, beyond)),
-        "app": pick(st.sampled_from(APPS), st.one_of(st.sampled_from(["", " ", "\t\n"]), long_text),
-                    type_bad),
-        "release": pick(st.sampled_from(RELEASES), st.one_of(st.just(""), long_text), type_bad),
+        "app": pick(st.sampled_from(APPS), st.one_of(st.sampled_from(["", " ", "\t\n"]), long_text,
+                                                     name_text(128)), type_bad),
+        "release": pick(st.sampled_from(RELEASES), st.one_of(st.just(""), long_text, name_text(128)), type_bad),
         "device": pick(st.sampled_from([*SEGMENTS, None]),
                        st.one_of(st.sampled_from(["", "phone", "Mobile", "tv"]), long_text),
                        type_bad, missing_ok=True),
-        "cohort": pick(st.sampled_from(COHORTS), long_text, type_bad, missing_ok=True),
+        "cohort": pick(st.sampled_from(COHORTS), st.one_of(long_text, name_text(64)), type_bad, missing_ok=True),
         # The session is checked too: the sample-ratio test counts users by it.
         "session": pick(st.one_of(st.text(max_size=8), st.none()), long_text, type_bad, missing_ok=True),
         "errors": pick(st.one_of(st.integers(0, 1_000_000), st.none()),
