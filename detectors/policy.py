@@ -13,6 +13,15 @@ detectors.policy.PolicyError: strict.yaml:2:8: alpha: must be in (0, 1), got 1.5
 >>> [(m.metric, m.statistic, m.rollback_tolerance, m.promote_tolerance) for m in p.metrics]
 [('LCP', 'p75', 0.1, 0.1)]
 
+A policy comes from whoever may start a rollout, so it is read as data only: plain YAML
+types (no ``!!python/...`` or other tags), nested no deeper than :data:`MAX_DEPTH`, at most
+:data:`MAX_POLICY_CHARS` long; anything else is a :class:`PolicyError` with its place:
+
+>>> parse_policy("name: !!python/name:os.system x\\n", source="evil.yaml")
+Traceback (most recent call last):
+...
+detectors.policy.PolicyError: evil.yaml:1:7: tag !!python/name:os.system: not allowed in a policy (plain YAML values only)
+
 Every verdict carries ``policy.name`` and ``policy.hash``: a SHA-256 of the policy as
 resolved (defaults filled in), so two files that mean the same thing share a hash.
 """
@@ -37,7 +46,19 @@ __all__ = [
     "DEFAULT_POLICY",
     "parse_policy",
     "parse_duration",
+    "MAX_DEPTH",
+    "MAX_POLICY_CHARS",
 ]
+
+#: Longer than any real policy (every field set is under 2 KB), short enough that a rollout
+#: with its dry-run policies stays far below the API's body limit.
+MAX_POLICY_CHARS = 32 * 1024
+#: A policy nests three deep (the document, ``metrics``, one metric); a few more levels leave
+#: room for a mistake to be reported as such, far below what PyYAML's composer can recurse.
+MAX_DEPTH = 8
+_CORE = "tag:yaml.org,2002:"
+#: The explicit tags a policy may carry: YAML's own types, which are what a policy holds anyway.
+SAFE_TAGS = frozenset(_CORE + t for t in ("str", "int", "float", "bool", "null", "seq", "map")) | {"!"}
 
 RATE_METRICS = ("errors",)
 STATISTICS = ("p50", "p75", "p90", "p95", "rate")
@@ -209,7 +230,13 @@ class _Reader:
     def scalar(self, node: yaml.Node, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, where, "must be a single value")
-        return yaml.safe_load(yaml.serialize(node)) if node.tag != "tag:yaml.org,2002:str" else node.value
+        if node.tag == "tag:yaml.org,2002:str":
+            return node.value
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            # e.g. 2026-13-45 resolves as a timestamp that is no date; !!int x; 5,000 digits.
+            raise self.fail(node, where, f"not a valid value ({type(exc).__name__})") from None
 
     def number(self, node: yaml.Node, where: str, lo: float, hi: float, *, lo_open: bool = True,
                hi_open: bool = True, integer: bool = False) -> float:
@@ -267,22 +294,82 @@ _METRIC_KEYS = ("metric", "statistic", "rollback_tolerance", "promote_tolerance"
                 "min_canary_events", "alpha_weight")
 
 
+def _yaml_error(source: str, exc: yaml.YAMLError) -> PolicyError:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
+    problem = getattr(exc, "problem", None) or str(exc)
+    return PolicyError(f"{source}:{where}: not valid YAML: {problem}")
+
+
+def _event_problem(event: yaml.Event, depth: int) -> str | None:
+    """Why ``event`` may not be in a policy, or None (``depth``: collections open around it)."""
+    tag = getattr(event, "tag", None)
+    if tag is not None and tag not in SAFE_TAGS:
+        shown = "!!" + tag[len(_CORE):] if tag.startswith(_CORE) else tag
+        return f"tag {shown[:80]}: not allowed in a policy (plain YAML values only)"
+    if depth > MAX_DEPTH:
+        return f"policy: nested {depth} deep, at most {MAX_DEPTH}"
+    return None
+
+
+def _screen(text: str, source: str) -> None:
+    """Refuse a document with an unsafe tag or nested too deep, before it is composed.
+
+    PyYAML's composer recurses once per level of nesting, so a 5,000-deep ``[[[...]]]``
+    raises RecursionError inside :func:`yaml.compose`, before any depth could be checked on
+    its nodes. Its parser is a state machine that does not recurse: the event stream says
+    how deep every collection opens, and which tag every value carries, at bounded cost.
+    """
+    depth = 0
+    try:
+        for event in yaml.parse(text):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            problem = _event_problem(event, depth)
+            if problem:
+                mark = event.start_mark
+                raise PolicyError(f"{source}:{mark.line + 1}:{mark.column + 1}: {problem}")
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+
+
+def _compose(text: Any, source: str) -> yaml.Node | None:
+    """The document's node tree, once it is known to be text of bounded size, depth and tags."""
+    if not isinstance(text, str):
+        raise PolicyError(f"{source}:1:1: policy: must be the policy's YAML text, got {type(text).__name__}")
+    if len(text) > MAX_POLICY_CHARS:
+        raise PolicyError(f"{source}:1:1: policy: {len(text)} characters, at most {MAX_POLICY_CHARS}")
+    _screen(text, source)
+    try:
+        return yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+
+
+def _name(read: _Reader, node: yaml.Node) -> str:
+    """The policy's name: it is in every verdict and in the key ``ID~dry-run:NAME``, so it
+    has the alphabet of rollout ids (:func:`detectors.rollout.name_problem`)."""
+    from detectors.rollout import name_problem  # detectors.rollout imports this module
+
+    name = read.string(node, "name")
+    problem = name_problem(name)
+    if problem:
+        raise read.fail(node, "name", problem)
+    return name
+
+
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """Parse and check a policy document; raise :class:`PolicyError` naming the place."""
     read = _Reader(source)
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1:1"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError(f"{source}:{where}: not valid YAML: {problem}") from None
+    root = _compose(text, source)
     if root is None:
         raise PolicyError(f"{source}:1:1: policy: empty document (at least `name:` is needed)")
     top = read.mapping(root, "", _TOP_KEYS)
     if "name" not in top:
         raise read.fail(root, "name", "missing (every verdict carries the policy's name)")
-    values: dict[str, Any] = {"name": read.string(top["name"], "name")}
+    values: dict[str, Any] = {"name": _name(read, top["name"])}
     for key in ("alpha", "alpha_promote", "alpha_srm"):
         if key in top:
             values[key] = float(read.number(top[key], key, 0, 1))

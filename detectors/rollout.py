@@ -8,21 +8,113 @@ record's value.
 >>> r = Rollout("shop-web:r2", "shop-web", "r2", "r1", started_at=1763856000000, policy=DEFAULT_POLICY)
 >>> Rollout.from_dict(r.to_dict()) == r
 True
+
+Every rollout is checked when it is built, so the API, the control-topic follower and the
+CLI refuse the same things with the same words. An id is written into URLs (Argo's
+``/v1/rollouts/{id}/verdict``), record keys, log lines and verdict keys, so it is limited
+to a safe alphabet and a length one can type: no whitespace, control or bidirectional
+characters that would forge a log line or hide what is shown, and never ``~``, which
+:attr:`detectors.verdict.Verdict.key` reserves for ``ID~dry-run:POLICY``:
+
+>>> check_id("shop-web:2026.11.23-abc")
+'shop-web:2026.11.23-abc'
+>>> check_id("shop:r2~dry-run:shadow")
+Traceback (most recent call last):
+...
+detectors.rollout.RolloutError: id: '~' (at 7) is not allowed: use letters, digits and . _ : / @ + - (starting with a letter or digit)
+
+App and release names (and policy names) are shorter: at most 63 characters, a Kubernetes
+label value's length (the release is the pod label ``app.kubernetes.io/version``), so the
+default id ``APP:RELEASE`` always fits in an id.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from detectors.policy import DEFAULT_POLICY, Policy
+from detectors.policy import DEFAULT_POLICY, Policy, PolicyError
 
-__all__ = ["Rollout"]
+__all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_ID", "MAX_NAME", "NAME_PATTERN", "Rollout", "RolloutError",
+           "check_id", "check_name", "name_problem"]
+
+MAX_ID = 128
+MAX_NAME = 63
+#: The characters of ids and names after the first (a letter or digit): none needs quoting in
+#: a record key or a log line, none is whitespace, a control or a bidirectional character.
+NAME_CHARS = "A-Za-z0-9._:/@+-"
+#: What an id may be (also the OpenAPI ``pattern`` of ids).
+ID_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_ID - 1}}}$"
+#: What an app, release or policy name may be (:func:`check_name`).
+NAME_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_NAME - 1}}}$"
+#: Each dry-run policy is judged on every window beside the enforcing one: a few build trust,
+#: thousands would make one client's rollout cost the worker thousands of judgements.
+MAX_DRY_RUN_POLICIES = 8
+
+_FIRST = re.compile(r"[A-Za-z0-9]")
+_REST = re.compile(f"[{NAME_CHARS}]")
+_ALPHABET = "letters, digits and . _ : / @ + - (starting with a letter or digit)"
+
+
+class RolloutError(ValueError):
+    """A rollout was refused; the message starts with the field, e.g. ``id: ...``."""
+
+
+def name_problem(value: Any, max_len: int = MAX_NAME) -> str | None:
+    """What is wrong with ``value`` as an id or a name (None: nothing). The message shows a
+    refused character by its code point, never as itself, and never repeats a long value."""
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value) > max_len:
+        return f"{len(value)} characters, at most {max_len}"
+    for i, ch in enumerate(value):
+        if not (_FIRST if i == 0 else _REST).fullmatch(ch):
+            shown = repr(ch) if ch.isprintable() and ch.isascii() else f"U+{ord(ch):04X}"
+            hint = " (in a query string + means a space: write it %2B)" if ch == " " else ""
+            return f"{shown} (at {i}) is not allowed: use {_ALPHABET}{hint}"
+    return None
+
+
+def check_id(value: Any, field: str = "id") -> str:
+    """``value`` if it is a valid rollout id, else :class:`RolloutError` saying what is wrong."""
+    return check_name(value, field, MAX_ID)
+
+
+def check_name(value: Any, field: str, max_len: int = MAX_NAME) -> str:
+    """``value`` if it is a valid app, release or policy name, else :class:`RolloutError`."""
+    problem = name_problem(value, max_len)
+    if problem:
+        raise RolloutError(f"{field}: {problem}")
+    return value
+
+
+def _check_names(r: Rollout) -> None:
+    check_id(r.id)
+    for field in ("app", "canary", "baseline"):
+        check_name(getattr(r, field), field)
+
+
+def _check_policies(r: Rollout) -> None:
+    if len(r.dry_run_policies) > MAX_DRY_RUN_POLICIES:
+        raise RolloutError(f"dry_run_policies: {len(r.dry_run_policies)} given, at most {MAX_DRY_RUN_POLICIES}")
+    seen: set[str] = set()
+    for i, p in enumerate((r.policy, *r.dry_run_policies)):
+        where = "policy.name" if i == 0 else f"dry_run_policies[{i - 1}].name"
+        check_name(p.name, where)
+        if i and p.name in seen:
+            # Each dry-run policy publishes under ID~dry-run:NAME; two of one name would share it.
+            raise RolloutError(f"{where}: {p.name!r} is the name of another dry-run policy of this rollout")
+        if i:
+            seen.add(p.name)
 
 
 @dataclass(frozen=True)
 class Rollout:
-    """One canary rollout as recorded on ``rum.rollouts``."""
+    """One canary rollout as recorded on ``rum.rollouts``; :class:`RolloutError` when it is
+    not one rumgate can address (see the module docstring)."""
 
     id: str
     app: str
@@ -35,6 +127,10 @@ class Rollout:
     #: Policies run beside the enforcing one; their verdicts are marked dry_run and decide nothing.
     dry_run_policies: tuple[Policy, ...] = ()
 
+    def __post_init__(self) -> None:
+        _check_names(self)
+        _check_policies(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "app": self.app, "canary": self.canary, "baseline": self.baseline,
                 "started_at": self.started_at, "policy": self.policy.to_dict(),
@@ -43,8 +139,25 @@ class Rollout:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Rollout:
-        policy = Policy.from_dict(d["policy"]) if d.get("policy") else DEFAULT_POLICY
-        dry = tuple(replace(Policy.from_dict(p), dry_run=True) for p in d.get("dry_run_policies") or ())
-        return cls(id=str(d["id"]), app=str(d["app"]), canary=str(d["canary"]), baseline=str(d["baseline"]),
-                   started_at=int(d["started_at"]), policy=policy,
-                   expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry)
+        """Inverse of :meth:`to_dict`; a record that is not a rollout is a :class:`RolloutError`
+        (the control-topic follower logs and skips it)."""
+        if not isinstance(d, dict):
+            raise RolloutError(f"record: must be a JSON object, got {type(d).__name__}")
+        try:
+            policy = Policy.from_dict(d["policy"]) if d.get("policy") else DEFAULT_POLICY
+            dry_list = d.get("dry_run_policies") or ()
+            if not isinstance(dry_list, (list, tuple)) or len(dry_list) > MAX_DRY_RUN_POLICIES:
+                raise RolloutError(f"dry_run_policies: a list of at most {MAX_DRY_RUN_POLICIES} policies")
+            dry = tuple(replace(Policy.from_dict(p), dry_run=True) for p in dry_list)
+            fields = {name: d[name] for name in ("id", "app", "canary", "baseline")}
+            return cls(id=fields["id"], app=fields["app"], canary=fields["canary"], baseline=fields["baseline"],
+                       started_at=int(d["started_at"]), policy=policy,
+                       expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry)
+        except KeyError as exc:
+            raise RolloutError(f"record: {exc.args[0]} missing") from None
+        except PolicyError as exc:
+            raise RolloutError(f"record: {exc}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            if isinstance(exc, RolloutError):
+                raise
+            raise RolloutError(f"record: {exc}") from None

@@ -5,6 +5,9 @@ marked :func:`mutation` always needs it, and is refused (403) when no token is c
 Unmarked routes (``/healthz``, ``/metrics``, ``/v1/openapi.json``, ingestion) are open.
 :func:`middleware` applies the marks before the handler runs. Flagger cannot send headers,
 so its hooks check for themselves with :func:`hook_refusal`, which also takes ``?token=``.
+
+A refusal says what is wrong (no token given, the wrong one, none configured) and never
+repeats what was sent: the token given may be the right one for another worker.
 """
 
 from __future__ import annotations
@@ -71,12 +74,16 @@ def refusal(auth: Auth, request: web.Request, mutation: bool) -> web.Response | 
 
 
 def hook_refusal(request: web.Request) -> web.Response | None:
-    """A read's refusal, except that the right token as ``?token=`` is enough."""
+    """A read's refusal, except that the right token as ``?token=`` is enough; a wrong one
+    is called wrong (403), not missing: the URL carries a token, it is not the worker's."""
     auth = request.config_dict[AUTH]
+    refused = refusal(auth, request, mutation=False)
     given = request.query.get("token")
-    if given is not None and auth.token and hmac.compare_digest(given.encode(), auth.token.encode()):
+    if refused is None or given is None or not auth.token:
+        return refused
+    if hmac.compare_digest(given.encode(), auth.token.encode()):
         return None
-    return refusal(auth, request, mutation=False)
+    return error(403, "wrong token (?token=)")
 
 
 @web.middleware

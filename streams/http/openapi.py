@@ -1,9 +1,17 @@
-"""The OpenAPI 3.1 description of :mod:`streams.http.api`, served at ``/v1/openapi.json``."""
+"""The OpenAPI 3.1 description of :mod:`streams.http.api`, served at ``/v1/openapi.json``.
+
+Its schemas say what the API accepts, built from the same constants as the checks
+(:mod:`detectors.rollout`'s id and name patterns, the dry-run cap, the policy size), so a
+client generated from it, or a fuzzer, sends what rumgate takes; what a schema cannot say
+(a policy's YAML, an override that has expired) is a 400 that says why.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from detectors.policy import MAX_POLICY_CHARS
+from detectors.rollout import ID_PATTERN, MAX_DRY_RUN_POLICIES, MAX_ID, MAX_NAME, NAME_PATTERN
 from detectors.verdict import ReasonCode
 from streams.http.replies import json
 
@@ -12,8 +20,15 @@ __all__ = ["OPENAPI", "ROUTES"]
 _ERROR = {"description": "Refused; `error` says why",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _AUTH = {"401": {**_ERROR, "description": "No token"}, "403": {**_ERROR, "description": "Wrong token, or none configured"}}
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"},
-        "description": "Rollout id, e.g. shop-web:2026.11.23-abc"}]
+_TS_MAX = 9_999_999_999_999  # epoch ms, as the API checks
+#: A rollout id, and an app, release or policy name (detectors.rollout).
+_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN}
+_NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_PATTERN}
+_POLICY_TEXT = {"type": "string", "maxLength": MAX_POLICY_CHARS, "description": "policy YAML (plain values, no tags)"}
+_EPOCH_MS = {"type": "integer", "minimum": 1, "maximum": _TS_MAX}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": "\\S"}  # not blank
+_ID = [{"name": "id", "in": "path", "required": True, "schema": _ID_SCHEMA,
+        "description": "Rollout id, e.g. shop-web:2026.11.23-abc (percent-encode / and +)"}]
 _JSON = lambda ref, desc: {"description": desc, "content": {"application/json": {"schema": {"$ref": ref}}}}  # noqa: E731
 
 OPENAPI = {
@@ -51,25 +66,27 @@ OPENAPI = {
                 }},
             "RolloutStart": {
                 "type": "object", "required": ["app", "canary", "baseline"], "additionalProperties": False,
+                "description": "canary and baseline must differ; id defaults to APP:CANARY",
                 "properties": {
-                    "id": {"type": "string"}, "app": {"type": "string"}, "canary": {"type": "string"},
-                    "baseline": {"type": "string"}, "policy": {"type": "string", "description": "policy YAML"},
+                    "id": _ID_SCHEMA, "app": _NAME_SCHEMA, "canary": _NAME_SCHEMA, "baseline": _NAME_SCHEMA,
+                    "policy": _POLICY_TEXT,
                     "expected_share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-                    "started_at": {"type": "integer"},
-                    "dry_run_policies": {"type": "array", "items": {"type": "string"}},
+                    "started_at": _EPOCH_MS,
+                    "dry_run_policies": {"type": "array", "maxItems": MAX_DRY_RUN_POLICIES,
+                                         "items": {**_POLICY_TEXT, "minLength": 1},
+                                         "description": "policies of distinct names"},
                 }},
             "Override": {
                 "type": "object", "required": ["action", "actor", "reason"], "additionalProperties": False,
                 "properties": {
-                    "action": {"enum": ["promote", "hold", "rollback"]}, "actor": {"type": "string"},
-                    "reason": {"type": "string"}, "ticket": {"type": "string"},
-                    "at": {"type": "integer"}, "expires_at": {"type": "integer"},
-                    "ttl_s": {"type": "number", "exclusiveMinimum": 0},
+                    "action": {"enum": ["promote", "hold", "rollback"]}, "actor": _TEXT,
+                    "reason": _TEXT, "ticket": _TEXT, "rollout": {"type": "string", "description": "ignored: the path's"},
+                    "at": _EPOCH_MS, "expires_at": {**_EPOCH_MS, "description": "after at, and not yet passed"},
+                    "ttl_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86_400},
                 }},
             "FlaggerWebhook": {"type": "object", "properties": {
                 "name": {"type": "string"}, "namespace": {"type": "string"}, "phase": {"type": "string"},
-                "metadata": {"type": "object", "properties": {"rollout": {"type": "string"},
-                                                              "app": {"type": "string"}}}}},
+                "metadata": {"type": "object", "properties": {"rollout": _ID_SCHEMA, "app": _NAME_SCHEMA}}}},
         },
     },
     "security": [{"bearer": []}],
@@ -134,12 +151,13 @@ OPENAPI = {
             "summary": summary,
             "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/FlaggerWebhook"}}}},
             "parameters": [
-                {"name": "rollout", "in": "query", "required": False, "schema": {"type": "string"}},
-                {"name": "app", "in": "query", "required": False, "schema": {"type": "string"},
-                 "description": "the app's running rollout that started last"},
+                {"name": "rollout", "in": "query", "required": False, "schema": _ID_SCHEMA},
+                {"name": "app", "in": "query", "required": False, "schema": _NAME_SCHEMA,
+                 "description": "the app's one running rollout (409 naming them when it has several)"},
                 {"name": "token", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "the API token (Flagger cannot send headers)"}],
-            "responses": {"200": {"description": "go"}, "409": {"description": "not this verdict"},
+            "responses": {"200": {"description": "go"},
+                          "409": {"description": "not this verdict; or (`error`) the app has several running rollouts"},
                           "400": _ERROR, "404": _ERROR, **_AUTH}}}
            for hook, summary in (("confirm-promotion", "200 only when the verdict is promote"),
                                  ("rollback", "200 only when the verdict is rollback"),

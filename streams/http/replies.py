@@ -2,11 +2,14 @@
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status that says what was wrong; a
 handler may raise :class:`BadRequest` for a 400, and aiohttp's own refusals (unknown route,
-wrong method, body too large) are turned into the same shape.
+wrong method, body too large) are turned into the same shape; a 405 keeps its ``Allow``
+header (RFC 9110 requires it), so a client learns which methods the route has. A handler
+that fails anyway answers a bare 500 and logs why, never a traceback to the client.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -15,6 +18,8 @@ from aiohttp import web
 __all__ = ["MAX_BODY", "BadRequest", "error", "errors", "json", "read_body"]
 
 MAX_BODY = 256 * 1024
+
+log = logging.getLogger("rumgate")
 
 
 class BadRequest(Exception):
@@ -52,5 +57,15 @@ async def errors(request: web.Request, handler):
         return error(413, f"body larger than {MAX_BODY} bytes")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return error(exc.status, exc.reason)
+            return _refusal(exc)
         raise
+    except Exception:  # noqa: BLE001 - a bug in one handler must not show a traceback or stop the API
+        log.exception("%s %r: the handler failed", request.method, request.rel_url.path[:200])
+        return error(500, "internal error (logged by the worker)")
+
+
+def _refusal(exc: web.HTTPException) -> web.Response:
+    answer = error(exc.status, exc.reason)
+    if "Allow" in exc.headers:
+        answer.headers["Allow"] = exc.headers["Allow"]
+    return answer

@@ -4,6 +4,12 @@ provider polls it), its verdict history, and its overrides.
 Argo polls ``GET /v1/rollouts/{id}/verdict`` with ``successCondition: result.verdict ==
 "promote"`` and ``failureCondition: result.verdict == "rollback"``; hold and continue are
 neither, hence Inconclusive.
+
+A start body is checked whole before anything is published: ids and names have the alphabet
+and length of :mod:`detectors.rollout` (so an id can always be put in a URL and ended), at
+most :data:`~detectors.rollout.MAX_DRY_RUN_POLICIES` dry-run policies, each policy parsed as
+plain data (:func:`detectors.policy.parse_policy`). An id holding ``/`` or ``+`` is sent
+percent-encoded (``%2F``, ``%2B``) in a URL.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ from aiohttp import web
 
 from detectors.override import OverrideError, parse_override
 from detectors.policy import DEFAULT_POLICY, PolicyError, parse_policy
-from detectors.rollout import Rollout
+from detectors.rollout import MAX_DRY_RUN_POLICIES, MAX_ID, Rollout, RolloutError, name_problem
 from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
 from streams.http.replies import BadRequest, error, json, read_body
 
 __all__ = ["ROUTES", "summary"]
 
+_TS_MAX = 9_999_999_999_999  # epoch ms (the year 2286), as beacons and overrides
 _START_FIELDS = {"id", "app", "canary", "baseline", "policy", "expected_share", "started_at", "dry_run_policies"}
 
 
@@ -37,8 +44,14 @@ def _rollout_or_404(request: web.Request) -> Rollout | web.Response:
     rid = request.match_info["id"]
     rollout = backend_of(request).rollouts.get(rid)
     if rollout is None:
-        return error(404, f"no rollout {rid!r}")
+        return unknown_rollout(rid)
     return rollout
+
+
+def unknown_rollout(rid: str) -> web.Response:
+    """The 404 for ``rid``; one that cannot be an id says why instead of echoing it."""
+    problem = name_problem(rid, MAX_ID)
+    return error(404, f"no rollout {rid!r}" if problem is None else f"no rollout: id: {problem}")
 
 
 def _overrides(backend: Backend, rollout: Rollout) -> list[dict]:
@@ -103,19 +116,40 @@ def _strings(d: dict) -> None:
     for name in ("app", "canary", "baseline"):
         if not isinstance(d.get(name), str) or not d[name].strip():
             raise BadRequest(f"{name}: required, a non-empty string")
+        problem = name_problem(d[name])
+        if problem:
+            raise BadRequest(f"{name}: {problem}")
+    if "id" in d:
+        problem = name_problem(d["id"], MAX_ID) if isinstance(d["id"], str) and d["id"].strip() else (
+            "must be a non-empty string")
+        if problem:
+            raise BadRequest(f"id: {problem}")
     if d["canary"] == d["baseline"]:
         raise BadRequest("canary and baseline must be different releases")
 
 
+def _policy_texts(d: dict) -> tuple[str | None, list[str]]:
+    """The policy texts of a start body, their types and count checked before any is parsed."""
+    text, dry = d.get("policy"), d.get("dry_run_policies")
+    if text is not None and not isinstance(text, str):
+        raise BadRequest(f"policy: must be the policy's YAML text, got {type(text).__name__}")
+    if dry is None:
+        dry = []
+    if not isinstance(dry, list) or not all(isinstance(t, str) for t in dry):
+        raise BadRequest("dry_run_policies: must be a list of policy YAML texts")
+    if len(dry) > MAX_DRY_RUN_POLICIES:
+        raise BadRequest(f"dry_run_policies: {len(dry)} given, at most {MAX_DRY_RUN_POLICIES}")
+    return text, dry
+
+
 def _policies(d: dict) -> tuple:
+    text, dry_texts = _policy_texts(d)
     try:
-        policy = parse_policy(d["policy"], source="policy") if d.get("policy") else DEFAULT_POLICY
-        dry = tuple(replace(parse_policy(text, source=f"dry_run_policies[{i}]"), dry_run=True)
-                    for i, text in enumerate(d.get("dry_run_policies") or ()))
+        policy = parse_policy(text, source="policy") if text else DEFAULT_POLICY
+        dry = tuple(replace(parse_policy(t, source=f"dry_run_policies[{i}]"), dry_run=True)
+                    for i, t in enumerate(dry_texts))
     except PolicyError as exc:
         raise BadRequest(f"policy refused: {exc}") from None
-    except (TypeError, AttributeError):
-        raise BadRequest("policy: must be the policy's YAML text") from None
     return policy, dry
 
 
@@ -124,7 +158,7 @@ def _numbers(d: dict, now: int) -> tuple:
     if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
         raise BadRequest(f"expected_share: must be a number between 0 and 1, got {share!r}")
     started = d.get("started_at", now)
-    if isinstance(started, bool) or not isinstance(started, int) or started <= 0:
+    if isinstance(started, bool) or not isinstance(started, int) or not 0 < started <= _TS_MAX:
         raise BadRequest(f"started_at: must be epoch milliseconds, got {started!r}")
     return share, started
 
@@ -136,10 +170,11 @@ def rollout_from_body(d: Any, now: int) -> Rollout:
     _strings(d)
     policy, dry = _policies(d)
     share, started = _numbers(d, now)
-    if "id" in d and (not isinstance(d["id"], str) or not d["id"].strip()):
-        raise BadRequest("id: must be a non-empty string")
     rid = d.get("id") or f"{d['app']}:{d['canary']}"
-    return Rollout(rid, d["app"], d["canary"], d["baseline"], started, policy, share, None, dry)
+    try:
+        return Rollout(rid, d["app"], d["canary"], d["baseline"], started, policy, share, None, dry)
+    except RolloutError as exc:  # what the body's fields cannot show alone, e.g. two dry runs of one name
+        raise BadRequest(str(exc)) from None
 
 
 @auth.mutation

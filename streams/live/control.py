@@ -3,6 +3,13 @@
 Every worker reads all three (all small) from the start, for as long as it runs, so any
 worker can answer the HTTP API; the API writes rollouts and overrides through
 :func:`connect_backend`.
+
+Anyone who can write to these topics can put anything there, so a record is applied only
+once it parses whole (a rollout must pass :class:`detectors.rollout.Rollout`'s checks: an id
+of the safe alphabet, at most a few dry-run policies); a bad one is logged and skipped by
+:func:`apply_or_skip`, never applied in part and never the end of the follower. Logs show
+the texts of records through ``%r``, so a newline or a bidirectional character in an
+override's reason cannot forge or hide a line of the worker's log.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from streams.live.broker import broker_servers
 from streams.live.runtime import Runtime
 from streams.live.topics import read_to_end
 
-__all__ = ["connect_backend", "follow_control_topics", "apply_control_record"]
+__all__ = ["connect_backend", "follow_control_topics", "apply_control_record", "apply_or_skip"]
 
 log = logging.getLogger("rumgate")
 
@@ -60,12 +67,19 @@ async def follow_control_topics(rt: Runtime) -> None:
             batch = await consumer.getmany(*tps, timeout_ms=500)
             for tp in tps:
                 for record in batch.get(tp, ()):
-                    try:
-                        await apply_control_record(rt, tp.topic, record)
-                    except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-                        log.warning("%s offset %d: refused (%s)", tp.topic, record.offset, exc)
+                    await apply_or_skip(rt, tp.topic, record)
     finally:
         await consumer.stop()
+
+
+async def apply_or_skip(rt: Runtime, topic: str, record) -> bool:
+    """:func:`apply_control_record`, or a warning naming the record when it is refused (False)."""
+    try:
+        await apply_control_record(rt, topic, record)
+    except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
+        log.warning("%s offset %s: refused: %r", topic, getattr(record, "offset", "?"), str(exc)[:500])
+        return False
+    return True
 
 
 async def apply_control_record(rt: Runtime, topic: str, record) -> None:
@@ -74,7 +88,7 @@ async def apply_control_record(rt: Runtime, topic: str, record) -> None:
     if topic == t.rollouts:
         rollout = Rollout.from_dict(orjson.loads(record.value))
         backend.rollouts[rollout.id] = rollout
-        log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id, rollout.canary,
+        log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id, rollout.canary,  # checked names
                  rollout.baseline, rollout.policy.name, " (ended)" if rollout.ended_at else "")
         await stage2.on_rollout(rollout)
     elif topic == t.overrides:
@@ -82,7 +96,7 @@ async def apply_control_record(rt: Runtime, topic: str, record) -> None:
         known = backend.overrides.setdefault(override.rollout, [])
         if override not in known:
             known.append(override)
-        log.info("override on %s by %s: %s (%s)", override.rollout, override.actor, override.action,
+        log.info("override on %r by %r: %r (%r)", override.rollout, override.actor, override.action,
                  override.reason)
         await stage2.on_override(override)
     else:

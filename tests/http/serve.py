@@ -69,6 +69,12 @@ class Reply:
     status: int
     body: Any  # parsed JSON, else the text
     content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def allow(self) -> set[str]:
+        """The methods of a 405's ``Allow`` header (HEAD, which comes with GET, left out)."""
+        return {m.strip() for m in self.headers.get("Allow", "").split(",") if m.strip()} - {"HEAD"}
 
     @property
     def error(self) -> str:
@@ -119,5 +125,5 @@ async def _send(app: web.Application, requests: list[tuple]) -> list[Reply]:
                 parsed = orjson.loads(payload)
             except orjson.JSONDecodeError:
                 parsed = payload.decode(errors="replace")
-            out.append(Reply(resp.status, parsed, resp.headers.get("Content-Type", "")))
+            out.append(Reply(resp.status, parsed, resp.headers.get("Content-Type", ""), dict(resp.headers)))
         return out

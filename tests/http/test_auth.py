@@ -63,7 +63,9 @@ def test_read_open_serves_reads_without_a_token_but_not_mutations():
 def test_a_hook_takes_the_token_from_the_query():
     a = Auth(TOKEN)
     assert auth.hook_refusal(request(query=f"?token={TOKEN}", auth_=a)) is None
-    assert auth.hook_refusal(request(query="?token=nope", auth_=a)).status == 401  # falls back on the header
+    wrong = auth.hook_refusal(request(query="?token=nope", auth_=a))  # a token, not the worker's: wrong, not missing
+    assert wrong.status == 403 and wrong.body == b'{"error":"wrong token (?token=)"}'
+    assert auth.hook_refusal(request(query="?token=", auth_=a)).status == 403
     assert auth.hook_refusal(request(f"Bearer {TOKEN}", query="?token=nope", auth_=a)) is None
     assert auth.hook_refusal(request("Bearer nope", query="?token=nope", auth_=a)).status == 403
     assert auth.hook_refusal(request(auth_=Auth(TOKEN, read_open=True))) is None

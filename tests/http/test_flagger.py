@@ -41,7 +41,15 @@ def test_the_rollout_by_query_or_by_app():
     served = api(b)
     assert served.call("POST", "/v1/flagger/rollback?rollout=shop:r2", {}).status == 200
     assert served.call("POST", "/v1/flagger/rollback?rollout=shop:r2").status == 200  # no body at all
-    # The app's running rollout that started last (the ended one does not count).
+    # Two running rollouts of the app: no answer is safe, the hook names them (the ended one does not count).
+    for path, body in (("/v1/flagger/confirm-promotion", {"metadata": {"app": "shop"}}),
+                       ("/v1/flagger/confirm-promotion?app=shop", {})):
+        ambiguous = served.call("POST", path, body)
+        assert ambiguous.status == 409 and ambiguous.error == (
+            "app 'shop' has 2 running rollouts (shop:r2, shop:r3): end the stale ones or name the rollout "
+            "with metadata.rollout (or ?rollout=ID)")
+    # Once the stale one has ended, the app's one running rollout answers.
+    assert served.call("POST", "/v1/rollouts/shop:r2/end").status == 200
     by_app = served.call("POST", "/v1/flagger/confirm-promotion", {"metadata": {"app": "shop"}})
     assert by_app.status == 200 and by_app.body["rollout"] == "shop:r3"
     assert served.call("POST", "/v1/flagger/confirm-promotion?app=shop", {}).body["rollout"] == "shop:r3"
@@ -81,11 +89,12 @@ def test_hook_tokens(hook):
     served = api(b)
     assert served.call("POST", path, webhook, headers={}).status == 401
     assert served.call("POST", path, webhook, headers={"Authorization": "Bearer nope"}).status == 403
-    assert served.call("POST", path + "?token=nope", webhook, headers={}).status == 401
+    wrong = served.call("POST", path + "?token=nope", webhook, headers={})
+    assert wrong.status == 403 and wrong.error == "wrong token (?token=)"
     by_query = served.call("POST", path + f"?token={TOKEN}", webhook, headers={})
     assert by_query.status in (200, 409) and by_query.body["rollout"] == "shop:r2"
-    # The body is read before the token is checked: not JSON is 400 even without a token.
-    assert served.call("POST", path, raw=b"{oops", headers={}).status == 400
+    # The token is checked before the body is read: without it, not JSON is 401, not 400.
+    assert served.call("POST", path, raw=b"{oops", headers={}).status == 401
     # A read-open worker serves the hooks without a token; one without a token refuses them.
     assert api(b, read_open=True).call("POST", path, webhook, headers={}).body["verdict"] == "promote"
     tokenless = api(b, token="").call("POST", path, webhook)

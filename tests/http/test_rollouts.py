@@ -250,3 +250,4 @@ def test_unknown_routes_and_methods_are_json_errors():
     assert missing.status == 404 and missing.error == "Not Found"
     wrong = served.call("DELETE", "/v1/rollouts")
     assert wrong.status == 405 and wrong.error == "Method Not Allowed"
+    assert wrong.allow == {"GET", "POST"}  # RFC 9110: a 405 says which methods the route has
