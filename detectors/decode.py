@@ -44,7 +44,7 @@ from detectors.beacon import (
     validate_beacon,
 )
 
-__all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects"]
+__all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects", "item_bytes"]
 
 _EMPTY: dict = {}
 _INT64_SAFE = 2**62
@@ -64,8 +64,42 @@ class Reject:
 
 @dataclass
 class DecodeResult:
+    """The valid beacons as a batch, the invalid items, and where each batch row came from.
+
+    ``origin[i]`` is ``(record, item)`` of batch row ``i`` (item -1: the whole record), so
+    a later stage that refuses a valid beacon (a window's cohort cap) can dead-letter it
+    with its own bytes (:func:`item_bytes`).
+    """
+
     batch: BeaconBatch
     rejects: list[Reject]
+    origin: np.ndarray | None = None  # int64 [n, 2]
+
+    def source_of(self, row: int) -> tuple[int, int | None]:
+        """``(record, item)`` of batch row ``row`` (item None: the whole record)."""
+        if self.origin is None:
+            return row, None
+        record, item = (int(x) for x in self.origin[row])
+        return record, None if item < 0 else item
+
+
+def item_bytes(record: bytes, item: int | None) -> bytes:
+    """The bytes of one item of a record, as :class:`Reject` would carry them."""
+    if item is None:
+        return record
+    try:
+        value = orjson.loads(record)
+    except orjson.JSONDecodeError:
+        lines = [line for line in record.split(b"\n") if line.strip()]
+        return lines[item]
+    return orjson.dumps(value[item])
+
+
+def _origin(pairs: Sequence[tuple[int, int | None]], bad: Iterable[int]) -> np.ndarray:
+    """``(record, item)`` per kept row, item -1 for a whole record."""
+    dropped = set(bad)
+    return np.array([(r, -1 if i is None else i) for n, (r, i) in enumerate(pairs) if n not in dropped],
+                    np.int64).reshape(-1, 2)
 
 
 def decode_records(records: Sequence[bytes]) -> DecodeResult:
@@ -73,7 +107,9 @@ def decode_records(records: Sequence[bytes]) -> DecodeResult:
     streamed = _stream_columns(records)
     if streamed is not None:  # the common case: one beacon object per record
         batch, bad = _finish(streamed, lambda row: orjson.loads(records[row]))
-        return DecodeResult(batch, [Reject(row, None, records[row], reason) for row, reason in bad])
+        kept = np.delete(np.arange(len(records), dtype=np.int64), [row for row, _ in bad])
+        origin = np.stack([kept, np.full(kept.shape[0], -1, np.int64)], axis=1)
+        return DecodeResult(batch, [Reject(row, None, records[row], reason) for row, reason in bad], origin)
     objs: list[Any] = []
     origin: list[tuple[int, int | None]] = []  # (record, item) of each object
     rejects: list[Reject] = []
@@ -84,7 +120,7 @@ def decode_records(records: Sequence[bytes]) -> DecodeResult:
         r, i = origin[row]
         rejects.append(Reject(r, i, orjson.dumps(objs[row]) if i is not None else records[r], reason))
     rejects.sort(key=lambda x: (x.record, -1 if x.item is None else x.item))
-    return DecodeResult(batch, rejects)
+    return DecodeResult(batch, rejects, _origin(origin, (row for row, _ in bad)))
 
 
 def _decode_one(r: int, record: bytes, objs: list, origin: list, rejects: list[Reject]) -> None:

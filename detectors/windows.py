@@ -27,6 +27,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,12 +37,21 @@ import orjson
 from detectors.beacon import GOOD_LIMITS, METRICS, BeaconBatch, CohortKey
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_POSITIVE, LogSketch
 
-__all__ = ["DEFAULT_WINDOW_MS", "DEFAULT_LATENESS_MS", "WindowSummary", "TumblingWindows", "window_start"]
+__all__ = ["DEFAULT_WINDOW_MS", "DEFAULT_LATENESS_MS", "DEFAULT_MAX_COHORTS", "DEFAULT_MAX_VIEWS_PER_SESSION",
+           "WindowSummary", "TumblingWindows", "window_start"]
 
 DEFAULT_WINDOW_MS = 5_000
 #: ``ts`` is the gateway's receive time, so lateness comes only from gateway batching and
 #: partition skew, not from browser clocks: seconds, not minutes.
 DEFAULT_LATENESS_MS = 5_000
+#: Cohort keys (release × explicit cohort × device) one app may open per window on one
+#: partition. A rollout needs a handful (two releases, four devices, a flag's two arms);
+#: an app still serving many old releases a few dozen. Beyond it, a sender is inventing
+#: names, and every name would cost a summary here and in the judge.
+DEFAULT_MAX_COHORTS = 200
+#: Page views one session may add to one window. People do not load four pages a second
+#: for five seconds; a script does, and must not count as a crowd.
+DEFAULT_MAX_VIEWS_PER_SESSION = 20
 
 
 def window_start(ts: int | np.ndarray, size_ms: int) -> int | np.ndarray:
@@ -55,6 +66,9 @@ class WindowSummary:
     ``over_good[m]`` counts page views whose metric ``m`` is above its web-vitals "good"
     limit (CLS > 0.1, LCP > 2500 ms, ...); ``error_views`` counts page views with at least
     one JS error (not errors: bursts would break the rate test's independence).
+    ``capped`` counts page views left out of every other count because their session had
+    already sent :attr:`TumblingWindows.max_views_per_session` in this window: no person
+    loads pages that fast, and one sender must not weigh as many users.
     """
 
     key: CohortKey
@@ -68,6 +82,7 @@ class WindowSummary:
     errors: int = 0
     over_good: dict[str, int] = field(default_factory=dict)
     late: int = 0
+    capped: int = 0  # page views not counted: their session was over its cap in this window
 
     @classmethod
     def empty(cls, key: CohortKey, start: int, size_ms: int,
@@ -116,6 +131,9 @@ class WindowSummary:
             "errors": self.errors, "late": self.late, "over_good": dict(self.over_good),
             "sketches": {m: base64.b64encode(sk.to_bytes()).decode() for m, sk in self.sketches.items()
                          if sk.count},
+            # Only when some were capped: the usual record stays as it was, and one without
+            # the field (an older stage 1) reads as none capped.
+            **({"capped": self.capped} if self.capped else {}),
         }
 
     @classmethod
@@ -126,6 +144,7 @@ class WindowSummary:
             out.page_views, out.anonymous_views = int(d["page_views"]), int(d["anonymous_views"])
             out.error_views, out.errors, out.late = int(d["error_views"]), int(d["errors"]), int(d["late"])
             out.session_ids = _unpack_sessions(d["sessions"])
+            out.capped = int(d.get("capped", 0))
             out.over_good.update({m: int(n) for m, n in d["over_good"].items()})
             for m, text in d["sketches"].items():
                 out.sketches[m] = LogSketch.from_bytes(base64.b64decode(text))
@@ -148,6 +167,7 @@ class WindowSummary:
         self.error_views += other.error_views
         self.errors += other.errors
         self.late += other.late
+        self.capped += other.capped
         for m, sketch in other.sketches.items():
             self.sketches[m].merge(sketch)
         for m, n in other.over_good.items():
@@ -247,16 +267,61 @@ def _sessions(session: list | None, group: np.ndarray, n_groups: int,
     return sets, anonymous
 
 
+def _by_start(starts: np.ndarray, sessions: list) -> list[tuple[int, list]]:
+    """The sessions of rows, split by window start (a batch spans one or two windows)."""
+    distinct = np.unique(starts)
+    if distinct.size == 1:
+        return [(int(distinct[0]), sessions)]
+    return [(int(u), [sid for sid, keep in zip(sessions, (starts == u).tolist()) if keep]) for u in distinct]
+
+
+def _rows(batch: BeaconBatch, mask: np.ndarray) -> BeaconBatch:
+    """The rows of ``batch`` where ``mask`` is set (same keys)."""
+    return BeaconBatch(
+        ts=batch.ts[mask], key=batch.key[mask], keys=batch.keys,
+        metrics={m: v[mask] for m, v in batch.metrics.items()}, errors=batch.errors[mask],
+        session=None if batch.session is None else [s for s, k in zip(batch.session, mask.tolist()) if k],
+    )
+
+
 class TumblingWindows:
-    """Assigns beacons to event-time windows per cohort key and closes them by watermark."""
+    """Assigns beacons to event-time windows per cohort key and closes them by watermark.
+
+    Two caps keep one sender from costing memory or weighing as a crowd, and both depend
+    only on the order of beacons, never on how they are batched:
+
+    * ``max_cohorts``: an app opens at most this many cohort keys per window here. The
+      beacons of a key beyond it are refused, with a reason, in :attr:`rejected` (the
+      caller dead-letters them). Keys of a ``protected_releases`` release with no explicit
+      cohort or a ``canary``/``baseline`` one (a running rollout's) are always admitted and
+      not counted, so invented releases cannot crowd a rollout out; without protection the
+      first keys to arrive in a window are the ones kept.
+    * ``max_views_per_session``: a session's page views in a window beyond it are not
+      counted, only added to the summary's ``capped`` (page views without a session are
+      not capped: each counts as its own user).
+
+    None turns a cap off.
+    """
 
     def __init__(self, size_ms: int = DEFAULT_WINDOW_MS,
                  allowed_lateness_ms: int = DEFAULT_LATENESS_MS,
-                 relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY) -> None:
+                 relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY, *,
+                 max_cohorts: int | None = DEFAULT_MAX_COHORTS,
+                 max_views_per_session: int | None = DEFAULT_MAX_VIEWS_PER_SESSION,
+                 protected_releases: Iterable[str] = ()) -> None:
         if int(size_ms) != size_ms or size_ms <= 0:
             raise ValueError(f"window size must be a whole number of ms > 0, got {size_ms!r}")
         if int(allowed_lateness_ms) != allowed_lateness_ms or allowed_lateness_ms < 0:
             raise ValueError(f"allowed lateness must be a whole number of ms >= 0, got {allowed_lateness_ms!r}")
+        for name, cap in (("max_cohorts", max_cohorts), ("max_views_per_session", max_views_per_session)):
+            if cap is not None and (int(cap) != cap or cap < 1):
+                raise ValueError(f"{name} must be a whole number >= 1 or None, got {cap!r}")
+        self.max_cohorts = max_cohorts
+        self.max_views_per_session = max_views_per_session
+        self.protected_releases = frozenset(protected_releases)
+        self.rejected: list[tuple[int, str]] = []  # (row of the last batch, reason)
+        self._cohorts: dict[tuple[int, str], int] = {}  # (start, app) -> unprotected keys open
+        self._views: dict[int, Counter] = {}  # start -> page views per session
         self.size_ms = int(size_ms)
         self.allowed_lateness_ms = int(allowed_lateness_ms)
         self.relative_accuracy = relative_accuracy
@@ -273,6 +338,7 @@ class TumblingWindows:
         it, so how records are cut into batches never changes which window a beacon is
         counted in: a replay, or a restart from a checkpoint, counts exactly as the live run.
         """
+        self.rejected = []
         if len(batch) == 0:
             return []
         ts = batch.ts
@@ -291,17 +357,103 @@ class TumblingWindows:
         if late.any():
             # A late beacon joins the window of the watermark it arrived at.
             starts = np.where(late, window_start(seen, self.size_ms), starts)
-            self.late_total += int(late.sum())
         groups, cohorts = _group_rows(starts, batch.key, len(batch.keys))
-        counts = _count_groups(batch, cohorts, len(groups), late, self._log_gamma)
-        for g, (start, code) in enumerate(groups):
-            key = batch.keys[code]
-            summary = self._open.get((start, key))
-            if summary is None:
-                summary = WindowSummary.empty(key, start, self.size_ms, self.relative_accuracy)
-                self._open[(start, key)] = summary
-            summary.add_counts(counts, g)
+        keep = self._admit(batch, starts, groups, cohorts)
+        capped = self._cap_sessions(batch, starts, keep)
+        count = keep & ~capped
+        if capped.any():
+            for row in np.flatnonzero(capped).tolist():
+                self._summary(int(starts[row]), batch.keys[batch.key[row]]).capped += 1
+        if not count.all():
+            batch, starts, late = _rows(batch, count), starts[count], late[count]
+            groups, cohorts = _group_rows(starts, batch.key, len(batch.keys))
+        self.late_total += int(late.sum())
+        if len(batch):
+            counts = _count_groups(batch, cohorts, len(groups), late, self._log_gamma)
+            for g, (start, code) in enumerate(groups):
+                self._summary(start, batch.keys[code]).add_counts(counts, g)
         return self._close(int(self._closed_before(self.watermark)))
+
+    def _summary(self, start: int, key: CohortKey) -> WindowSummary:
+        summary = self._open.get((start, key))
+        if summary is None:
+            summary = self._open[(start, key)] = WindowSummary.empty(key, start, self.size_ms,
+                                                                     self.relative_accuracy)
+        return summary
+
+    def _protected(self, key: CohortKey) -> bool:
+        return key.release in self.protected_releases and key.cohort in (None, "canary", "baseline")
+
+    def _admit(self, batch: BeaconBatch, starts: np.ndarray, groups: list[tuple[int, int]],
+               inverse: np.ndarray) -> np.ndarray:
+        """Rows whose cohort key is (or may be) open in its window; the others go to :attr:`rejected`.
+
+        New keys are taken in the order of their first beacon, so the keys a window keeps
+        are the first ``max_cohorts`` to arrive, however the beacons were batched.
+        """
+        n = len(batch)
+        keep = np.ones(n, bool)
+        if self.max_cohorts is None:
+            return keep
+        new = [g for g, (start, code) in enumerate(groups) if (start, batch.keys[code]) not in self._open]
+        if not new:
+            return keep
+        first = np.full(len(groups), n, np.int64)
+        np.minimum.at(first, inverse, np.arange(n, dtype=np.int64))
+        refused = np.zeros(len(groups), bool)
+        for g in sorted(new, key=first.__getitem__):
+            start, code = groups[g]
+            key = batch.keys[code]
+            if self._protected(key):
+                continue
+            opened = self._cohorts.get((start, key.app), 0)
+            if opened < self.max_cohorts:
+                self._cohorts[(start, key.app)] = opened + 1
+                self._open[(start, key)] = WindowSummary.empty(key, start, self.size_ms, self.relative_accuracy)
+            else:
+                refused[g] = True
+        if refused.any():
+            keep = ~refused[inverse]
+            self.rejected = [
+                (row, f"cohort: app {batch.keys[batch.key[row]].app!r} already has {self.max_cohorts} "
+                      f"cohorts (release x cohort x device) in window {int(starts[row])} on this partition")
+                for row in np.flatnonzero(~keep).tolist()]
+        return keep
+
+    def _cap_sessions(self, batch: BeaconBatch, starts: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Rows beyond their session's ``max_views_per_session`` in their window, in row order.
+
+        Counting a whole batch per window with ``Counter.update`` runs at C speed; only a
+        batch in which some session went over the cap is recounted row by row.
+        """
+        capped = np.zeros(len(batch), bool)
+        cap = self.max_views_per_session
+        if cap is None or batch.session is None:
+            return capped
+        rows = np.flatnonzero(keep)
+        row_starts = starts[rows]
+        sessions = batch.session if rows.size == len(batch) else [batch.session[i] for i in rows.tolist()]
+        over = False
+        for start, part in _by_start(row_starts, sessions):
+            views = self._views.setdefault(start, Counter())
+            views.update(part)
+            views.pop(None, None)  # a page view without a session is its own user
+            over = over or max(views.values(), default=0) > cap
+        if over:
+            self._recount(rows, row_starts, sessions, capped)
+        return capped
+
+    def _recount(self, rows: np.ndarray, row_starts: np.ndarray, sessions: list, capped: np.ndarray) -> None:
+        """Undo a batch's fast count and count it row by row, marking the rows over the cap."""
+        for start, part in _by_start(row_starts, sessions):
+            self._views[start].subtract(sid for sid in part if sid is not None)
+        for row, start, sid in zip(rows.tolist(), row_starts.tolist(), sessions):
+            if sid is None:
+                continue
+            views = self._views[start]
+            views[sid] += 1
+            if views[sid] > self.max_views_per_session:
+                capped[row] = True
 
     def _closed_before(self, watermark: np.ndarray) -> np.ndarray:
         """Windows starting before this are closed once the watermark has reached ``watermark``.
@@ -338,4 +490,7 @@ class TumblingWindows:
             before = done[-1][0] + self.size_ms
         if before is not None:
             self.closed_before = before if self.closed_before is None else max(self.closed_before, before)
+        for table in (self._views, self._cohorts):
+            for k in [k for k in table if before is None or (k if type(k) is int else k[0]) < before]:
+                del table[k]
         return [self._open.pop(k) for k in done]

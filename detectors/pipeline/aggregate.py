@@ -36,8 +36,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from detectors.decode import decode_records
+from detectors.decode import DecodeResult, decode_records, item_bytes
 from detectors.pipeline.judge import WindowsRecord
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary, window_start
 
@@ -99,12 +100,17 @@ class PartitionAggregator:
         Window size and allowed lateness.
     checkpoint
         Resume point of an earlier run; records below its offset are skipped.
+    limits
+        ``max_cohorts``, ``max_views_per_session``, ``protected_releases`` of
+        :class:`~detectors.windows.TumblingWindows`; beacons its cohort cap refuses are
+        dead-lettered like invalid ones.
     """
 
     def __init__(self, partition: int, window_ms: int = DEFAULT_WINDOW_MS,
-                 lateness_ms: int = DEFAULT_LATENESS_MS, checkpoint: Checkpoint | None = None) -> None:
+                 lateness_ms: int = DEFAULT_LATENESS_MS, checkpoint: Checkpoint | None = None,
+                 **limits: Any) -> None:
         self.partition = partition
-        self.windows = TumblingWindows(window_ms, lateness_ms)
+        self.windows = TumblingWindows(window_ms, lateness_ms, **limits)
         self.skip_below = -1
         if checkpoint is not None:
             self.skip_below = checkpoint.offset
@@ -134,6 +140,8 @@ class PartitionAggregator:
         step = Step(beacons=len(decoded.batch))
         step.rejects = [DeadLetter(records[r.record][0], r.item, r.raw, r.reason) for r in decoded.rejects]
         step.closed = self.windows.add(decoded.batch)
+        step.rejects += [_refused(records, decoded, row, reason) for row, reason in self.windows.rejected]
+        step.beacons -= len(self.windows.rejected)
         self.beacons += step.beacons
         self.rejected += len(step.rejects)
         first, last = records[0][0], records[-1][0]
@@ -170,6 +178,13 @@ class PartitionAggregator:
             step.checkpoint = Checkpoint(nxt.first, nxt.watermark_before)
         else:
             step.checkpoint = Checkpoint(done, self.windows.watermark)
+
+
+def _refused(records: Sequence[tuple[int, bytes]], decoded: DecodeResult, row: int, reason: str) -> DeadLetter:
+    """A valid beacon the windows refused, as a dead letter with its record's offset and its bytes."""
+    record, item = decoded.source_of(row)
+    offset, value = records[record]
+    return DeadLetter(offset, item, item_bytes(value, item), reason)
 
 
 def windows_records(source: int, closed_before: int | None, closed: Sequence[WindowSummary],

@@ -34,7 +34,13 @@ from detectors.pipeline.aggregate import DeadLetter, PartitionAggregator, Step, 
 from detectors.pipeline.judge import Judge, WindowsRecord
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict
-from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, WindowSummary
+from detectors.windows import (
+    DEFAULT_LATENESS_MS,
+    DEFAULT_MAX_COHORTS,
+    DEFAULT_MAX_VIEWS_PER_SESSION,
+    DEFAULT_WINDOW_MS,
+    WindowSummary,
+)
 
 __all__ = ["Run", "RunResult"]
 
@@ -76,13 +82,20 @@ class Run:
         How many invalid items to keep, with their reasons (all are counted).
     on_verdict
         Called with each verdict as it is made.
+    max_cohorts, max_views_per_session
+        Stage 1's caps (:class:`~detectors.windows.TumblingWindows`); the rollout's two
+        releases are protected from the cohort cap.
     """
 
     def __init__(self, rollout: Rollout, *, sources: int = 1, overrides: Iterable[Override] = (),
                  window_ms: int = DEFAULT_WINDOW_MS, lateness_ms: int = DEFAULT_LATENESS_MS,
                  stop_at_decision: bool = True, keep_rejects: int = 100,
-                 on_verdict: Callable[[Verdict], None] | None = None) -> None:
+                 on_verdict: Callable[[Verdict], None] | None = None,
+                 max_cohorts: int | None = DEFAULT_MAX_COHORTS,
+                 max_views_per_session: int | None = DEFAULT_MAX_VIEWS_PER_SESSION) -> None:
         self.rollout = rollout
+        self.limits = {"max_cohorts": max_cohorts, "max_views_per_session": max_views_per_session,
+                       "protected_releases": (rollout.canary, rollout.baseline)}
         self.sources = sources
         self.window_ms, self.lateness_ms = window_ms, lateness_ms
         self.stop_at_decision = stop_at_decision
@@ -107,7 +120,8 @@ class Run:
             return self.stopped
         agg = self.aggregators.get(partition)
         if agg is None:
-            agg = self.aggregators[partition] = PartitionAggregator(partition, self.window_ms, self.lateness_ms)
+            agg = self.aggregators[partition] = PartitionAggregator(partition, self.window_ms, self.lateness_ms,
+                                                                    **self.limits)
         step = agg.process(records)
         self.result.records += len(records)
         self.result.beacons += step.beacons

@@ -528,3 +528,108 @@ def test_restore_resumes_as_if_never_stopped():
     view = lambda out: [(s.start, s.page_views, s.late) for s in out]  # noqa: E731
     assert view(again) == view(tail)[1:]  # all but window 0, whose first beacons came before
     assert sum(s.late for s in again) == 1  # the beacon at 2 s, after 15 s: counted in 15 s
+
+
+# -- caps: cohorts per app per window, page views per session per window ----------------------
+
+def invented(i: int, app: str = "shop-web", device: str = "mobile") -> CohortKey:
+    return CohortKey(app, f"fake-{i}", None, device)
+
+
+def test_an_app_opens_at_most_max_cohorts_per_window_and_the_rest_is_rejected_with_a_reason():
+    """Invented releases cost one summary each: beyond the cap their beacons are refused
+    (for the dead-letter topic), the first keys to arrive are kept, other apps are unaffected."""
+    w = TumblingWindows(5 * SEC, 0, max_cohorts=3)
+    b = batch(*(beacon(T0 + i, invented(i)) for i in range(5)), beacon(T0 + 9, invented(0, app="blog")))
+    w.add(b)
+    assert [row for row, _ in w.rejected] == [3, 4]
+    assert "cohort: app 'shop-web' already has 3 cohorts" in w.rejected[0][1]
+    assert sorted(s.key.release for s in w.flush()) == ["fake-0", "fake-0", "fake-1", "fake-2"]
+
+
+def test_the_cohort_cap_is_per_window_and_a_kept_cohort_keeps_counting():
+    w = TumblingWindows(5 * SEC, 0, max_cohorts=1)
+    w.add(batch(beacon(T0, invented(0)), beacon(T0 + 1, invented(1)), beacon(T0 + 2, invented(0))))
+    assert [row for row, _ in w.rejected] == [1]
+    closed = w.add(batch(beacon(T0 + 6000, invented(1))))  # a new window: the cap starts again
+    assert w.rejected == []
+    assert [(s.start - T0, s.key.release, s.page_views) for s in closed + w.flush()] == [
+        (0, "fake-0", 2), (5000, "fake-1", 1)]
+
+
+def test_a_protected_release_is_never_crowded_out():
+    """A running rollout's cohorts are admitted whatever invented releases arrived first."""
+    canary = CohortKey("shop-web", "2026.11.23-abc", None, "mobile")
+    flagged = CohortKey("shop-web", "2026.11.23-abc", "canary", "desktop")
+    w = TumblingWindows(5 * SEC, 0, max_cohorts=2, protected_releases={"2026.11.23-abc"})
+    w.add(batch(*(beacon(T0 + i, invented(i)) for i in range(4)), beacon(T0 + 5, canary),
+                beacon(T0 + 6, flagged), beacon(T0 + 7, CohortKey("shop-web", "2026.11.23-abc", "x" * 8, "mobile"))))
+    assert [row for row, _ in w.rejected] == [2, 3, 6]  # an invented cohort of it is not protected
+    assert {s.key for s in w.flush()} >= {canary, flagged}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 12_000), st.integers(0, 6)), min_size=1, max_size=60),
+       st.lists(st.integers(1, 59), max_size=5))
+def test_which_cohorts_the_cap_keeps_never_depends_on_batching(rows, cuts):
+    rows = sorted(rows)
+    beacons = [beacon(T0 + t, invented(k)) for t, k in rows]
+
+    def run(cuts):
+        w, kept, rejected, lo = TumblingWindows(5 * SEC, 1000, max_cohorts=3), [], [], 0
+        for hi in sorted(set(c for c in cuts if c < len(beacons))) + [len(beacons)]:
+            kept += w.add(batch(*beacons[lo:hi]))
+            rejected += [lo + row for row, _ in w.rejected]
+            lo = hi
+        kept += w.flush()
+        return sorted((s.start, s.key.release, s.page_views) for s in kept), rejected
+
+    assert run(cuts) == run([])
+
+
+def sessions_batch(sessions: list[str | None], t: int = 0, key: CohortKey = MOBILE_R2) -> BeaconBatch:
+    return batch(*(beacon(T0 + t + i, key, session=s, LCP=8000.0) for i, s in enumerate(sessions)))
+
+
+def test_page_views_of_one_session_beyond_the_cap_are_not_counted_but_counted_as_capped():
+    w = TumblingWindows(5 * SEC, 0, max_views_per_session=3)
+    w.add(sessions_batch(["bot"] * 5 + ["u1", None, None, None, None]))
+    (s,) = w.flush()
+    assert (s.page_views, s.capped, s.sketches["LCP"].count, s.sessions) == (8, 2, 8, 6)
+
+
+@pytest.mark.parametrize("chunks", [[10], [2, 8], [1] * 10, [4, 1, 5]])
+def test_the_session_cap_does_not_depend_on_batching(chunks):
+    views = ["bot", "u1", "bot", "bot", "u2", "bot", "bot", "u1", "bot", "bot"]
+    w, done = TumblingWindows(5 * SEC, 0, max_views_per_session=2), 0
+    for size in chunks:
+        w.add(sessions_batch(views[done:done + size], t=done))
+        done += size
+    (s,) = w.flush()
+    assert (s.page_views, s.capped) == (5, 5)  # bot: 2 of 7; u1: 2; u2: 1
+
+
+def test_the_session_cap_is_per_window_across_cohorts():
+    """One session is one user wherever its page views claim to come from."""
+    w = TumblingWindows(5 * SEC, 0, max_views_per_session=2)
+    closed = w.add(batch(beacon(T0, MOBILE_R2, session="bot"), beacon(T0 + 1, DESKTOP_R1, session="bot"),
+                         beacon(T0 + 2, CANARY, session="bot"), beacon(T0 + 6000, CANARY, session="bot")))
+    out = {(s.start - T0, s.key): (s.page_views, s.capped) for s in closed + w.flush()}
+    assert out == {(0, MOBILE_R2): (1, 0), (0, DESKTOP_R1): (1, 0), (0, CANARY): (0, 1), (5000, CANARY): (1, 0)}
+
+
+def test_capped_survives_the_wire_and_merging_and_an_older_record_reads_as_none_capped():
+    s = WindowSummary.empty(MOBILE_R2, T0, 5000)
+    assert "capped" not in s.to_dict()  # the usual record is unchanged
+    s.capped = 7
+    t = WindowSummary.from_dict(s.to_dict())
+    assert t.capped == 7 and t == s
+    t.merge(s)
+    assert t.capped == 14
+
+
+@pytest.mark.parametrize("kwargs", [{"max_cohorts": 0}, {"max_views_per_session": 0},
+                                    {"max_cohorts": 2.5}])
+def test_bad_caps_are_refused(kwargs):
+    with pytest.raises(ValueError, match="got"):
+        TumblingWindows(5000, 0, **kwargs)
