@@ -47,8 +47,42 @@ __all__ = [
     "parse_policy",
     "parse_duration",
     "MAX_DEPTH",
+    "MAX_NAME",
     "MAX_POLICY_CHARS",
+    "NAME_CHARS",
+    "name_problem",
 ]
+
+#: How long an app, release or policy name may be (see detectors.rollout for why).
+MAX_NAME = 63
+#: The characters of ids and names after the first (a letter or digit): none needs quoting in
+#: a record key or a log line, none is whitespace, a control or a bidirectional character.
+NAME_CHARS = "A-Za-z0-9._:/@+-"
+_FIRST = re.compile(r"[A-Za-z0-9]")
+_REST = re.compile(f"[{NAME_CHARS}]")
+_ALPHABET = "letters, digits and . _ : / @ + - (starting with a letter or digit)"
+
+
+def name_problem(value: Any, max_len: int = MAX_NAME) -> str | None:
+    """What is wrong with ``value`` as a rollout id, an app, release or policy name (None:
+    nothing). A refused character is shown by its code point unless it is printable ASCII,
+    and a long value is never repeated, so the message is safe to log and to answer with.
+
+    >>> name_problem("shop-web:2026.11.23-abc"), name_problem("a\u202eb")
+    (None, 'U+202E (at 1) is not allowed: use letters, digits and . _ : / @ + - (starting with a letter or digit)')
+    """
+    if not isinstance(value, str):
+        return f"must be a string, got {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if len(value) > max_len:
+        return f"{len(value)} characters, at most {max_len}"
+    for i, ch in enumerate(value):
+        if not (_FIRST if i == 0 else _REST).fullmatch(ch):
+            shown = repr(ch) if ch.isprintable() and ch.isascii() else f"U+{ord(ch):04X}"
+            hint = " (in a query string + means a space: write it %2B)" if ch == " " else ""
+            return f"{shown} (at {i}) is not allowed: use {_ALPHABET}{hint}"
+    return None
 
 #: Longer than any real policy (every field set is under 2 KB), short enough that a rollout
 #: with its dry-run policies stays far below the API's body limit.
@@ -350,9 +384,7 @@ def _compose(text: Any, source: str) -> yaml.Node | None:
 
 def _name(read: _Reader, node: yaml.Node) -> str:
     """The policy's name: it is in every verdict and in the key ``ID~dry-run:NAME``, so it
-    has the alphabet of rollout ids (:func:`detectors.rollout.name_problem`)."""
-    from detectors.rollout import name_problem  # detectors.rollout imports this module
-
+    has the alphabet of rollout ids (:func:`name_problem`)."""
     name = read.string(node, "name")
     problem = name_problem(name)
     if problem:

@@ -23,27 +23,23 @@ Traceback (most recent call last):
 ...
 detectors.rollout.RolloutError: id: '~' (at 7) is not allowed: use letters, digits and . _ : / @ + - (starting with a letter or digit)
 
-App and release names (and policy names) are shorter: at most 63 characters, a Kubernetes
+The alphabet is :func:`detectors.policy.name_problem`'s, since policy names share it. App
+and release names (and policy names) are shorter: at most 63 characters, a Kubernetes
 label value's length (the release is the pod label ``app.kubernetes.io/version``), so the
 default id ``APP:RELEASE`` always fits in an id.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from detectors.policy import DEFAULT_POLICY, Policy, PolicyError
+from detectors.policy import DEFAULT_POLICY, MAX_NAME, NAME_CHARS, Policy, PolicyError, name_problem
 
 __all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_ID", "MAX_NAME", "NAME_PATTERN", "Rollout", "RolloutError",
            "check_id", "check_name", "name_problem"]
 
 MAX_ID = 128
-MAX_NAME = 63
-#: The characters of ids and names after the first (a letter or digit): none needs quoting in
-#: a record key or a log line, none is whitespace, a control or a bidirectional character.
-NAME_CHARS = "A-Za-z0-9._:/@+-"
 #: What an id may be (also the OpenAPI ``pattern`` of ids).
 ID_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_ID - 1}}}$"
 #: What an app, release or policy name may be (:func:`check_name`).
@@ -52,30 +48,8 @@ NAME_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_NAME - 1}}}$"
 #: thousands would make one client's rollout cost the worker thousands of judgements.
 MAX_DRY_RUN_POLICIES = 8
 
-_FIRST = re.compile(r"[A-Za-z0-9]")
-_REST = re.compile(f"[{NAME_CHARS}]")
-_ALPHABET = "letters, digits and . _ : / @ + - (starting with a letter or digit)"
-
-
 class RolloutError(ValueError):
     """A rollout was refused; the message starts with the field, e.g. ``id: ...``."""
-
-
-def name_problem(value: Any, max_len: int = MAX_NAME) -> str | None:
-    """What is wrong with ``value`` as an id or a name (None: nothing). The message shows a
-    refused character by its code point, never as itself, and never repeats a long value."""
-    if not isinstance(value, str):
-        return f"must be a string, got {type(value).__name__}"
-    if not value:
-        return "must not be empty"
-    if len(value) > max_len:
-        return f"{len(value)} characters, at most {max_len}"
-    for i, ch in enumerate(value):
-        if not (_FIRST if i == 0 else _REST).fullmatch(ch):
-            shown = repr(ch) if ch.isprintable() and ch.isascii() else f"U+{ord(ch):04X}"
-            hint = " (in a query string + means a space: write it %2B)" if ch == " " else ""
-            return f"{shown} (at {i}) is not allowed: use {_ALPHABET}{hint}"
-    return None
 
 
 def check_id(value: Any, field: str = "id") -> str:

@@ -102,15 +102,18 @@ def rollout_start(broker, app, canary, baseline, policy_path, expected_share, st
     """Start judging a rollout: canary release against baseline release of one app."""
     from dataclasses import replace
 
-    from detectors.rollout import Rollout  # not at the top: it brings river, which rumgate ingest does not need
+    from detectors.rollout import Rollout, RolloutError  # not at the top: it brings river, which ingest does not need
 
     settings = settings_from(broker, require_broker=True)
     policy = load_policy_file(policy_path)
     dry = tuple(replace(load_policy_file(path), dry_run=True) for path in dry_run_paths)
     if canary == baseline:
         raise click.BadParameter("canary and baseline must be different releases", param_hint="--canary")
-    rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
-                      parse_time(started_at), policy, expected_share, dry_run_policies=dry)
+    try:
+        rollout = Rollout(rollout_id or f"{app}:{canary}", app, canary, baseline,
+                          parse_time(started_at), policy, expected_share, dry_run_policies=dry)
+    except RolloutError as exc:  # the id and names the API and the worker accept, and no others
+        raise click.ClickException(f"rollout refused: {exc}") from None
     known, _ = run_async(read_state(settings))
     if rollout.id in known:
         raise click.ClickException(f"rollout {rollout.id!r} exists already (ids are never reused: its verdicts "

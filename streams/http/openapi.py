@@ -80,7 +80,8 @@ OPENAPI = {
                 "type": "object", "required": ["action", "actor", "reason"], "additionalProperties": False,
                 "properties": {
                     "action": {"enum": ["promote", "hold", "rollback"]}, "actor": _TEXT,
-                    "reason": _TEXT, "ticket": _TEXT, "rollout": {"type": "string", "description": "ignored: the path's"},
+                    "reason": _TEXT, "ticket": _TEXT,
+                    "rollout": {"type": "string", "description": "ignored: the path's"},
                     "at": _EPOCH_MS, "expires_at": {**_EPOCH_MS, "description": "after at, and not yet passed"},
                     "ttl_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86_400},
                 }},
