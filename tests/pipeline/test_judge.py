@@ -180,3 +180,52 @@ def test_dry_run_policies_publish_beside_the_enforcing_one(records):
     assert dry and all(v.policy["dry_run"] for v in dry)
     assert all(v.verdict != "rollback" for v in dry)  # tolerates +100 %: the trust-building view
     assert len(dry) > len(enforcing)  # the dry run is not stopped by the enforcing decision
+
+
+# -- bounded history ---------------------------------------------------------------------------
+
+def _window(app: str, start: int, releases: int = 1, size_ms: int = 5000) -> list:
+    from detectors.beacon import CohortKey
+    from detectors.windows import WindowSummary
+
+    out = []
+    for r in range(releases):
+        s = WindowSummary.empty(CohortKey(app, f"r{r}", None, "mobile"), start, size_ms)
+        s.page_views = 1
+        out.append(s)
+    return out
+
+
+def test_an_app_that_stops_sending_is_dropped_once_its_windows_are_older_than_the_history():
+    """The horizon is the newest judged window, not the app's own: an app that stops sending
+    must not keep its last windows forever."""
+    judge = Judge(1, history_ms=60_000)
+    t0 = SC.start_ms
+    judge.add(WindowsRecord(0, t0 + 5000, False, _window("gone", t0)))
+    assert judge.state_size()["history_apps"] == 1
+    for i in range(1, 20):  # only "shop-web" sends from here on
+        start = t0 + i * 5000
+        judge.add(WindowsRecord(0, start + 5000, False, _window("shop-web", start)))
+    size = judge.state_size()
+    assert size["history_apps"] == 1  # "gone" was pruned
+    assert size["history_windows"] == 13  # windows within 60 s of the newest, both ends kept
+
+
+def test_the_history_holds_at_most_max_history_summaries_and_drops_the_oldest_first():
+    judge = Judge(1, history_ms=3_600_000, max_history_summaries=50)
+    t0 = SC.start_ms
+    for i in range(30):
+        start = t0 + i * 5000
+        judge.add(WindowsRecord(0, start + 5000, False, _window(f"app-{i % 3}", start, releases=4)))
+        assert judge.state_size()["history_summaries"] <= 50
+    late = Rollout("app-2:r1", "app-2", "r1", "r0", t0, POLICY)
+    verdicts = judge.apply_rollout(late)
+    assert verdicts and min(v.inputs["windows"][0] for v in verdicts if v.inputs["windows"]) >= t0 + 18 * 5000
+
+
+def test_the_history_keeps_one_summary_per_cohort_however_many_partitions_sent_it():
+    judge = Judge(3, history_ms=60_000)
+    t0 = SC.start_ms
+    for p in range(3):
+        judge.add(WindowsRecord(p, t0 + 5000, False, _window("shop-web", t0, releases=2)))
+    assert judge.state_size()["history_summaries"] == 2
