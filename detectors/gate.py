@@ -11,8 +11,13 @@ of tolerances on both sides (statistics.md §3.4, §4, §6):
   page views (or beacons carrying the metric) as exposure.
 * the split itself: a sample-ratio-mismatch e-test when the expected share is known.
 
+A window whose canary or baseline page views come from too few sessions (some session
+over stage 1's per-window cap, or page views per session far above the other arm's:
+:func:`crowding`) feeds nothing: one sender must not weigh as the users it claims to be.
+
 Decisions, in order: ROLLBACK when any rollback e-value reaches ``1/α_m`` (Bonferroni
-over metrics × segments); HOLD on a sample-ratio mismatch or when canary data stops;
+over metrics × segments); HOLD on a window of few sessions, on a sample-ratio mismatch or
+when canary data stops;
 PROMOTE when every metric has proven non-inferiority at ``1/α_P`` after the minimum
 duration and samples; HOLD when the deadline passes; otherwise CONTINUE.
 
@@ -36,7 +41,7 @@ from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, LogSketch
 from detectors.verdict import MetricEvidence, MetricStatus, ReasonCode, Severity, Verdict, VerdictKind
 from detectors.windows import WindowSummary
 
-__all__ = ["TOLERANCE_GRID", "Gate", "arm_of"]
+__all__ = ["TOLERANCE_GRID", "Gate", "arm_of", "crowding"]
 
 #: Tolerances the explanation brackets the effect with ("worse by ≥ X", "not worse than Y").
 TOLERANCE_GRID = (0.0, 0.02, 0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.50, 1.0)
@@ -51,6 +56,39 @@ def arm_of(key: CohortKey, canary: str, baseline: str) -> str | None:
         return "canary"
     if key.release == baseline:
         return "baseline"
+    return None
+
+
+#: An arm's page views per session this many times the other arm's is not a difference
+#: between releases (the split is per user, and both arms run the same pages): it is a
+#: sender posing as many page views. Honest arms differ by a few tens of percent at most.
+CROWDING_RATIO = 4.0
+#: ... once that arm has this many page views from named sessions in the window, so a
+#: small canary's chance few heavy users never count as a crowd.
+CROWDING_MIN_VIEWS = 20
+
+
+def crowding(canary: WindowSummary, baseline: WindowSummary) -> str | None:
+    """Why one window's arms cannot be taken as users (None when they can).
+
+    Two checks, both on a single window so that a flood is caught in the window it
+    arrives in: page views stage 1 left out because their session was over its cap
+    (``capped``), and page views per named session far above the other arm's. Page views
+    without a session count as one user each and are outside both checks (the
+    sample-ratio test sees them as users).
+    """
+    for name, arm, other in (("canary", canary, baseline), ("baseline", baseline, canary)):
+        if arm.capped:
+            return (f"few sessions: {arm.capped} {name} page views of this window came from sessions "
+                    "over the per-session cap; the window is not judged")
+        named = arm.page_views - arm.anonymous_views
+        other_named = other.page_views - other.anonymous_views
+        if named < CROWDING_MIN_VIEWS or not arm.session_ids or not other.session_ids:
+            continue
+        per, other_per = named / len(arm.session_ids), other_named / len(other.session_ids)
+        if per >= CROWDING_RATIO * other_per:
+            return (f"few sessions: the {name} has {per:.1f} page views per session in this window, "
+                    f"the other arm {other_per:.1f}; the window is not judged")
     return None
 
 
@@ -199,6 +237,9 @@ class Gate:
             self.incident = GlobalIncident(DETECTORS[self.detector_name](), policy.anomaly_threshold)
         self.watch: PromotionWatch | None = None
         self.incident_now: tuple[bool, float] | None = None
+        self.crowded: str | None = None  # why the last window was not judged (few sessions)
+        self.crowded_windows = 0
+        self.capped_views = 0
 
     # -- input ------------------------------------------------------------------------------
     def observe(self, start: int, size_ms: int, summaries: Iterable[WindowSummary],
@@ -210,13 +251,17 @@ class Gate:
         end = start + size_ms
         if self.watch is not None:
             return self._watch(end, arms["all"])
-        if self.incident is not None:
+        self.crowded = crowding(arms["all"].canary, arms["all"].baseline)
+        if self.crowded is not None:
+            self.crowded_windows += 1
+        self.capped_views += arms["all"].canary.capped + arms["all"].baseline.capped
+        if self.incident is not None and self.crowded is None:
             self.incident_now = self.incident.observe(end, *self._series(arms["all"].baseline))
         pv_c, pv_b = arms["all"].canary.page_views, arms["all"].baseline.page_views
         if pv_c:
             self.last_canary_at = end
         warming = start < self.started_at + self.policy.warmup_ms
-        if not warming:
+        if not warming and self.crowded is None:
             self.page_views["canary"] += pv_c
             self.page_views["baseline"] += pv_b
             self.late_beacons += arms["all"].canary.late + arms["all"].baseline.late
@@ -295,6 +340,9 @@ class Gate:
             severity = max((e.severity for e in worse), key=lambda s: s.rank)
             reasons = [e.reason for e in worse]
             codes = [ReasonCode.WORSE] * len(worse)
+        elif self.crowded is not None:
+            verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.FEW_SESSIONS]
+            reasons = [self.crowded]
         elif self.incident_now is not None and self.incident_now[0]:
             verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.GLOBAL_INCIDENT]
             since = self.incident.open_since
@@ -354,6 +402,9 @@ class Gate:
                 "late_beacons": self.late_beacons,
                 "partitions_complete": True,
                 "global_incident_windows": self.incident.flagged if self.incident is not None else 0,
+                # Only once there is something to say: verdicts of ordinary traffic stay as they were.
+                **({"capped_views": self.capped_views} if self.capped_views else {}),
+                **({"few_sessions_windows": self.crowded_windows} if self.crowded_windows else {}),
             },
             detectors=detectors,
             inputs={"windows": [self.windows[0], at] if self.windows else [], "elapsed_ms": elapsed},

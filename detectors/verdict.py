@@ -73,6 +73,7 @@ class ReasonCode(_Vocabulary):
     WORSE = "worse"  # a metric proven worse: one per worse (metric, segment)
     GLOBAL_INCIDENT = "global_incident"  # the baseline moved too: no decision on this window
     SRM = "srm"  # sample-ratio mismatch
+    FEW_SESSIONS = "few_sessions"  # an arm's page views of a window come from too few sessions
     NO_CANARY = "no_canary"  # no canary beacons for max_silence
     WARMUP = "warmup"
     PROVEN_NOT_WORSE = "proven_not_worse"  # promote
@@ -232,6 +233,7 @@ _LEGACY_PREFIXES = (
     ("inconclusive", ReasonCode.DEADLINE),  # what ``decided`` looked for then
     ("global incident", ReasonCode.GLOBAL_INCIDENT),
     ("sample-ratio mismatch", ReasonCode.SRM),
+    ("few sessions", ReasonCode.FEW_SESSIONS),
     ("no canary beacons", ReasonCode.NO_CANARY),
     ("warming up", ReasonCode.WARMUP),
     ("every metric proven not worse", ReasonCode.PROVEN_NOT_WORSE),
