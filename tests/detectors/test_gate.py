@@ -156,3 +156,55 @@ def test_false_rollbacks_stay_below_alpha_over_many_seeded_a_a_rollouts():
         verdicts = run(LCP_ONLY, 180, seed=1000 + seed)
         rollbacks += any(v.verdict == "rollback" for v in verdicts)
     assert rollbacks <= 7, rollbacks
+
+
+# -- few sessions: a window one sender fills is not judged ---------------------------------------
+
+def _arm(release: str, views_per_session: list[int], anonymous: int = 0, capped: int = 0):
+    from detectors.windows import WindowSummary
+
+    s = WindowSummary.empty(CohortKey(APP, release, None, "mobile"), 0, 5000)
+    s.session_ids = {f"{release}-{i}" for i in range(len(views_per_session))}
+    s.page_views = sum(views_per_session) + anonymous
+    s.anonymous_views, s.capped = anonymous, capped
+    return s
+
+
+@pytest.mark.parametrize("canary, baseline, flagged", [
+    (_arm(CANARY, [1] * 25), _arm(BASELINE, [1] * 475), None),  # ordinary
+    (_arm(CANARY, [3] * 8), _arm(BASELINE, [3] * 160), None),  # clustered users, both arms alike
+    (_arm(CANARY, [9, 1]), _arm(BASELINE, [1] * 100), None),  # one heavy user of a tiny canary
+    (_arm(CANARY, [1] * 5, anonymous=500), _arm(BASELINE, [1] * 100), None),  # anonymous: each its own user
+    (_arm(CANARY, [1] * 20, capped=1), _arm(BASELINE, [1] * 100), "canary"),  # a session over the cap
+    (_arm(CANARY, [1] * 20), _arm(BASELINE, [1] * 100, capped=3), "baseline"),
+    (_arm(CANARY, [1] * 20 + [20] * 5), _arm(BASELINE, [1] * 400), "canary"),  # 4.8 per session vs 1
+    (_arm(CANARY, [1] * 20), _arm(BASELINE, [1] * 100 + [20] * 100), "baseline"),
+    (_arm(CANARY, [1] * 20 + [11] * 5), _arm(BASELINE, [1] * 400), None),  # 3.0 per session: under 4x
+], ids=["ordinary", "clustered", "tiny-canary", "anonymous", "canary-capped", "baseline-capped",
+        "canary-crowd", "baseline-crowd", "under-the-ratio"])
+def test_crowding_names_the_arm_whose_page_views_come_from_few_sessions(canary, baseline, flagged):
+    from detectors.gate import crowding
+
+    reason = crowding(canary, baseline)
+    assert (reason is None) == (flagged is None)
+    if flagged:
+        assert reason.startswith("few sessions") and flagged in reason
+
+
+def test_a_crowded_window_holds_and_feeds_no_test():
+    """The evidence after a crowded window is what it was before it: nothing of it counted."""
+    rng = np.random.default_rng(3)
+    gate = Gate(LCP_ONLY, APP, CANARY, BASELINE)
+    for t in range(30):
+        start, summaries = window(rng, t)
+        gate.observe(start, 5000, summaries)
+    before = gate.last_verdict.metrics[0]
+    start, summaries = window(rng, 30, lcp_factor=4.0)
+    next(s for s in summaries if s.key.release == CANARY).capped = 5
+    v = gate.observe(start, 5000, summaries)
+    assert (v.verdict, v.reason_codes) == ("hold", ["few_sessions"])
+    assert v.metrics[0].n_canary == before.n_canary and v.metrics[0].e_worse == before.e_worse
+    assert v.data_quality["capped_views"] == 5 and v.data_quality["few_sessions_windows"] == 1
+    start, summaries = window(rng, 31)
+    assert gate.observe(start, 5000, summaries).verdict == "continue"  # the next window is judged again
+    assert not v.decided  # a hold for few sessions does not end the rollout
