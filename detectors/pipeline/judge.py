@@ -34,11 +34,12 @@ from detectors.windows import WindowSummary, window_start
 __all__ = ["WindowsRecord", "Judge", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES"]
 
 DEFAULT_HISTORY_MS = 6 * 3_600_000  # windows kept for rollouts that become known late
-#: Summaries the history may hold over all apps (about 3 KB each). Summaries of one
-#: cohort from several partitions are kept merged, so an app with two releases on four
-#: devices needs 8 a window, and 6 h of 5-s windows of it fit 3 times over; invented
-#: releases or apps fill it instead of memory, and cost the oldest history first.
-DEFAULT_MAX_HISTORY_SUMMARIES = 100_000
+#: Summaries the history may hold over all apps (about 2-3 KB each: some 120 MB when
+#: full). Summaries of one cohort from several partitions are kept merged, so an app with
+#: two releases on four devices needs 8 a window, and 6 h of its 5-s windows (34,560)
+#: fit; invented releases or apps fill it instead of memory, and cost the oldest history
+#: first (which only a rollout that becomes known late would have read).
+DEFAULT_MAX_HISTORY_SUMMARIES = 50_000
 
 
 @dataclass
