@@ -66,9 +66,9 @@ def check_name(value: Any, field: str, max_len: int = MAX_NAME) -> str:
 
 
 def _check_names(r: Rollout) -> None:
-    check_id(r.id)
-    for field in ("app", "canary", "baseline"):
+    for field in ("app", "canary", "baseline"):  # first: the default id is made of them
         check_name(getattr(r, field), field)
+    check_id(r.id)
 
 
 def _check_policies(r: Rollout) -> None:
