@@ -28,8 +28,9 @@ import base64
 import binascii
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import orjson
@@ -38,7 +39,7 @@ from detectors.beacon import GOOD_LIMITS, METRICS, BeaconBatch, CohortKey
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_POSITIVE, LogSketch
 
 __all__ = ["DEFAULT_WINDOW_MS", "DEFAULT_LATENESS_MS", "DEFAULT_MAX_COHORTS", "DEFAULT_MAX_VIEWS_PER_SESSION",
-           "WindowSummary", "TumblingWindows", "window_start"]
+           "RolloutReleases", "WindowSummary", "TumblingWindows", "window_start"]
 
 DEFAULT_WINDOW_MS = 5_000
 #: ``ts`` is the gateway's receive time, so lateness comes only from gateway batching and
@@ -267,6 +268,22 @@ def _sessions(session: list | None, group: np.ndarray, n_groups: int,
     return sets, anonymous
 
 
+class RolloutReleases:
+    """The canary and baseline releases of a live mapping of rollouts, as a container.
+
+    Stage 1 does not judge rollouts, but the worker knows them (``rum.rollouts``); handing
+    its mapping to :class:`TumblingWindows` as ``protected_releases`` keeps a running
+    rollout's cohorts out of the cohort cap from the moment the rollout is recorded.
+    """
+
+    def __init__(self, rollouts: Mapping[str, Any]) -> None:
+        self.rollouts = rollouts
+
+    def __contains__(self, release: object) -> bool:
+        return any(release == r.canary or release == r.baseline for r in self.rollouts.values()
+                   if getattr(r, "ended_at", None) is None)
+
+
 def _by_start(starts: np.ndarray, sessions: list) -> list[tuple[int, list]]:
     """The sessions of rows, split by window start (a batch spans one or two windows)."""
     distinct = np.unique(starts)
@@ -318,7 +335,10 @@ class TumblingWindows:
                 raise ValueError(f"{name} must be a whole number >= 1 or None, got {cap!r}")
         self.max_cohorts = max_cohorts
         self.max_views_per_session = max_views_per_session
-        self.protected_releases = frozenset(protected_releases)
+        # A set or a RolloutReleases is read live: a rollout recorded later protects its releases from then on.
+        self.protected_releases: Container[str] = (
+            protected_releases if isinstance(protected_releases, (set, frozenset, RolloutReleases))
+            else frozenset(protected_releases))
         self.rejected: list[tuple[int, str]] = []  # (row of the last batch, reason)
         self._cohorts: dict[tuple[int, str], int] = {}  # (start, app) -> unprotected keys open
         self._views: dict[int, Counter] = {}  # start -> page views per session

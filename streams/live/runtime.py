@@ -29,6 +29,7 @@ from detectors.pipeline.judge import Judge
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
 from detectors.windows import WindowSummary
+from detectors.windows import RolloutReleases
 from streams.http.backend import Backend
 from streams.http.webhooks import Notifier
 from streams.live.broker import broker_servers
@@ -109,7 +110,7 @@ class Stage1:
                 await self.load_checkpoints()
             checkpoint = self.saved.get(p)
             s = self.rt.settings
-            agg = self.aggs[p] = PartitionAggregator(p, s.window_ms, s.lateness_ms, checkpoint)
+            agg = self.aggs[p] = PartitionAggregator(p, s.window_ms, s.lateness_ms, checkpoint, max_cohorts=s.max_cohorts_per_window, max_views_per_session=s.max_views_per_session, protected_releases=RolloutReleases(self.rt.stage2.rollouts))
             if checkpoint:
                 log.info("partition %d: resuming at offset %d (watermark %s)", p, checkpoint.offset,
                          checkpoint.watermark)

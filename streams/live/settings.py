@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS
+from detectors.windows import DEFAULT_MAX_COHORTS, DEFAULT_MAX_VIEWS_PER_SESSION
 
 __all__ = ["SettingsError", "Topics", "Settings"]
 
@@ -55,6 +56,8 @@ class Settings:
     replication: int = 1
     window_ms: int = DEFAULT_WINDOW_MS
     lateness_ms: int = DEFAULT_LATENESS_MS
+    max_cohorts_per_window: int = DEFAULT_MAX_COHORTS  # cohort keys per app per window per partition; more: DLQ
+    max_views_per_session: int = DEFAULT_MAX_VIEWS_PER_SESSION  # page views per session per window; more: capped
     idle_after_s: float = 10.0  # a partition without records this long is idle
     batch_max: int = 2000  # records per stage-1 batch
     batch_within_s: float = 0.1  # ... or what arrived in this long

@@ -633,3 +633,19 @@ def test_capped_survives_the_wire_and_merging_and_an_older_record_reads_as_none_
 def test_bad_caps_are_refused(kwargs):
     with pytest.raises(ValueError, match="got"):
         TumblingWindows(5000, 0, **kwargs)
+
+
+def test_a_rollout_recorded_later_protects_its_releases_from_then_on():
+    """The worker hands stage 1 its live rollouts: a rollout that arrives mid-flood is kept."""
+    from types import SimpleNamespace
+
+    from detectors.windows import RolloutReleases
+
+    rollouts: dict = {}
+    w = TumblingWindows(5 * SEC, 0, max_cohorts=1, protected_releases=RolloutReleases(rollouts))
+    canary = CohortKey("shop-web", "2026.11.23-abc", None, "mobile")
+    w.add(batch(beacon(T0, invented(0)), beacon(T0 + 1, canary)))
+    assert [row for row, _ in w.rejected] == [1]  # not yet known: the cap applies
+    rollouts["shop-web:2026.11.23-abc"] = SimpleNamespace(canary="2026.11.23-abc", baseline="r1", ended_at=None)
+    w.add(batch(beacon(T0 + 2, canary), beacon(T0 + 3, invented(1))))
+    assert [row for row, _ in w.rejected] == [1]  # the canary is in; the invented release is not
