@@ -383,3 +383,48 @@ def test_json_numbers_with_an_exponent_are_numbers():
     # string, so this valid JSON policy is refused: "alpha: must be a number, got '1e-3'".
     p = parse_policy('{"name": "strict", "alpha": 1e-3, "alpha_srm": 5E-4}')
     assert (p.alpha, p.alpha_srm) == (0.001, 0.0005)
+
+
+# -- hostile documents: a policy is data from whoever may start a rollout ----------------------
+
+HOSTILE = [
+    ("python-tag", "name: !!python/name:os.system x\n",
+     "p.yaml:1:7: tag !!python/name:os.system: not allowed in a policy"),
+    ("python-object", "name: a\nalpha: !!python/object/apply:os.system [id]\n",
+     "p.yaml:2:8: tag !!python/object/apply:os.system: not allowed"),
+    ("local-tag", "name: a\nalpha: !vault 0.1\n", "p.yaml:2:8: tag !vault: not allowed"),
+    ("binary-tag", "name: !!binary aGVsbG8=\n", "p.yaml:1:7: tag !!binary: not allowed"),
+    ("deep-5000", "name: a\nmetrics: " + "[" * 5000 + "]" * 5000 + "\n", "p.yaml:2:17: policy: nested 9 deep, at most 8"),
+    ("deep-mappings", "name: a\nmetrics:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 12)),
+     "p.yaml:10:17: policy: nested 9 deep, at most 8"),
+    ("int-tag-on-text", "name: a\nmin_baseline_for_threshold: !!int many\n",
+     "p.yaml:2:29: min_baseline_for_threshold: not a valid value"),
+    ("no-such-date", "name: a\nalpha: 2026-13-45\n", "p.yaml:2:8: alpha: not a valid value"),
+    ("too-many-digits", "name: a\nmin_baseline_for_threshold: " + "9" * 5000 + "\n",
+     "p.yaml:2:29: min_baseline_for_threshold: not a valid value"),
+    ("too-long", "name: a\n" + "#" * 40_000, "p.yaml:1:1: policy: 40008 characters, at most 32768"),
+    ("not-text", None, "p.yaml:1:1: policy: must be the policy's YAML text, got NoneType"),
+    ("name-newline", 'name: "a\\nb"\n', "p.yaml:1:7: name: U+000A (at 1) is not allowed"),
+    ("name-tilde", "name: shop~dry-run\n", "p.yaml:1:7: name: '~' (at 4) is not allowed"),
+    ("name-too-long", "name: " + "n" * 64 + "\n", "p.yaml:1:7: name: 64 characters, at most 63"),
+]
+
+
+@pytest.mark.parametrize("text, message", [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+def test_a_hostile_policy_is_a_policy_error_with_its_place(text, message):
+    """Before the screen, tags and impossible values escaped as ConstructorError/ValueError
+    and a 5,000-deep document as RecursionError (a 500 from the API)."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, source="p.yaml")
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_yaml_own_tags_are_read_and_no_others():
+    """The screen refuses by tag, not by the presence of one: YAML's own types still read."""
+    plain = ("name: !!str tagged\nalpha: !!float 0.01\nfast_path: !!bool true\n"
+             "metrics: !!seq\n  - !!map {metric: LCP, min_canary: !!int 10}\n")
+    p = parse_policy(plain)
+    assert (p.name, p.alpha, p.fast_path, p.metrics[0].min_canary) == ("tagged", 0.01, True, 10)
+    assert parse_policy("name: a\nmetrics:\n  - &m {metric: LCP}\nsegments: [mobile]\n").metrics[0].metric == "LCP"
+    with pytest.raises(PolicyError, match=r"^<policy>:2:8: tag !!python/float: not allowed"):
+        parse_policy(plain.replace("!!float", "!!python/float"))
