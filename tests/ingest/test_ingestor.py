@@ -176,7 +176,7 @@ def test_records_stay_under_the_byte_limit_when_beacons_are_large(fast: bool) ->
     config = IngestConfig(linger_ms=10_000, batch_beacons=40, record_bytes=8_000)
     sink = Recorder()
     big = "\N{GRINNING FACE}" * 300  # 1,200 bytes of UTF-8 per field, well within the field limits
-    bodies = [body(*(beacon(10 * r + k, cohort=big, browser=big) for k in range(10))) for r in range(4)]
+    bodies = [body(*(beacon(10 * r + k, session=big, browser=big) for k in range(10))) for r in range(4)]
 
     async def go() -> list[dict]:
         ingestor = Ingestor(config, sink)

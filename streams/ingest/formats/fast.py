@@ -32,6 +32,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from detectors.beacon import _MAX_ERRORS, _MAX_STR, _TS_MAX, _TS_MIN, METRIC_LIMITS
+from detectors.beacon import MAX_COHORT, MAX_NAME, has_control
 from streams.ingest.formats.base import Context, epoch_ms, page_path
 
 __all__ = ["CanonicalItem", "canonical_items", "encode", "encode_many"]
@@ -155,6 +156,9 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
         if not (type(release) is str and release.strip() and len(release) <= _MAX_STR):
             return False
         item.release = release
+    if not (_name_ok(item.app, MAX_NAME) and _name_ok(item.release, MAX_NAME)
+            and (item.cohort is None or _name_ok(item.cohort, MAX_COHORT))):
+        return False  # the general path refuses it, and says why
     page = item.page
     if type(page) is not str:
         item.page = page_path(page)
@@ -169,6 +173,11 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
     if ctx.country is not None:
         item.country = ctx.country
     return True
+
+
+def _name_ok(value: str, limit: int) -> bool:
+    """What :func:`detectors.beacon.beacon_reason` asks of a name: short, no control characters."""
+    return len(value) <= limit and (value.isprintable() or not has_control(value))
 
 
 def encode(item: CanonicalItem) -> bytes:
