@@ -463,3 +463,22 @@ def test_a_list_or_object_as_a_string_field_is_rejected_not_raised(field, value)
     assert len(result.batch) == 1
     assert [(r.record, r.item, r.reason) for r in result.rejects] == [
         (1, None, f"{field}: must be a string, got {type(value).__name__}")]
+
+
+def test_each_batch_row_says_which_record_and_item_it_came_from():
+    """Stage 1 may refuse a valid beacon later (a window's cohort cap); it dead-letters it
+    with the bytes of its own item, found through the row's origin."""
+    from detectors.decode import item_bytes
+
+    one = lambda ts, **kw: {"ts": ts, "app": "shop-web", "release": "r1", **kw}  # noqa: E731
+    cases = [
+        [orjson.dumps(one(TS + i)) for i in range(3)] + [b"oops", orjson.dumps(one(TS + 9))],  # fast path
+        [orjson.dumps([one(TS), {"ts": "x"}, one(TS + 1)]), b"oops", orjson.dumps(one(TS + 2)),
+         orjson.dumps(one(TS + 3)) + b"\n\n" + b"{bad\n" + orjson.dumps(one(TS + 4))],  # array, NDJSON
+    ]
+    for records in cases:
+        result = decode_records(records)
+        assert len(result.origin) == len(result.batch)
+        for row in range(len(result.batch)):
+            record, item = result.source_of(row)
+            assert orjson.loads(item_bytes(records[record], item))["ts"] == int(result.batch.ts[row])
