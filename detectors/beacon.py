@@ -75,11 +75,13 @@ _MAX_STR = 512
 #: names is refused here rather than costing memory in stage 1 and the judge.
 MAX_NAME = 128
 MAX_COHORT = 64
-_STRING_FIELDS = (("app", True, MAX_NAME), ("release", True, MAX_NAME), ("device", False, _MAX_STR),
-                  ("cohort", False, MAX_COHORT), ("session", False, _MAX_STR))
-#: Fields that name a cohort: no control characters (they break logs, metrics labels and
-#: the explanation's text, and no real app, release or flag name has them).
-_NAME_FIELDS = frozenset(("app", "release", "cohort"))
+#: (field, required, longest, a name). Names (the fields of a cohort key) have no control
+#: characters: they break logs, metrics labels and the explanation's text, and no real app,
+#: release or flag name has them.
+_STRING_FIELDS = (("app", True, MAX_NAME, True), ("release", True, MAX_NAME, True),
+                  ("device", False, _MAX_STR, False), ("cohort", False, MAX_COHORT, True),
+                  ("session", False, _MAX_STR, False))
+_NAME_FIELDS = frozenset(name for name, _, _, is_name in _STRING_FIELDS if is_name)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
@@ -167,10 +169,10 @@ def beacon_reason(obj: Any) -> str | None:
         return f"ts: {ts} is not epoch milliseconds"
     # Each check accepts the usual value in one test and leaves the wording of a refusal to
     # the slow path: this runs for every beacon the ingestion endpoint takes.
-    for name, required, limit in _STRING_FIELDS:
+    for name, required, limit, is_name in _STRING_FIELDS:
         value = obj.get(name)
         if (type(value) is str and len(value) <= limit and (not required or value.strip())
-                and (value.isprintable() or name not in _NAME_FIELDS)):
+                and (not is_name or value.isprintable())):
             continue
         if value is None and not required:
             continue
