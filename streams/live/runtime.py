@@ -110,7 +110,9 @@ class Stage1:
                 await self.load_checkpoints()
             checkpoint = self.saved.get(p)
             s = self.rt.settings
-            agg = self.aggs[p] = PartitionAggregator(p, s.window_ms, s.lateness_ms, checkpoint, max_cohorts=s.max_cohorts_per_window, max_views_per_session=s.max_views_per_session, protected_releases=RolloutReleases(self.rt.stage2.rollouts))
+            agg = self.aggs[p] = PartitionAggregator(
+                p, s.window_ms, s.lateness_ms, checkpoint, max_cohorts=s.max_cohorts_per_window,
+                max_views_per_session=s.max_views_per_session, protected_releases=RolloutReleases(self.rt.stage2.rollouts))
             if checkpoint:
                 log.info("partition %d: resuming at offset %d (watermark %s)", p, checkpoint.offset,
                          checkpoint.watermark)
