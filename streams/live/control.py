@@ -8,7 +8,7 @@ Anyone who can write to these topics can put anything there, so a record is appl
 once it parses whole (a rollout must pass :class:`detectors.rollout.Rollout`'s checks: an id
 of the safe alphabet, at most a few dry-run policies); a bad one is logged and skipped by
 :func:`apply_or_skip`, never applied in part and never the end of the follower. Logs show
-the texts of records through ``%r``, so a newline or a bidirectional character in an
+the texts of records through :func:`shown`, so a newline or a bidirectional character in an
 override's reason cannot forge or hide a line of the worker's log.
 """
 
@@ -25,7 +25,7 @@ from streams.live.broker import broker_servers
 from streams.live.runtime import Runtime
 from streams.live.topics import read_to_end
 
-__all__ = ["connect_backend", "follow_control_topics", "apply_control_record", "apply_or_skip"]
+__all__ = ["connect_backend", "follow_control_topics", "apply_control_record", "apply_or_skip", "shown"]
 
 log = logging.getLogger("rumgate")
 
@@ -77,9 +77,16 @@ async def apply_or_skip(rt: Runtime, topic: str, record) -> bool:
     try:
         await apply_control_record(rt, topic, record)
     except Exception as exc:  # noqa: BLE001 - a bad record must not stop the worker
-        log.warning("%s offset %s: refused: %r", topic, getattr(record, "offset", "?"), str(exc)[:500])
+        log.warning("%s offset %s: refused: %s", topic, getattr(record, "offset", "?"), shown(str(exc)[:500]))
         return False
     return True
+
+
+def shown(text: object) -> str:
+    """``text`` as it is when every character is printable, else its ``repr``: a newline, a
+    control or a bidirectional override (none is printable) is then shown escaped."""
+    s = str(text)
+    return s if s.isprintable() else repr(s)
 
 
 async def apply_control_record(rt: Runtime, topic: str, record) -> None:
@@ -96,8 +103,8 @@ async def apply_control_record(rt: Runtime, topic: str, record) -> None:
         known = backend.overrides.setdefault(override.rollout, [])
         if override not in known:
             known.append(override)
-        log.info("override on %r by %r: %r (%r)", override.rollout, override.actor, override.action,
-                 override.reason)
+        log.info("override on %s by %s: %s (%s)", *map(shown, (override.rollout, override.actor, override.action,
+                                                               override.reason)))
         await stage2.on_override(override)
     else:
         v = orjson.loads(record.value)
