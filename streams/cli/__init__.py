@@ -89,3 +89,16 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(EXIT_ERROR)
+    except ValueError as exc:
+        if not _refused_rollout(exc):
+            raise
+        click.echo(f"Error: rollout refused: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _refused_rollout(exc: Exception) -> bool:
+    """A rollout no command may build (an id or name outside detectors.rollout's alphabet):
+    exit 3 with the reason, not a traceback whose exit 1 would read as rollback. Looked up
+    among loaded modules: commands import detectors only when they run."""
+    rollout = sys.modules.get("detectors.rollout")
+    return rollout is not None and isinstance(exc, rollout.RolloutError)

@@ -329,3 +329,17 @@ def test_rollout_start_refuses_what_the_api_refuses(monkeypatch, capsys, option,
         main()
     assert exit_.value.code == 3
     assert f"rollout refused: {option[2:]}: " in capsys.readouterr().err
+
+
+def test_a_backtest_of_an_unsafe_release_is_an_error_not_a_verdict(monkeypatch, capsys, tmp_path):
+    """Exit 3 (error) with the reason; a traceback would exit 1, which reads as rollback."""
+    from streams.cli import main
+
+    beacons = tmp_path / "b.ndjson"
+    beacons.write_text('{"ts": 1763856000123, "app": "shop", "release": "r2", "metrics": {"LCP": 2000}}\n')
+    monkeypatch.setattr("sys.argv", ["rumgate", "backtest", str(beacons), "--app", "shop", "--canary", "r2\u202e",
+                                     "--baseline", "r1"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 3
+    assert "rollout refused: canary: U+202E (at 2) is not allowed" in capsys.readouterr().err
