@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-__all__ = ["MAX_BODY", "BadRequest", "error", "errors", "json", "read_body"]
+__all__ = ["MAX_BODY", "BadRequest", "error", "errors", "json", "read_body", "shown"]
 
 MAX_BODY = 256 * 1024
 
@@ -24,6 +24,13 @@ log = logging.getLogger("rumgate")
 
 class BadRequest(Exception):
     """A 400 whose message is the exception's text."""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a refusal names what it refused without
+    sending a 200 KB field back to its sender."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def error(status: int, message: str) -> web.Response:

@@ -24,7 +24,7 @@ from detectors.policy import DEFAULT_POLICY, PolicyError, parse_policy
 from detectors.rollout import MAX_DRY_RUN_POLICIES, MAX_ID, Rollout, RolloutError, name_problem
 from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
-from streams.http.replies import BadRequest, error, json, read_body
+from streams.http.replies import BadRequest, error, json, read_body, shown
 
 __all__ = ["ROUTES", "summary"]
 
@@ -112,7 +112,9 @@ async def get_overrides(request: web.Request) -> web.Response:
 def _strings(d: dict) -> None:
     unknown = set(d) - _START_FIELDS
     if unknown:
-        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        names = sorted(unknown)
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        raise BadRequest(f"unknown field(s): {', '.join(n[:40] for n in names[:5])}{more}")
     for name in ("app", "canary", "baseline"):
         if not isinstance(d.get(name), str) or not d[name].strip():
             raise BadRequest(f"{name}: required, a non-empty string")
@@ -156,10 +158,10 @@ def _policies(d: dict) -> tuple:
 def _numbers(d: dict, now: int) -> tuple:
     share = d.get("expected_share")
     if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share < 1):
-        raise BadRequest(f"expected_share: must be a number between 0 and 1, got {share!r}")
+        raise BadRequest(f"expected_share: must be a number between 0 and 1, got {shown(share)}")
     started = d.get("started_at", now)
     if isinstance(started, bool) or not isinstance(started, int) or not 0 < started <= _TS_MAX:
-        raise BadRequest(f"started_at: must be epoch milliseconds, got {started!r}")
+        raise BadRequest(f"started_at: must be epoch milliseconds, got {shown(started)}")
     return share, started
 
 

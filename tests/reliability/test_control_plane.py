@@ -343,3 +343,12 @@ def test_a_backtest_of_an_unsafe_release_is_an_error_not_a_verdict(monkeypatch, 
         main()
     assert exit_.value.code == 3
     assert "rollout refused: canary: U+202E (at 2) is not allowed" in capsys.readouterr().err
+
+
+def test_a_refusal_names_a_huge_field_without_sending_it_back():
+    huge = "9" * 100_000
+    for body, field in (({**START, "expected_share": huge}, "expected_share"), ({**START, "started_at": huge}, "started_at"),
+                        ({**START, **{f"x{i}" + "y" * 5000: 1 for i in range(50)}}, "unknown field(s)")):
+        answer, published, _ = start(body)
+        assert answer.status == 400 and answer.error.startswith(f"{field}: "), answer.error[:80]
+        assert len(answer.error) < 400 and published == []
