@@ -251,3 +251,27 @@ def test_unknown_routes_and_methods_are_json_errors():
     wrong = served.call("DELETE", "/v1/rollouts")
     assert wrong.status == 405 and wrong.error == "Method Not Allowed"
     assert wrong.allow == {"GET", "POST"}  # RFC 9110: a 405 says which methods the route has
+
+
+def test_a_handler_that_fails_answers_a_json_500_and_logs_it(caplog):
+    """A bug in one handler is a 500 with a JSON error and no traceback sent; the worker logs it."""
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from streams.http.api import make_api
+
+    async def broken(request):
+        raise KeyError("s3cret internals")
+
+    async def go():
+        app = make_api(backend()[0])
+        app.router.add_get("/v1/broken", broken)
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/v1/broken")
+            return resp.status, resp.headers["Content-Type"], await resp.text()
+
+    status, content_type, text = asyncio.run(go())
+    assert status == 500 and content_type.startswith("application/json")
+    assert text == '{"error":"internal error (logged by the worker)"}'
+    assert any("/v1/broken" in r.getMessage() and r.exc_info for r in caplog.records)
