@@ -12,8 +12,9 @@ of tolerances on both sides (statistics.md §3.4, §4, §6):
 * the split itself: a sample-ratio-mismatch e-test when the expected share is known.
 
 A window whose canary or baseline page views come from too few sessions (some session
-over stage 1's per-window cap, or page views per session far above the other arm's:
-:func:`crowding`) feeds nothing: one sender must not weigh as the users it claims to be.
+over stage 1's per-window cap, page views per session far above the other arm's, or far
+more page views without a session: :func:`crowding`) feeds nothing: one sender must not
+weigh as the users it claims to be.
 
 Decisions, in order: ROLLBACK when any rollback e-value reaches ``1/α_m`` (Bonferroni
 over metrics × segments); HOLD on a window of few sessions, on a sample-ratio mismatch or
@@ -66,21 +67,29 @@ CROWDING_RATIO = 4.0
 #: ... once that arm has this many page views from named sessions in the window, so a
 #: small canary's chance few heavy users never count as a crowd.
 CROWDING_MIN_VIEWS = 20
+#: An arm whose share of page views without a session exceeds the other arm's by this
+#: much (with CROWDING_MIN_VIEWS of them) is a sender leaving its session out: the same
+#: pages send sessions, or not, alike in both arms.
+ANONYMOUS_EXCESS = 0.5
 
 
 def crowding(canary: WindowSummary, baseline: WindowSummary) -> str | None:
     """Why one window's arms cannot be taken as users (None when they can).
 
-    Two checks, both on a single window so that a flood is caught in the window it
+    Three checks, all on a single window so that a flood is caught in the window it
     arrives in: page views stage 1 left out because their session was over its cap
-    (``capped``), and page views per named session far above the other arm's. Page views
-    without a session count as one user each and are outside both checks (the
-    sample-ratio test sees them as users).
+    (``capped``), page views per named session far above the other arm's, and a share of
+    page views without a session far above the other arm's (each counts as a user, so a
+    sender that leaves its session out would otherwise weigh as a crowd).
     """
     for name, arm, other in (("canary", canary, baseline), ("baseline", baseline, canary)):
         if arm.capped:
             return (f"few sessions: {arm.capped} {name} page views of this window came from sessions "
                     "over the per-session cap; the window is not judged")
+        share, other_share = _anonymous_share(arm), _anonymous_share(other)
+        if arm.anonymous_views >= CROWDING_MIN_VIEWS and other.page_views and share >= other_share + ANONYMOUS_EXCESS:
+            return (f"few sessions: {share:.0%} of the {name}'s page views in this window have no session, "
+                    f"{other_share:.0%} of the other arm's; the window is not judged")
         named = arm.page_views - arm.anonymous_views
         other_named = other.page_views - other.anonymous_views
         if named < CROWDING_MIN_VIEWS or not arm.session_ids or not other.session_ids:
@@ -90,6 +99,10 @@ def crowding(canary: WindowSummary, baseline: WindowSummary) -> str | None:
             return (f"few sessions: the {name} has {per:.1f} page views per session in this window, "
                     f"the other arm {other_per:.1f}; the window is not judged")
     return None
+
+
+def _anonymous_share(summary: WindowSummary) -> float:
+    return summary.anonymous_views / summary.page_views if summary.page_views else 0.0
 
 
 @dataclass

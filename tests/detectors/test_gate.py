@@ -174,13 +174,17 @@ def _arm(release: str, views_per_session: list[int], anonymous: int = 0, capped:
     (_arm(CANARY, [1] * 25), _arm(BASELINE, [1] * 475), None),  # ordinary
     (_arm(CANARY, [3] * 8), _arm(BASELINE, [3] * 160), None),  # clustered users, both arms alike
     (_arm(CANARY, [9, 1]), _arm(BASELINE, [1] * 100), None),  # one heavy user of a tiny canary
-    (_arm(CANARY, [1] * 5, anonymous=500), _arm(BASELINE, [1] * 100), None),  # anonymous: each its own user
+    (_arm(CANARY, [1] * 5, anonymous=10), _arm(BASELINE, [1] * 100), None),  # a few anonymous views
+    (_arm(CANARY, [1] * 5, anonymous=500), _arm(BASELINE, [1] * 100), "canary"),  # a flood without sessions
+    (_arm(CANARY, [], anonymous=25), _arm(BASELINE, [], anonymous=475), None),  # an SDK that sends none
+    (_arm(CANARY, [1] * 12, anonymous=13), _arm(BASELINE, [1] * 240, anonymous=235), None),  # half, alike
     (_arm(CANARY, [1] * 20, capped=1), _arm(BASELINE, [1] * 100), "canary"),  # a session over the cap
     (_arm(CANARY, [1] * 20), _arm(BASELINE, [1] * 100, capped=3), "baseline"),
     (_arm(CANARY, [1] * 20 + [20] * 5), _arm(BASELINE, [1] * 400), "canary"),  # 4.8 per session vs 1
     (_arm(CANARY, [1] * 20), _arm(BASELINE, [1] * 100 + [20] * 100), "baseline"),
     (_arm(CANARY, [1] * 20 + [11] * 5), _arm(BASELINE, [1] * 400), None),  # 3.0 per session: under 4x
-], ids=["ordinary", "clustered", "tiny-canary", "anonymous", "canary-capped", "baseline-capped",
+], ids=["ordinary", "clustered", "tiny-canary", "few-anonymous", "anonymous-flood", "no-sessions-at-all",
+        "half-anonymous-alike", "canary-capped", "baseline-capped",
         "canary-crowd", "baseline-crowd", "under-the-ratio"])
 def test_crowding_names_the_arm_whose_page_views_come_from_few_sessions(canary, baseline, flagged):
     from detectors.gate import crowding

@@ -63,8 +63,9 @@ def bots(n: int) -> list[str]:
 
 
 @pytest.mark.parametrize("sessions, capped", [(bots(1), True), (bots(3), True), (bots(10), True),
-                                               (bots(80), False)],
-                         ids=["one-session", "three-sessions", "ten-sessions", "eighty-sessions-under-the-cap"])
+                                               (bots(80), False), ([None], False)],
+                         ids=["one-session", "three-sessions", "ten-sessions", "eighty-sessions-under-the-cap",
+                              "no-session"])
 def test_a_flood_from_few_sessions_holds_the_rollout_instead_of_rolling_it_back(sessions, capped, monkeypatch):
     result = run(sessions)
     assert first_rollback(result) is None
