@@ -73,8 +73,8 @@ def sample_backend() -> Backend:
 
 
 def reset(b: Backend) -> Backend:
-    """Two running rollouts of ``shop-web`` (so ``?app=shop-web`` is ambiguous) and an ended
-    one, nothing else: each operation is fuzzed from this state, whatever the last one did."""
+    """Two running rollouts of ``shop-web`` (so ``?app=shop-web`` is ambiguous), one of them
+    with a promote verdict, and an ended one, nothing else: each operation is fuzzed from this state, whatever the last one did."""
     b.rollouts.clear()
     b.overrides.clear()
     b.latest.clear()
@@ -82,6 +82,8 @@ def reset(b: Backend) -> Backend:
                                ("shop-web:r3", "r3", None), ("cart:r2", "r2", NOW - 1)):
         app = rid.partition(":")[0]
         b.rollouts[rid] = Rollout(rid, app, canary, "r1", NOW - 60_000, DEFAULT_POLICY, ended_at=ended)
+    b.latest["shop-web:r3"] = {"rollout": "shop-web:r3", "seq": 7, "verdict": "promote", "severity": "none",
+                               "reasons": ["every guarded metric proven not worse"]}
     return b
 
 
@@ -130,14 +132,15 @@ def operations(schema) -> list:
 
 def _strategy(op, mode):
     """The operation's cases, and as many again naming what the backend holds: a rollout id in
-    the path, or for Flagger's hooks the app with two running rollouts."""
+    the path; for Flagger's hooks the app with two running rollouts, or a rollout by id."""
     from hypothesis import strategies as st
 
     drawn = op.as_strategy(generation_mode=mode)
     if "{id}" in op.path:
         return st.one_of(drawn, op.as_strategy(generation_mode=mode, path_parameters={"id": "shop-web:r3"}))
     if op.path.startswith("/v1/flagger/"):
-        return st.one_of(drawn, op.as_strategy(generation_mode=mode, query={"app": AMBIGUOUS}))
+        return st.one_of(drawn, op.as_strategy(generation_mode=mode, query={"app": AMBIGUOUS}),
+                         op.as_strategy(generation_mode=mode, query={"rollout": "shop-web:r3"}))
     return drawn
 
 
