@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from detectors.gate import Gate
 from detectors.override import Override, apply_overrides
 from detectors.policy import Policy
@@ -31,15 +33,19 @@ from detectors.verdict import Verdict
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY
 from detectors.windows import WindowSummary, window_start
 
-__all__ = ["WindowsRecord", "Judge", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES"]
+__all__ = ["WindowsRecord", "Judge", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES", "DEFAULT_MAX_HISTORY_BYTES"]
 
 DEFAULT_HISTORY_MS = 6 * 3_600_000  # windows kept for rollouts that become known late
-#: Summaries the history may hold over all apps (about 2-3 KB each: some 120 MB when
-#: full). Summaries of one cohort from several partitions are kept merged, so an app with
-#: two releases on four devices needs 8 a window, and 6 h of its 5-s windows (34,560)
-#: fit; invented releases or apps fill it instead of memory, and cost the oldest history
-#: first (which only a rollout that becomes known late would have read).
+#: Summaries the history may hold over all apps. Summaries of one cohort from several
+#: partitions are kept merged, so an app with two releases on four devices needs 8 a
+#: window, and 6 h of its 5-s windows (34,560) fit; invented releases or apps fill it
+#: instead of memory, and cost the oldest history first (which only a rollout that
+#: becomes known late would have read).
 DEFAULT_MAX_HISTORY_SUMMARIES = 50_000
+#: Bytes the history may hold. It keeps each summary encoded (its wire form), about 10
+#: bytes per session plus a few KB of sketches: a cohort of 3,000 sessions a window is
+#: some 35 KB, where the decoded summary (a set of Python ints) is some 250 KB.
+DEFAULT_MAX_HISTORY_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -99,29 +105,34 @@ class Judge:
         How long judged windows are kept for rollouts that become known late: windows
         starting more than this before the newest judged one are dropped, for every app,
         including an app that stopped sending.
-    max_history_summaries
-        At most this many summaries are kept in that history (the oldest windows go first).
+    max_history_summaries, max_history_bytes
+        At most this many summaries, of at most this many encoded bytes, are kept in that
+        history (the oldest windows go first).
     stop_at_decision
         A gate stops at its first decision (as live); False keeps judging every window,
         for a backtest that shows how the evidence goes on.
     """
 
     def __init__(self, sources: int, history_ms: int = DEFAULT_HISTORY_MS, stop_at_decision: bool = True,
-                 max_history_summaries: int = DEFAULT_MAX_HISTORY_SUMMARIES) -> None:
+                 max_history_summaries: int = DEFAULT_MAX_HISTORY_SUMMARIES,
+                 max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES) -> None:
         if sources < 1:
             raise ValueError("a judge needs at least one source partition")
         self.sources = sources
         self.history_ms = history_ms
         self.max_history_summaries = max_history_summaries
         self._order: deque[str] = deque()  # the app of each history entry, oldest first
+        self.max_history_bytes = max_history_bytes
         self._history_summaries = 0
+        self._history_bytes = 0
         self.stop_at_decision = stop_at_decision
         self.progress: dict[int, int] = {}
         self.idle: set[int] = set()
         self.judged_before: int | None = None
         self.late_summaries = 0
         self._pending: dict[int, dict[tuple[int, Any], WindowSummary]] = defaultdict(dict)
-        self._history: dict[str, deque[tuple[int, int, list[WindowSummary]]]] = {}
+        # app -> (start, size_ms, encoded summaries): decoded only for a rollout known late
+        self._history: dict[str, deque[tuple[int, int, list[bytes]]]] = {}
         self.rollouts: dict[str, _Active] = {}
         self._early_overrides: dict[str, list[Override]] = {}
 
@@ -143,7 +154,8 @@ class Judge:
         active = self.rollouts[rollout.id] = _Active(rollout)
         active.overrides.extend(self._early_overrides.pop(rollout.id, ()))
         out = []
-        for start, size_ms, summaries in self._history.get(rollout.app, ()):
+        for start, size_ms, encoded in self._history.get(rollout.app, ()):
+            summaries = [WindowSummary.from_dict(orjson.loads(e)) for e in encoded]
             out += self._feed(active, start, size_ms, summaries)
         return out
 
@@ -194,10 +206,13 @@ class Judge:
         oldest entry of its app: each step is O(1), whatever the number of apps.
         """
         while self._order and (self._history_summaries > self.max_history_summaries
+                               or self._history_bytes > self.max_history_bytes
                                or self._history[self._order[0]][0][0] < oldest):
             app = self._order.popleft()
             entries = self._history[app]
-            self._history_summaries -= len(entries.popleft()[2])
+            encoded = entries.popleft()[2]
+            self._history_summaries -= len(encoded)
+            self._history_bytes -= sum(map(len, encoded))
             if not entries:
                 del self._history[app]
 
@@ -207,6 +222,7 @@ class Judge:
             "history_apps": len(self._history),
             "history_windows": len(self._order),
             "history_summaries": self._history_summaries,
+            "history_bytes": self._history_bytes,
             "pending_windows": len(self._pending),
             "pending_summaries": sum(len(p) for p in self._pending.values()),
             "rollouts": len(self.rollouts),
@@ -219,10 +235,11 @@ class Judge:
         for s in summaries:
             by_app[s.key.app].append(s)
         for app, group in by_app.items():
-            kept = _merged_by_key(group)
+            kept = [orjson.dumps(s.to_dict()) for s in _merged_by_key(group)]
             self._history.setdefault(app, deque()).append((start, size_ms, kept))
             self._order.append(app)
             self._history_summaries += len(kept)
+            self._history_bytes += sum(map(len, kept))
             for active in self.rollouts.values():
                 if active.rollout.app == app:
                     out += self._feed(active, start, size_ms, group)

@@ -231,7 +231,8 @@ class Stage2:
     def judge(self, partition: int) -> Judge:
         judge = self.judges.get(partition)
         if judge is None:
-            judge = self.judges[partition] = Judge(self.rt.sources)
+            judge = self.judges[partition] = Judge(self.rt.sources,
+                                                    max_history_bytes=self.rt.settings.judge_history_mb << 20)
             for o in self.overrides:
                 judge.apply_override(o)
             for rollout in self.rollouts.values():

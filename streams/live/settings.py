@@ -58,6 +58,7 @@ class Settings:
     lateness_ms: int = DEFAULT_LATENESS_MS
     max_cohorts_per_window: int = DEFAULT_MAX_COHORTS  # cohort keys per app per window per partition; more: DLQ
     max_views_per_session: int = DEFAULT_MAX_VIEWS_PER_SESSION  # page views per session per window; more: capped
+    judge_history_mb: int = 256  # encoded window summaries the judge keeps for rollouts known late
     idle_after_s: float = 10.0  # a partition without records this long is idle
     batch_max: int = 2000  # records per stage-1 batch
     batch_within_s: float = 0.1  # ... or what arrived in this long

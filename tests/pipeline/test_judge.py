@@ -229,3 +229,33 @@ def test_the_history_keeps_one_summary_per_cohort_however_many_partitions_sent_i
     for p in range(3):
         judge.add(WindowsRecord(p, t0 + 5000, False, _window("shop-web", t0, releases=2)))
     assert judge.state_size()["history_summaries"] == 2
+
+
+def test_the_history_keeps_summaries_encoded_within_max_history_bytes():
+    """A busy cohort's summary holds thousands of session hashes: the history keeps them in
+    their wire form (8 bytes each, base64), and drops the oldest beyond its byte budget."""
+    t0 = SC.start_ms
+
+    def busy(start: int) -> list[WindowSummary]:
+        out = _window("shop-web", start, releases=2)
+        for r, s in enumerate(out):
+            s.page_views = 9000
+            s.session_ids = {(r << 40) + start + k for k in range(3000)}
+        return out
+
+    one = sum(len(orjson.dumps(s.to_dict())) for s in busy(t0))
+    assert one < 2 * (3000 * 11 + 8000)  # about 11 bytes a session, plus the sketches
+    judge = Judge(1, history_ms=3_600_000, max_history_bytes=10 * one)
+    for i in range(25):
+        start = t0 + i * 5000
+        judge.add(WindowsRecord(0, start + 5000, False, busy(start)))
+        assert judge.state_size()["history_bytes"] <= 10 * one
+    assert judge.state_size()["history_windows"] == 10
+    late = Rollout("shop-web:r1", "shop-web", "r1", "r0", t0, POLICY)
+    verdicts = judge.apply_rollout(late)  # decoded again for the rollout known late
+    assert [v.inputs["windows"][1] for v in verdicts] == [t0 + i * 5000 for i in range(16, 26)]
+    known = Judge(1)  # the same rollout, known from the start, fed the same windows as they came
+    known.apply_rollout(late)
+    live = [v for i in range(15, 25) for v in known.add(WindowsRecord(0, t0 + (i + 1) * 5000, False,
+                                                                       busy(t0 + i * 5000)))]
+    assert [_core(v) for v in verdicts] == [_core(v) for v in live]
