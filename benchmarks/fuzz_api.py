@@ -4,7 +4,8 @@ The API (:func:`streams.http.api.make_api`, over an in-memory backend holding tw
 rollouts of one app and an ended one) is served on a loopback port by aiohttp's test server,
 in a thread with its own event loop. Schemathesis loads ``/v1/openapi.json`` from it
 (``schemathesis.openapi.from_url``) and, for every operation of the control plane (rollouts,
-verdicts, overrides, Flagger's hooks, the description itself), draws ``--examples`` cases
+verdicts, overrides, Flagger's hooks, ``/healthz``, ``/metrics``; schemathesis leaves out
+``/v1/openapi.json``, the document it loaded), draws ``--examples`` cases
 that fit the schema (positive) and as many that do not (negative), and sends each with the
 right token, with none, and with a wrong one, in turn. Ingestion (``/v1/beacons``,
 ``/v1/rumgate.js``) is not part of the control plane and has its own fuzzing.

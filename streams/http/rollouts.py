@@ -121,13 +121,19 @@ def _strings(d: dict) -> None:
         problem = name_problem(d[name])
         if problem:
             raise BadRequest(f"{name}: {problem}")
-    if "id" in d:
-        problem = name_problem(d["id"], MAX_ID) if isinstance(d["id"], str) and d["id"].strip() else (
-            "must be a non-empty string")
-        if problem:
-            raise BadRequest(f"id: {problem}")
+    _id_field(d)
     if d["canary"] == d["baseline"]:
         raise BadRequest("canary and baseline must be different releases")
+
+
+def _id_field(d: dict) -> None:
+    """A chosen id must be one a URL, a record key and a log line can carry (the default is)."""
+    if "id" not in d:
+        return
+    rid = d["id"]
+    problem = name_problem(rid, MAX_ID) if isinstance(rid, str) and rid.strip() else "must be a non-empty string"
+    if problem:
+        raise BadRequest(f"id: {problem}")
 
 
 def _policy_texts(d: dict) -> tuple[str | None, list[str]]:
