@@ -2,9 +2,8 @@
 errors that say what is wrong, and no Flagger answer for an app whose rollout is ambiguous.
 
 A bounded run (a few dozen cases per operation and mode, seeded); ``benchmarks/fuzz_api.py
---examples N`` is the long one. On the code before the API checked its input strictly, the
-``rollout`` hook answered 200 for ``?app=shop-web`` while two of its rollouts ran, so this
-test failed there.
+--examples N`` is the long one. The backend holds two running rollouts of ``shop-web``: a
+hook asked ``?app=shop-web`` must refuse rather than pick one.
 """
 
 from __future__ import annotations

@@ -1,14 +1,13 @@
-"""Strict input on the control plane: each reported case, reproduced against the API (over
-aiohttp's test server, tests/http/serve.py), the control-topic follower and the CLI.
+"""Strict input on the control plane: each reported case, against the API (over aiohttp's
+test server, tests/http/serve.py), the control-topic follower and the CLI.
 
-Every test here failed on the code before the checks: a 5,000-deep or tagged policy was a
-500; ids with a newline, NUL, a right-to-left override, ``~dry-run:`` or 200 KB were
-started (and a 10 KB one could never be ended); 5,000 dry-run policies were accepted;
-Flagger's hooks parsed the body before the token and called a wrong ``?token=`` missing;
-``?app=`` answered for whichever running rollout started last; the OpenAPI schema allowed
-what the API refuses; 405s had no ``Allow``; a forged rollout record was applied and logged
-raw. New names are imported inside the tests that need them, so each test fails there for
-its own reason.
+A 5,000-deep or tagged policy is a 400 with its place, never a 500; an id with a newline,
+NUL, a right-to-left override, ``~dry-run:`` or 200 KB is refused, and every id accepted can
+be ended through a URL; dry-run policies are at most 8, of distinct names; Flagger's hooks
+check the token before the body and call a wrong ``?token=`` wrong; ``?app=`` never guesses
+between running rollouts; the OpenAPI schema and the API agree; 405s carry ``Allow``; a
+forged control record is skipped and logged on one line. Names that are part of these
+checks are imported inside the tests that use them, so each test stands or falls alone.
 """
 
 from __future__ import annotations
