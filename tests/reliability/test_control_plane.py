@@ -351,3 +351,40 @@ def test_a_refusal_names_a_huge_field_without_sending_it_back():
         answer, published, _ = start(body)
         assert answer.status == 400 and answer.error.startswith(f"{field}: "), answer.error[:80]
         assert len(answer.error) < 400 and published == []
+
+
+# -- the follower on the real broker ---------------------------------------------------------------
+
+from tests.integration.conftest import TOKEN as WORKER_TOKEN  # noqa: E402
+from tests.integration.conftest import broker, pipeline  # noqa: E402, F401 - the real broker's fixtures
+
+
+def _get(base: str, path: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {WORKER_TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+def test_a_worker_skips_forged_rollout_records_on_the_topic_and_goes_on(pipeline):  # noqa: F811
+    """Whoever can write to rum.rollouts: the worker applies none of the forged records, logs
+    each on one line, and still applies the good record that follows."""
+    worker = pipeline.start_worker()
+    records = {**FORGED_RECORDS, "5,000 dry-run policies": {**GOOD.to_dict(), "dry_run_policies": (
+        [DEFAULT_POLICY.to_dict()] * 9)}}  # 5,000 are larger than a record may be; 9 are over the cap
+    forged = [orjson.dumps(v) if not isinstance(v, bytes) else v for v in records.values()]
+    for value in forged:
+        asyncio.run(pipeline._send(pipeline.topics.rollouts, value, b"forged"))
+    pipeline.start_rollout(GOOD)
+    worker.wait_for(f"rollout {GOOD.id}: canary r2 vs baseline r1")
+    status, listed = _get(worker.http, "/v1/rollouts")
+    assert status == 200 and [r["id"] for r in listed["rollouts"]] == [GOOD.id]
+    log = worker.output()
+    assert log.count(f"{pipeline.topics.rollouts} offset ") == len(forged), log[-3000:]
+    assert "\nWARNING rollout shop-web:r2 promoted" not in log and "\u202e" not in log
+    assert worker.process.poll() is None
