@@ -51,3 +51,34 @@ def test_the_description_says_which_routes_need_the_token():
             assert {"401", "403"} <= set(op["responses"]), (path, method)
         params = {p["name"] for p in op.get("parameters", ()) if p["in"] == "path"}
         assert params == set(re.findall(r"{(\w+)}", path)), (path, method)
+
+
+def _strings(schema: dict, where: str):
+    """Every string schema inside ``schema`` (properties and items), with its place."""
+    if schema.get("type") == "string":
+        yield where, schema
+    for name, sub in schema.get("properties", {}).items():
+        yield from _strings(sub, f"{where}.{name}")
+    if isinstance(schema.get("items"), dict):
+        yield from _strings(schema["items"], f"{where}[]")
+
+
+def test_every_string_the_control_plane_takes_is_bounded():
+    """A client generated from the description cannot send an unbounded or empty id, name or
+    text: each has a maxLength, and each id or name its pattern. Arrays are capped too."""
+    components = OPENAPI["components"]["schemas"]
+    inputs = [(name, components[name]) for name in ("RolloutStart", "Override", "FlaggerWebhook")]
+    for path, ops in OPENAPI["paths"].items():
+        for method, op in ops.items():
+            if path.startswith(("/v1/rollouts", "/v1/flagger")):
+                inputs += [(f"{method} {path} ?{p['name']}", p["schema"]) for p in op.get("parameters", ())]
+    # Not read by the API: Flagger's own fields, the path's rollout, a token compared and dropped.
+    unread = {"Override.rollout", "FlaggerWebhook.name", "FlaggerWebhook.namespace", "FlaggerWebhook.phase",
+              *(f"post /v1/flagger/{h} ?token" for h in ("confirm-promotion", "rollback", "rollout"))}
+    unbounded = [where for name, schema in inputs for where, s in _strings(schema, name)
+                 if "maxLength" not in s and where not in unread]
+    assert unbounded == []
+    start = components["RolloutStart"]["properties"]
+    for field in ("id", "app", "canary", "baseline"):
+        assert start[field]["minLength"] == 1 and start[field]["pattern"].startswith("^[A-Za-z0-9]"), field
+    assert start["dry_run_policies"]["maxItems"] == 8
