@@ -80,7 +80,7 @@ def cli() -> None:
 def main() -> None:
     """Console entry point: click's usage errors exit 3, not click's default 2 (= hold)."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="rumgate", standalone_mode=False)  # also under python -m
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
