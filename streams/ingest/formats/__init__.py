@@ -54,7 +54,9 @@ __all__ = [
     "Context",
     "Conversion",
     "FormatError",
+    "MAX_REASON",
     "RejectKind",
+    "TOO_DEEP",
     "convert_items",
     "detect",
     "parse_body",
@@ -88,6 +90,30 @@ def detect(item: Any) -> ModuleType | None:
         if adapter.detect(item):
             return adapter
     return None
+
+
+#: The reason of a beacon with a value too deeply nested to be judged (or written in a reason).
+TOO_DEEP = "a field's value is nested too deeply to be a beacon field"
+#: The longest reason a beacon's check gives: it quotes the bad value, which the sender chose.
+MAX_REASON = 300
+
+
+def _beacon_reason(beacon: dict[str, Any]) -> str | None:
+    """:func:`~detectors.beacon.beacon_reason`, for a beacon whose values came from a sender.
+
+    Adapters pass values on unrepaired (``metrics``, ``errors``), and a reason quotes the
+    bad value. One nested a thousand levels deep (JSON parsers take 1,024) cannot be quoted,
+    since Python's repr raises RecursionError: that beacon gets :data:`TOO_DEEP`. A reason is
+    cut to :data:`MAX_REASON` characters: a 60 KiB array in ``metrics.LCP`` would otherwise
+    come back whole in the answer and in the dead-letter record's header.
+    """
+    try:
+        reason = beacon_reason(beacon)
+    except RecursionError:
+        return TOO_DEEP
+    if reason is not None and len(reason) > MAX_REASON:
+        return reason[: MAX_REASON - 1] + "…"
+    return reason
 
 
 def _internal(adapter: ModuleType | None, exc: Exception) -> str:
@@ -149,7 +175,7 @@ def convert_items(items: list[Any], ctx: Context) -> Conversion:
             rejects.extend((index, _internal(adapter, exc)) for index, _ in group)
             continue
         for sources, beacon in converted.beacons:
-            reason = beacon_reason(beacon)
+            reason = _beacon_reason(beacon)
             if reason is None:
                 beacons.append((min(sources), beacon))
             else:
