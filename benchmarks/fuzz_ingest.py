@@ -68,6 +68,7 @@ from streams.ingest.formats.fast import canonical_items  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "ingest" / "formats" / "fixtures"
 NOW = 1_763_856_000_123
 MAX_BODY = 64 * 1024
+MAX_QUERY = 6 * 1024
 
 
 @dataclass(frozen=True)
@@ -380,6 +381,9 @@ def make_case(adapter: str, seed: Seed, rng: random.Random) -> Case:
         headers["X-Rumgate-App"] = "fuzz-app"
         headers["X-Rumgate-Release"] = "r-fuzz"
     if seed.method == "GET":
+        if len(body) > MAX_QUERY:  # nor is the request line's: aiohttp answers 400 over 8190 bytes
+            body = body[:MAX_QUERY]
+            mutations.append("cut-to-url-limit")
         return Case(adapter, mutations, "GET", b"", headers, query=body.decode("latin-1"), plain=None)
     plain: bytes | None = body
     if rng.random() < 0.2:

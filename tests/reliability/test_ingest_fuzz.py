@@ -1,0 +1,90 @@
+"""Mutated bodies of every ingestion adapter through POST /v1/beacons: never a 5xx.
+
+``benchmarks/fuzz_ingest.py`` (which says what is mutated and checked) runs with a fixed seed
+and a few thousand bodies per adapter, against the real handler on aiohttp's test server.
+Each answer must be a 2xx or 4xx with a JSON body (a 4xx with its ``error``), no reject may
+be an adapter's caught exception, a 202's counts must add up to the items where those are
+knowable, and the parsers called directly may raise FormatError (``parse_body``) and nothing
+else. The cases below them are the ones that fuzzing found, one request each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import zlib
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from benchmarks.fuzz_ingest import ADAPTERS, Tally, fuzz, ingest_app
+
+SEED = 20261207
+BODIES = 2_500  # per adapter; about 3 s each on 2 cores
+
+
+def _report(adapter: str, tally: Tally) -> str:
+    lines = [f"{adapter}: {dict(tally.failures)} of {tally.bodies} bodies (seed {SEED})"]
+    for kind, examples in tally.examples.items():
+        lines += [f"  {kind}:"] + [f"    {e[:900]}" for e in examples]
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_every_mutated_body_gets_a_json_answer_below_500(adapter: str) -> None:
+    [(tally, _)] = asyncio.run(fuzz(BODIES, SEED, (adapter,))).values()
+    assert tally.bodies == BODIES
+    assert not tally.failures, _report(adapter, tally)
+    # the mutations leave bodies that are taken as well as ones that are refused
+    assert tally.statuses[202] > BODIES // 10 and tally.statuses[400] > BODIES // 10, tally.statuses
+
+
+@pytest.mark.parametrize("adapter", ["canonical", "snippet", "boomerang"])
+def test_the_counts_are_checked_on_most_answers_of_one_beacon_per_item_formats(adapter: str) -> None:
+    """The count check is not vacuous where items map to beacons one to one."""
+    [(tally, _)] = asyncio.run(fuzz(500, SEED, (adapter,))).values()
+    assert tally.counted > 100, tally.counted
+
+
+BEACON = b'{"id":"pv-1","app":"shop-web","release":"r2","metrics":{"LCP":1200}}'
+
+
+def _post(body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    async def go() -> tuple[int, bytes, str]:
+        async with TestClient(TestServer(ingest_app())) as client:
+            async with client.post("/v1/beacons", data=body, headers=headers) as resp:
+                return resp.status, await resp.read(), resp.content_type
+    return asyncio.run(go())
+
+
+CASES = {
+    "gzip header, garbage after it": (b"\x1f\x8b\x08\x00" + bytes(range(40)), {"Content-Encoding": "gzip"}),
+    "zlib header, garbage after it": (b"\x78\x9c" + bytes(range(40)), {"Content-Encoding": "deflate"}),
+    "truncated gzip": (gzip.compress(BEACON)[:20], {"Content-Encoding": "gzip"}),
+    "labelled gzip, not compressed": (BEACON, {"Content-Encoding": "gzip"}),
+    "labelled deflate, not compressed": (BEACON, {"Content-Encoding": "deflate"}),
+    "brotli, which the server cannot decode": (BEACON, {"Content-Encoding": "br"}),
+    "2,000 levels in an unknown field, fast path": (
+        BEACON[:-1] + b',"x":' + b"[" * 2_000 + b"]" * 2_000 + b"}", {}),
+    "1,000 levels in a rejected item, general path": (
+        b'{"type":' + b"[" * 1_000 + b"]" * 1_000 + b"}", {"Content-Type": "text/plain"}),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_found_case_gets_a_json_4xx_or_2xx(name: str) -> None:
+    body, headers = CASES[name]
+    status, raw, content_type = _post(body, {"Content-Type": "application/json", **headers})
+    assert status < 500, (status, raw[:200])
+    assert content_type == "application/json", raw[:200]
+    answer = orjson.loads(raw)
+    assert status < 400 or answer["error"], answer
+
+
+def test_valid_gzip_and_deflate_bodies_are_inflated_and_taken() -> None:
+    deflate = zlib.compressobj(wbits=-15)
+    for body, encoding in ((gzip.compress(BEACON), "gzip"), (zlib.compress(BEACON), "deflate"),
+                           (deflate.compress(BEACON) + deflate.flush(), "deflate")):
+        status, raw, _ = _post(body, {"Content-Type": "application/json", "Content-Encoding": encoding})
+        assert status == 202 and orjson.loads(raw)["accepted"] == 1, (encoding, raw)
