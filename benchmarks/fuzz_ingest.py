@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl, quote
 
 import orjson
 from aiohttp.helpers import parse_content_type
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from aiohttp import web
 
 if __package__ in (None, ""):  # run as a script: the repository root on the path
@@ -384,7 +384,11 @@ def make_case(adapter: str, seed: Seed, rng: random.Random) -> Case:
         if len(body) > MAX_QUERY:  # nor is the request line's: aiohttp answers 400 over 8190 bytes
             body = body[:MAX_QUERY]
             mutations.append("cut-to-url-limit")
-        return Case(adapter, mutations, "GET", b"", headers, query=body.decode("latin-1"), plain=None)
+        # as a browser sends it: bytes a request line cannot hold (NUL, space, invalid UTF-8)
+        # percent-encoded, so that they reach the handler's decoding rather than aiohttp's parser
+        query = quote(body.decode("latin-1"), safe="".join(map(chr, range(0x21, 0x7F))).replace("#", ""),
+                      encoding="latin-1")
+        return Case(adapter, mutations, "GET", b"", headers, query=query, plain=None)
     plain: bytes | None = body
     if rng.random() < 0.2:
         how = rng.choice(_ENCODINGS)
@@ -509,7 +513,47 @@ class _Sink:
         self.records += 1
 
 
-async def fuzz_adapter(client: TestClient, adapter: str, bodies: int, seed: int, tally: Tally,
+async def send(port: int, case: Case) -> tuple[int, bytes]:
+    """One request in a single write, on its own connection; the answer's status and body.
+
+    Not aiohttp's client: it adds headers of its own, and when the server answers early (a
+    body it stopped reading at a broken gzip stream) and closes, it reports the unfinished
+    write instead of the answer the server did send.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        target = "/v1/beacons" + (f"?{case.query}" if case.query else "")
+        head = [f"{case.method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in case.headers.items()]
+        if case.method == "POST":
+            head.append(f"Content-Length: {len(case.body)}")
+        writer.write("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + case.body)
+        await writer.drain()
+        raw = await reader.read()
+    finally:
+        writer.close()
+    return _response(raw)
+
+
+def _response(raw: bytes) -> tuple[int, bytes]:
+    """An HTTP/1.1 answer's status and body (de-chunked)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(b":") for line in lines[1:])}
+    if headers.get(b"transfer-encoding") == b"chunked":
+        out, rest = b"", body
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0], 16)
+            if n == 0:
+                break
+            out, rest = out + rest[:n], rest[n + 2:]
+        body = out
+    return status, body
+
+
+async def fuzz_adapter(port: int, adapter: str, bodies: int, seed: int, tally: Tally,
                        progress: Callable[[int], None] | None = None, concurrency: int = 16) -> None:
     """Post ``bodies`` mutated bodies of ``adapter``'s seeds, checking each answer."""
     rng = random.Random(f"{seed}:{adapter}")
@@ -519,13 +563,11 @@ async def fuzz_adapter(client: TestClient, adapter: str, bodies: int, seed: int,
     async def one(case: Case) -> None:
         async with sem:
             try:
-                async with client.request(case.method, "/v1/beacons" + (f"?{case.query}" if case.query else ""),
-                                          data=case.body if case.method == "POST" else None,
-                                          headers=case.headers, skip_auto_headers=("Content-Type",)) as resp:
-                    raw = await resp.read()
-                    check_answer(case, resp.status, raw, tally)
+                status, raw = await send(port, case)
             except Exception:  # noqa: BLE001 - the connection broke: a finding too
                 tally.fail("no answer", case, traceback.format_exc(limit=-2))
+                return
+            check_answer(case, status, raw, tally)
 
     pending: list[asyncio.Task] = []
     for n in range(bodies):
@@ -553,7 +595,7 @@ async def fuzz(bodies: int, seed: int, adapters: tuple[str, ...] = ADAPTERS,
                progress: bool = False) -> dict[str, tuple[Tally, float]]:
     """Each adapter's tally and seconds."""
     out = {}
-    async with TestClient(TestServer(ingest_app())) as client:
+    async with TestServer(ingest_app()) as server:
         for adapter in adapters:
             tally = Tally()
             started = time.perf_counter()
@@ -563,7 +605,7 @@ async def fuzz(bodies: int, seed: int, adapters: tuple[str, ...] = ADAPTERS,
                     if done % 5_000 < 256:
                         print(f"  {adapter}: {done}/{bodies} bodies, {time.perf_counter() - started:.0f} s, "
                               f"{sum(tally.failures.values())} failures", file=sys.stderr, flush=True)
-            await fuzz_adapter(client, adapter, bodies, seed, tally, report)
+            await fuzz_adapter(server.port, adapter, bodies, seed, tally, report)
             out[adapter] = (tally, time.perf_counter() - started)
     return out
 
