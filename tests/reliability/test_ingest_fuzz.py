@@ -87,3 +87,25 @@ def test_valid_gzip_and_deflate_bodies_are_inflated_and_taken() -> None:
                            (deflate.compress(BEACON) + deflate.flush(), "deflate")):
         status, raw = _post(body, {"Content-Type": "application/json", "Content-Encoding": encoding})
         assert status == 202 and orjson.loads(raw)["accepted"] == 1, (encoding, raw)
+
+
+def _checked(case: Case, status: int, answer: bytes) -> Tally:
+    from benchmarks.fuzz_ingest import check_answer
+
+    tally = Tally()
+    check_answer(case, status, answer, tally)
+    return tally
+
+
+def test_the_checks_catch_what_they_are_for() -> None:
+    """Each check of an answer fails on the answer it is meant to catch."""
+    two = Case("canonical", [], "POST", BEACON + b"\n" + BEACON, {"Content-Type": "application/x-ndjson"},
+               plain=BEACON + b"\n" + BEACON)
+    counts = b'{"accepted":1,"rejected":0,"duplicates":%d,"ignored":0,"errors":%s}'
+    assert not _checked(two, 202, counts % (1, b"[]")).failures
+    assert _checked(two, 202, counts % (0, b"[]")).failures == {"counts do not add up": 1}
+    assert _checked(two, 202, counts % (1, b'["item 1: internal error in the canonical adapter: X"]')).failures \
+        == {"adapter exception": 1}
+    assert _checked(two, 500, b"Server got itself in trouble").failures == {"status 500": 1}
+    assert _checked(two, 400, b"Can not decode content-encoding").failures == {"answer not JSON": 1}
+    assert _checked(two, 400, b'{"error":""}').failures == {"4xx without error": 1}
