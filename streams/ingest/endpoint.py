@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.helpers import parse_content_type
 
 from streams.ingest.dedupe import RecentIds
@@ -73,6 +75,17 @@ class IngestConfig:
     # a record's most bytes: Kafka brokers (message.max.bytes) and producers refuse messages
     # over 1 MB by default, and 200 beacons near their field limits come to several MB
     record_bytes: int = 512 * 1024
+    # one request naming thousands of apps would make thousands of records: beyond this many
+    # distinct apps a request's beacons are rejected (to the DLQ, with the reason)
+    max_apps: int = 16
+    ack_timeout_s: float = 5.0  # past it the request gets 503 + Retry-After (its beacons may still land)
+    max_waiting: int = 2000  # requests waiting for Kafka's ack at once; beyond it 503 at once
+    # behind an ingress every request comes from its address: the client is then read from this
+    # header (X-Forwarded-For), ``trusted_hops`` entries from its right (each proxy of ours appends one)
+    client_header: str | None = None
+    trusted_hops: int = 1
+    client_views: int = 0  # page views one client may send per ``client_window_s``; 0: no cap
+    client_window_s: float = 5.0
 
 
 class RouteTemplates:
@@ -113,6 +126,28 @@ class _RateLimit:
         return True
 
 
+class _ViewCap:
+    """At most ``views`` beacons per client per window, held in memory only: beacons beyond
+    it are dropped and counted, so one client cannot outvote real users at ingestion."""
+
+    def __init__(self, views: int, window_s: float) -> None:
+        self.views, self.window_s = views, window_s
+        self.used: dict[str, tuple[float, int]] = {}
+
+    def room(self, client: str, wanted: int, now_s: float) -> int:
+        """How many of ``wanted`` beacons the client may still send now (takes them)."""
+        if self.views <= 0:
+            return wanted
+        start, used = self.used.get(client, (now_s, 0))
+        if now_s - start >= self.window_s:
+            start, used = now_s, 0
+        taken = max(0, min(wanted, self.views - used))
+        self.used[client] = (start, used + taken)
+        if len(self.used) > 100_000:  # forget clients whose window is over
+            self.used = {c: v for c, v in self.used.items() if now_s - v[0] < self.window_s}
+        return taken
+
+
 @dataclass
 class _Batch:
     """The beacons of one app waiting for their record.
@@ -146,7 +181,10 @@ class Ingestor:
         self.rate = _RateLimit(config.rate_per_s, config.burst)
         self.routes = RouteTemplates(config.routes)
         self.batches: dict[str, _Batch] = {}
-        self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0}
+        self.views = _ViewCap(config.client_views, config.client_window_s)
+        self.waiting = 0  # requests waiting for Kafka's ack
+        self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0,
+                       "capped": 0, "unavailable": 0}
 
     # -- the request path ---------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
@@ -159,7 +197,7 @@ class Ingestor:
                                                          "Content-Type, X-Rumgate-App, X-Rumgate-Release",
                                                      "Access-Control-Max-Age": "86400"})
         self.counts["requests"] += 1
-        client = request.remote or "?"
+        client = self._client(request)
         if not self.rate.allow(client, time.monotonic()):
             return _json({"error": f"rate limit: more than {self.config.rate_per_s:g} requests/s from this client"},
                          429, {**cors, "Retry-After": "1"})
@@ -167,7 +205,12 @@ class Ingestor:
         if length is not None and length > self.config.max_body:
             return _json({"error": f"body of {length} bytes is over the {self.config.max_body} byte limit"},
                          413, cors)
-        body = await request.content.read(self.config.max_body + 1)
+        try:
+            body = await request.content.read(self.config.max_body + 1)
+        except (ContentEncodingError, ClientPayloadError, RequestPayloadError) as exc:  # a bad gzip/deflate body
+            encoding = request.headers.get("Content-Encoding", "")[:40]
+            return _json({"error": f"body cannot be decoded as Content-Encoding {encoding!r}: "
+                                   f"{type(exc).__name__}"}, 400, cors)
         if len(body) > self.config.max_body:
             return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
         content_type = _media_type(request.headers.get("Content-Type"))
@@ -179,34 +222,69 @@ class Ingestor:
                       release=request.headers.get("X-Rumgate-Release") or query.get("release"),
                       country=self._country(request))
         canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
-        try:
-            if canonical is not None:  # the fast path: exactly what the general path would give
-                answer = self.ingest_canonical(canonical, ctx)
-                body = canonical = None  # not kept to the ack (see ingest_canonical)
-                result = await answer
-            else:
-                try:
-                    items = parse_body(body, content_type, query)
-                except FormatError as exc:
-                    return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
-                if not items:
-                    return _json({"error": "empty body: no beacons"}, 400, cors)
-                result = await self.ingest_items(items, ctx)
-        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
-            return _json({"error": f"cannot store beacons right now ({type(exc).__name__}); retry later"},
+        if canonical is not None and len(canonical) > 1 and len(set(map(_APP_OF, canonical))) > self.config.max_apps:
+            canonical = None  # the general path rejects the apps beyond the cap, with the reason
+        if self.waiting >= self.config.max_waiting:
+            self.counts["unavailable"] += 1
+            return _json({"error": f"{self.waiting} requests are waiting for Kafka already; retry later"},
                          503, {**cors, "Retry-After": "5"})
-        status = 202 if result["accepted"] or result["duplicates"] or result["ignored"] else 400
+        capped = 0
+        if canonical is not None:  # the fast path: exactly what the general path would give
+            room = self.views.room(client, len(canonical), time.monotonic())
+            capped, canonical = len(canonical) - room, canonical[:room]
+            answer = self.ingest_canonical(canonical, ctx) if canonical else self._none()
+            body = canonical = None  # not kept to the ack (see ingest_canonical)
+        else:
+            try:
+                items = parse_body(body, content_type, query)
+            except FormatError as exc:
+                return _json({"error": f"malformed body ({content_type}): {exc}"}, 400, cors)
+            if not items:
+                return _json({"error": "empty body: no beacons"}, 400, cors)
+            answer = self.ingest_items(items, ctx, client)
+        result = await self._acked(answer)
+        if result is None:
+            return _json({"error": "cannot store beacons right now (Kafka has not acknowledged them); "
+                                   "retry later"}, 503, {**cors, "Retry-After": "5"})
+        if capped:
+            result["capped"] = result.get("capped", 0) + capped
+            self.counts["capped"] += capped
+        result.setdefault("capped", 0)
+        status = 202 if result["accepted"] or result["duplicates"] or result["ignored"] or result["capped"] else 400
         if status == 400:
             result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
         return _json(result, status, cors)
 
-    async def ingest_items(self, items: list, ctx: Context) -> dict:
+    async def _acked(self, answer: Awaitable[dict]) -> dict | None:
+        """The request's counts once Kafka has its records, or None past ``ack_timeout_s``
+        or when producing failed (the client gets 503 and may retry; a record that lands
+        later is stored once, and the retry's beacons are duplicates of it)."""
+        task = asyncio.ensure_future(answer)
+        task.add_done_callback(_consume)  # a record failing after the request gave up is not an error
+        self.waiting += 1
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.config.ack_timeout_s)
+        except Exception:  # noqa: BLE001 - Kafka unreachable or slow: the SDK may retry
+            self.counts["unavailable"] += 1
+            return None
+        finally:
+            self.waiting -= 1
+
+    @staticmethod
+    async def _none() -> dict:
+        """The counts of a request whose every beacon was capped."""
+        return {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "errors": [], "capped": 0}
+
+    async def ingest_items(self, items: list, ctx: Context, client: str = "?") -> dict:
         """Items of any format (see :mod:`streams.ingest.formats`) → records; the counts of each fate."""
         # SDK batches also carry events that are not page views (Datadog actions, resources;
         # bots, synthetic sessions): valid, just not ours. They are counted, not dead-lettered.
         beacons, bad, ignored = convert_items(items, ctx)
         errors = [f"item {i}: {reason}" for i, reason in bad]
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
+        beacons = self._within_app_cap(beacons, rejects, errors)
+        room = self.views.room(client, len(beacons), time.monotonic())
+        capped, beacons = len(beacons) - room, beacons[:room]
         good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken
         duplicates = 0
         for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
@@ -220,8 +298,27 @@ class Ingestor:
                     continue
                 marked.append(beacon_id)
             values.append(orjson.dumps(beacon))
-        return await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
-                                    if values}, rejects, duplicates, len(ignored), errors)
+        result = await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
+                                      if values}, rejects, duplicates, len(ignored), errors)
+        result["capped"] = capped
+        self.counts["capped"] += capped
+        return result
+
+    def _within_app_cap(self, beacons: list[dict], rejects: list[tuple[bytes, str]], errors: list[str]) -> list[dict]:
+        """The beacons of the request's first ``max_apps`` apps; the others go to ``rejects``."""
+        apps: set[str] = set()
+        kept = []
+        for beacon in beacons:
+            app = beacon["app"]
+            if app not in apps and len(apps) >= self.config.max_apps:
+                reason = f"ingest: more than {self.config.max_apps} apps in one request"
+                rejects.append((orjson.dumps(beacon), reason))
+                if len(errors) < 20:
+                    errors.append(f"app {app[:60]!r}: {reason}")
+                continue
+            apps.add(app)
+            kept.append(beacon)
+        return kept
 
     def ingest_canonical(self, items: list[CanonicalItem], ctx: Context) -> Awaitable[dict]:
         """Stamped canonical beacons from :func:`~streams.ingest.formats.fast.canonical_items` → records.
@@ -274,7 +371,8 @@ class Ingestor:
         accepted = beacons - duplicates
         self.counts["accepted"] += accepted
         self.counts["duplicates"] += duplicates
-        return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": []}
+        return {"accepted": accepted, "rejected": 0, "duplicates": duplicates, "ignored": 0, "errors": [],
+                "capped": 0}
 
     async def _produce(self, good: dict[str, tuple[list[bytes], int, list[str]]], rejects: list[tuple[bytes, str]],
                        duplicates: int, ignored: int, errors: list[str]) -> dict:
@@ -286,9 +384,8 @@ class Ingestor:
         accepted = sum(count for _, count, _ in good.values())
         waits = [self._add(app, fragments, count, marked=marked)[0]
                  for app, (fragments, count, marked) in good.items()]
-        for raw, reason in rejects:
-            waits.append(self.sink(self.config.dlq_topic, b"ingest", raw,
-                                   [("rumgate-reason", reason.encode()), ("rumgate-source", b"ingest")]))
+        if rejects:
+            waits.extend(self._dead_letters(rejects))
         if len(waits) == 1:
             await waits[0]
         elif waits:
@@ -299,6 +396,24 @@ class Ingestor:
         self.counts["ignored"] += ignored
         return {"accepted": accepted, "rejected": len(rejects), "duplicates": duplicates,
                 "ignored": ignored, "errors": errors[:20]}
+
+    def _dead_letters(self, rejects: list[tuple[bytes, str]]) -> list[Awaitable[None]]:
+        """One DLQ record for a request's rejected items (more only past ``record_bytes``).
+
+        Its value is a JSON array of ``{"item": <the item as sent>, "reason": ...}``, in the
+        request's order; ``rumgate-reason`` says how many and the first reason,
+        ``rumgate-items`` how many, and ``rumgate-source`` is ``ingest`` (stage 1's DLQ
+        records are one per rejected item, with ``rumgate-partition`` and ``rumgate-offset``).
+        One record per request keeps a body of 20,000 junk items one produce, not 20,000.
+        """
+        members = [b'{"item":' + _member(raw) + b',"reason":' + orjson.dumps(reason) + b"}" for raw, reason in rejects]
+        first = rejects[0][1]
+        sends = []
+        for record in json_arrays(members, self.config.record_bytes):
+            headers = [("rumgate-reason", f"{len(rejects)} items rejected at ingest, the first: {first}"[:400].encode()),
+                       ("rumgate-items", str(len(rejects)).encode()), ("rumgate-source", b"ingest")]
+            sends.append(self.sink(self.config.dlq_topic, b"ingest", record, headers))
+        return sends
 
     # -- privacy --------------------------------------------------------------------------------
     def _protect(self, beacon: dict) -> None:
@@ -318,6 +433,19 @@ class Ingestor:
 
     def _session(self, session: str) -> str:
         return hmac.new(self.config.session_salt.encode(), session.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _client(self, request: web.Request) -> str:
+        """The client's address for the rate limit and view cap (memory only): the socket's
+        peer, or behind a configured proxy the ``trusted_hops``-th address from the right of
+        ``client_header`` (entries left of it are the client's to forge)."""
+        header = self.config.client_header
+        if header:
+            addresses = [a.strip() for value in request.headers.getall(header, ()) for a in value.split(",")]
+            addresses = [a for a in addresses if a]
+            hops = max(1, self.config.trusted_hops)
+            if len(addresses) >= hops:
+                return addresses[-hops][:100]
+        return request.remote or "?"
 
     def _country(self, request: web.Request) -> str | None:
         if not self.config.country_header:
@@ -452,13 +580,34 @@ def _media_type(header: str | None) -> str:
     return parse_content_type(header)[0] if header is not None else "application/octet-stream"
 
 
+def _consume(task: asyncio.Future) -> None:
+    """Retrieve a finished task's exception, so one nobody waits for anymore is not logged."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _member(raw: bytes) -> bytes:
+    """``raw`` as a JSON value: itself when it is one, else as a JSON string."""
+    try:
+        orjson.loads(raw)
+        return raw
+    except orjson.JSONDecodeError:
+        return orjson.dumps(raw.decode("utf-8", "replace"))
+
+
 def _dump(item) -> bytes:
+    """A rejected item as it can be kept: its JSON, else its repr, else what kind it is
+    (an item nested deeper than orjson and repr go is described, not quoted)."""
     if isinstance(item, bytes):
         return item
     try:
         return orjson.dumps(item)
     except TypeError:
+        pass
+    try:
         return repr(item).encode()
+    except RecursionError:
+        return orjson.dumps(f"<a {type(item).__name__} nested too deeply to quote>")
 
 
 def _json(data: dict, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -476,7 +625,10 @@ def ingest_config(settings) -> IngestConfig:
         dedupe_ttl_s=settings.ingest_dedupe_ttl_s, dedupe_slots=settings.ingest_dedupe_slots,
         country_header=settings.ingest_country_header or None,
         session_salt=settings.ingest_session_salt or None, routes=split(settings.ingest_routes),
-        linger_ms=settings.ingest_linger_ms)
+        linger_ms=settings.ingest_linger_ms, max_apps=settings.ingest_max_apps,
+        ack_timeout_s=settings.ingest_ack_timeout_s, max_waiting=settings.ingest_max_waiting,
+        client_header=settings.ingest_client_header or None, trusted_hops=settings.ingest_trusted_hops,
+        client_views=settings.ingest_client_views, client_window_s=settings.ingest_client_window_s)
 
 
 def add_ingest_routes(app: web.Application, ingestor: Ingestor) -> None:

@@ -90,6 +90,7 @@ def build_app(settings: Settings, sources: int) -> RumgateApp:
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         producer_linger_ms=5,
+        producer_request_timeout=settings.producer_request_timeout_s,  # a stalled broker: 503s, not 20 min
         loghandlers=[],
         producer_max_request_size=WINDOWS_MAX_BYTES,  # a window summary can outgrow 1 MB
     )

@@ -79,6 +79,14 @@ class Settings:
     ingest_session_salt: str = ""  # set: session ids are stored as keyed hashes
     ingest_routes: str = ""  # comma-separated route templates, e.g. /product/:id,/cart
     ingest_linger_ms: float = 5.0  # how long beacons wait to share a record (or 1,000 of them)
+    ingest_max_apps: int = 16  # distinct apps one request (and one linger batch) may name
+    ingest_ack_timeout_s: float = 5.0  # a request waits this long for Kafka's ack, then 503
+    ingest_max_waiting: int = 2000  # requests waiting for acks at once; beyond: 503 at once
+    producer_request_timeout_s: float = 10.0  # the producer gives up on a request to Kafka after it
+    ingest_client_header: str = ""  # e.g. X-Forwarded-For: the client address behind the ingress
+    ingest_trusted_hops: int = 1  # proxies of ours that append to ingest_client_header
+    ingest_client_views: int = 0  # page views per client per ingest_client_window_s; 0: no cap
+    ingest_client_window_s: float = 5.0
     topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:

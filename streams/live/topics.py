@@ -62,7 +62,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 15.0) -> dict[str
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaConnectionError, asyncio.TimeoutError, OSError) as exc:
-        raise BrokerError(f"cannot reach the broker at {settings.broker}: {exc or type(exc).__name__}") from None
+        raise BrokerError(f"cannot reach the broker at {settings.broker}: {_cause(exc)}") from None
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in topic_specs(settings) if spec.name not in existing]
@@ -140,3 +140,9 @@ async def read_to_end(servers: str, topic: str, idle_ms: int = 300,
                     left.discard(tp)
     finally:
         await consumer.stop()
+
+
+def _cause(exc: BaseException) -> str:
+    """An exception as ``Type: message``, never empty (timeouts have no message)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -255,6 +255,7 @@ def test_items_that_are_not_ours_are_counted_by_their_kind_not_dead_lettered() -
     assert (result["accepted"], result["rejected"], result["ignored"]) == (1, 1, 4)
     assert result["errors"] == ["item 4: Boomerang: pt.lcp: must be a number, got 'are not page views'"]
     dlq = [(value, headers) for topic, _, value, headers in sink.records if topic == "rum.beacons.dlq"]
-    assert dlq == [(orjson.dumps(items[4]), [
-        ("rumgate-reason", b"Boomerang: pt.lcp: must be a number, got 'are not page views'"),
-        ("rumgate-source", b"ingest")])]
+    reason = "Boomerang: pt.lcp: must be a number, got 'are not page views'"
+    assert dlq == [(orjson.dumps([{"item": items[4], "reason": reason}]), [
+        ("rumgate-reason", f"1 items rejected at ingest, the first: {reason}".encode()),
+        ("rumgate-items", b"1"), ("rumgate-source", b"ingest")])]

@@ -128,7 +128,7 @@ def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[Canoni
                 return None
         else:
             return None
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # deep nesting: the general path says so
         return None
     if not items:
         return None
