@@ -86,6 +86,9 @@ class IngestConfig:
     trusted_hops: int = 1
     client_views: int = 0  # page views one client may send per ``client_window_s``; 0: no cap
     client_window_s: float = 5.0
+    # the releases an app may report: "any"; "open", the canary and baseline of its open
+    # rollouts (an app without one reports any); or "list:<r1,r2>"
+    releases: str = "any"
 
 
 class RouteTemplates:
@@ -173,8 +176,10 @@ class _Batch:
 class Ingestor:
     """Turns requests into records; ``sink`` produces one record (and resolves once acked)."""
 
-    def __init__(self, config: IngestConfig, sink: Sink, now_ms: Callable[[], int] | None = None) -> None:
+    def __init__(self, config: IngestConfig, sink: Sink, now_ms: Callable[[], int] | None = None,
+                 releases_of: Callable[[str], set[str] | None] | None = None) -> None:
         self.config = config
+        self.allowed = _allowed_releases(config.releases, releases_of)
         self.sink = sink
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.dedupe = RecentIds(config.dedupe_ttl_s * 1000, config.dedupe_slots)
@@ -224,6 +229,8 @@ class Ingestor:
         canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
         if canonical is not None and len(canonical) > 1 and len(set(map(_APP_OF, canonical))) > self.config.max_apps:
             canonical = None  # the general path rejects the apps beyond the cap, with the reason
+        if canonical is not None and self.allowed is not None and not all(map(self._release_ok, canonical)):
+            canonical = None  # ... and the releases the app may not report
         if self.waiting >= self.config.max_waiting:
             self.counts["unavailable"] += 1
             return _json({"error": f"{self.waiting} requests are waiting for Kafka already; retry later"},
@@ -283,6 +290,8 @@ class Ingestor:
         errors = [f"item {i}: {reason}" for i, reason in bad]
         rejects: list[tuple[bytes, str]] = [(_dump(items[i]), reason) for i, reason in bad]
         beacons = self._within_app_cap(beacons, rejects, errors)
+        if self.allowed is not None:
+            beacons = self._of_allowed_releases(beacons, rejects, errors)
         room = self.views.room(client, len(beacons), time.monotonic())
         capped, beacons = len(beacons) - room, beacons[:room]
         good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken
@@ -396,6 +405,31 @@ class Ingestor:
         self.counts["ignored"] += ignored
         return {"accepted": accepted, "rejected": len(rejects), "duplicates": duplicates,
                 "ignored": ignored, "errors": errors[:20]}
+
+    def _release_ok(self, beacon) -> bool:
+        """Whether the beacon's app may report its release (see ``IngestConfig.releases``)."""
+        if isinstance(beacon, dict):
+            app, release = beacon.get("app"), beacon.get("release")
+        else:
+            app, release = beacon.app, beacon.release
+        allowed = self.allowed(app)
+        return allowed is None or release in allowed
+
+    def _of_allowed_releases(self, beacons: list[dict], rejects: list[tuple[bytes, str]],
+                             errors: list[str]) -> list[dict]:
+        """The beacons whose release their app may report; the others go to ``rejects``, so a
+        client cannot make up traffic for a release that is not out."""
+        kept = []
+        for beacon in beacons:
+            if self._release_ok(beacon):
+                kept.append(beacon)
+                continue
+            reason = (f"ingest: release {str(beacon.get('release'))[:60]!r} is not one app "
+                      f"{str(beacon.get('app'))[:60]!r} may report (RUMGATE_INGEST_RELEASES={self.config.releases[:60]})")
+            rejects.append((orjson.dumps(beacon), reason))
+            if len(errors) < 20:
+                errors.append(reason)
+        return kept
 
     def _dead_letters(self, rejects: list[tuple[bytes, str]]) -> list[Awaitable[None]]:
         """One DLQ record for a request's rejected items (more only past ``record_bytes``).
@@ -580,6 +614,29 @@ def _media_type(header: str | None) -> str:
     return parse_content_type(header)[0] if header is not None else "application/octet-stream"
 
 
+def _allowed_releases(setting: str, releases_of: Callable[[str], set[str] | None] | None
+                      ) -> Callable[[str], set[str] | None] | None:
+    """``app -> the releases it may report, or None for any`` of the ``releases`` setting;
+    None when every release is allowed.
+
+    >>> _allowed_releases("list:r1, r2", None)("shop")
+    {'r1', 'r2'}
+    >>> _allowed_releases("any", None) is None
+    True
+    """
+    text = setting.strip()
+    if text in ("", "any"):
+        return None
+    if text == "open":
+        if releases_of is None:
+            raise ValueError("RUMGATE_INGEST_RELEASES=open needs the worker's rollouts (releases_of)")
+        return releases_of
+    if text.startswith("list:"):
+        names = frozenset(x.strip() for x in text[5:].split(",") if x.strip())
+        return lambda app: names
+    raise ValueError(f"RUMGATE_INGEST_RELEASES: must be any, open or list:<r1,r2>, got {setting[:60]!r}")
+
+
 def _consume(task: asyncio.Future) -> None:
     """Retrieve a finished task's exception, so one nobody waits for anymore is not logged."""
     if not task.cancelled():
@@ -628,7 +685,8 @@ def ingest_config(settings) -> IngestConfig:
         linger_ms=settings.ingest_linger_ms, max_apps=settings.ingest_max_apps,
         ack_timeout_s=settings.ingest_ack_timeout_s, max_waiting=settings.ingest_max_waiting,
         client_header=settings.ingest_client_header or None, trusted_hops=settings.ingest_trusted_hops,
-        client_views=settings.ingest_client_views, client_window_s=settings.ingest_client_window_s)
+        client_views=settings.ingest_client_views, client_window_s=settings.ingest_client_window_s,
+        releases=settings.ingest_releases)
 
 
 def add_ingest_routes(app: web.Application, ingestor: Ingestor) -> None:

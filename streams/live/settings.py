@@ -87,6 +87,7 @@ class Settings:
     ingest_trusted_hops: int = 1  # proxies of ours that append to ingest_client_header
     ingest_client_views: int = 0  # page views per client per ingest_client_window_s; 0: no cap
     ingest_client_window_s: float = 5.0
+    ingest_releases: str = "any"  # releases an app may report: any, open (its rollouts') or list:<r1,r2>
     topics: Topics = field(default_factory=Topics)
 
     def __post_init__(self) -> None:
