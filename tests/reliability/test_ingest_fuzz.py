@@ -18,7 +18,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from benchmarks.fuzz_ingest import ADAPTERS, Case, Tally, fuzz, ingest_app, send
+from benchmarks.fuzz_ingest import ADAPTERS, PARSER_400, Case, Tally, fuzz, ingest_app, send
 
 SEED = 20261207
 BODIES = 2_500  # per adapter; about 3 s each on 2 cores
@@ -33,9 +33,13 @@ def _report(adapter: str, tally: Tally) -> str:
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_every_mutated_body_gets_a_json_answer_below_500(adapter: str) -> None:
+    """Every check holds on every body, but one: aiohttp's parser refuses some requests with
+    a plain-text 400 before any handler runs. That one is held by named cases below
+    (brotli, a short body mislabelled deflate), so that it does not hide what else fails."""
     [(tally, _)] = asyncio.run(fuzz(BODIES, SEED, (adapter,))).values()
     assert tally.bodies == BODIES
-    assert not tally.failures, _report(adapter, tally)
+    failures = {kind: n for kind, n in tally.failures.items() if kind != PARSER_400}
+    assert not failures, _report(adapter, tally)
     # the mutations leave bodies that are taken as well as ones that are refused
     assert tally.statuses[202] > BODIES // 10 and tally.statuses[400] > BODIES // 10, tally.statuses
 
@@ -65,6 +69,7 @@ CASES = {
     "labelled gzip, not compressed": (BEACON, {"Content-Encoding": "gzip"}),
     "labelled deflate, not compressed": (BEACON, {"Content-Encoding": "deflate"}),
     "brotli, which the server cannot decode": (BEACON, {"Content-Encoding": "br"}),
+    "a short body labelled deflate, not compressed": (b"[1]", {"Content-Encoding": "deflate"}),
     "2,000 levels in an unknown field, fast path": (
         BEACON[:-1] + b',"x":' + b"[" * 2_000 + b"]" * 2_000 + b"}", {}),
     "1,000 levels in a rejected item, general path": (
@@ -107,5 +112,6 @@ def test_the_checks_catch_what_they_are_for() -> None:
     assert _checked(two, 202, counts % (1, b'["item 1: internal error in the canonical adapter: X"]')).failures \
         == {"adapter exception": 1}
     assert _checked(two, 500, b"Server got itself in trouble").failures == {"status 500": 1}
-    assert _checked(two, 400, b"Can not decode content-encoding").failures == {"answer not JSON": 1}
+    assert _checked(two, 400, b"Can not decode content-encoding").failures == {PARSER_400: 1}
+    assert _checked(two, 202, b"accepted").failures == {"answer not JSON": 1}
     assert _checked(two, 400, b'{"error":""}').failures == {"4xx without error": 1}
