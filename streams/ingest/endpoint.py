@@ -5,8 +5,12 @@ What a request goes through, in order:
 1. CORS: the ``Origin`` must be on the allow-list (``RUMGATE_CORS_ORIGINS``, ``*`` for any);
    preflights (``OPTIONS``) are answered here.
 2. Limits: bodies over ``RUMGATE_MAX_BODY`` (64 KiB, the browsers' own keepalive cap) get
-   413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get 429. The client
-   address is held in memory for the rate limit only; it is never stored or forwarded.
+   413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get 429; a body that
+   cannot be inflated (bad gzip/deflate) gets 400. The client is the socket's peer, or behind
+   a proxy the address ``RUMGATE_INGEST_TRUSTED_HOPS`` from the right of
+   ``RUMGATE_INGEST_CLIENT_HEADER``; it is held in memory for the rate limit and the view cap
+   only, never stored or forwarded. Beacons beyond ``RUMGATE_INGEST_CLIENT_VIEWS`` per client
+   per window are dropped and counted (``capped``), not refused: browsers do not retry.
 3. Parsing (:mod:`streams.ingest.formats`): JSON, NDJSON, ``text/plain`` from ``sendBeacon``, and
    form or query encoding (Boomerang); every SDK format becomes canonical beacons. A body
    that cannot be parsed gets 400 naming what is wrong.
@@ -19,9 +23,13 @@ What a request goes through, in order:
    page hide), from a table of fixed size (:mod:`streams.ingest.dedupe`). Bodies of canonical
    beacons with ids (the fast path) are checked a whole record at a time, when it is flushed.
 6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
-   app, each under ``record_bytes`` (512 KiB; Kafka refuses 1 MB by default); bad items go
-   to ``rum.beacons.dlq`` with their reason. The response (202) says how
-   many of each were accepted, rejected and dropped as duplicates, once Kafka has them.
+   app, each under ``record_bytes`` (512 KiB; Kafka refuses 1 MB by default), from at most
+   ``RUMGATE_INGEST_MAX_APPS`` apps per request (the others' beacons are rejected), and only
+   of the releases ``RUMGATE_INGEST_RELEASES`` allows. A request's rejected items go to
+   ``rum.beacons.dlq`` as one record (see :meth:`Ingestor._dead_letters`). The response (202)
+   says how many of each were accepted, rejected, capped and dropped as duplicates, once
+   Kafka has them; past ``RUMGATE_INGEST_ACK_TIMEOUT_S``, or with ``RUMGATE_INGEST_MAX_WAITING``
+   requests waiting already, it is 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -619,8 +627,8 @@ def _allowed_releases(setting: str, releases_of: Callable[[str], set[str] | None
     """``app -> the releases it may report, or None for any`` of the ``releases`` setting;
     None when every release is allowed.
 
-    >>> _allowed_releases("list:r1, r2", None)("shop")
-    {'r1', 'r2'}
+    >>> sorted(_allowed_releases("list:r1, r2", None)("shop"))
+    ['r1', 'r2']
     >>> _allowed_releases("any", None) is None
     True
     """
