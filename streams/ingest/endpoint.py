@@ -86,6 +86,8 @@ class IngestConfig:
     # one request naming thousands of apps would make thousands of records: beyond this many
     # distinct apps a request's beacons are rejected (to the DLQ, with the reason)
     max_apps: int = 16
+    # ... and beyond this many apps waiting for their record (one linger) those of other apps
+    max_batch_apps: int = 1000
     ack_timeout_s: float = 5.0  # past it the request gets 503 + Retry-After (its beacons may still land)
     max_waiting: int = 2000  # requests waiting for Kafka's ack at once; beyond it 503 at once
     # behind an ingress every request comes from its address: the client is then read from this
@@ -235,8 +237,8 @@ class Ingestor:
                       release=request.headers.get("X-Rumgate-Release") or query.get("release"),
                       country=self._country(request))
         canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
-        if canonical is not None and len(canonical) > 1 and len(set(map(_APP_OF, canonical))) > self.config.max_apps:
-            canonical = None  # the general path rejects the apps beyond the cap, with the reason
+        if canonical is not None and not self._room_for_apps(canonical):
+            canonical = None  # the general path rejects the apps beyond the caps, with the reason
         if canonical is not None and self.allowed is not None and not all(map(self._release_ok, canonical)):
             canonical = None  # ... and the releases the app may not report
         if self.waiting >= self.config.max_waiting:
@@ -321,14 +323,32 @@ class Ingestor:
         self.counts["capped"] += capped
         return result
 
+    def _room_for_apps(self, items: list[CanonicalItem]) -> bool:
+        """Whether a fast-path request's apps are within ``max_apps`` and ``max_batch_apps``."""
+        first = items[0].app
+        if len(items) == 1 or all(item.app == first for item in items):  # the usual request
+            return first in self.batches or len(self.batches) < self.config.max_batch_apps
+        apps = set(map(_APP_OF, items))
+        return len(apps) <= self.config.max_apps and len(self.batches) + len(apps - self.batches.keys()) \
+            <= self.config.max_batch_apps
+
     def _within_app_cap(self, beacons: list[dict], rejects: list[tuple[bytes, str]], errors: list[str]) -> list[dict]:
-        """The beacons of the request's first ``max_apps`` apps; the others go to ``rejects``."""
+        """The beacons of the request's first ``max_apps`` apps, of apps with a batch or room
+        for one (``max_batch_apps``); the others go to ``rejects``."""
         apps: set[str] = set()
         kept = []
+        room = self.config.max_batch_apps - len(self.batches)
         for beacon in beacons:
             app = beacon["app"]
+            reason = None
             if app not in apps and len(apps) >= self.config.max_apps:
                 reason = f"ingest: more than {self.config.max_apps} apps in one request"
+            elif app not in apps and app not in self.batches:
+                if room <= 0:
+                    reason = f"ingest: more than {self.config.max_batch_apps} apps waiting for a record; retry later"
+                else:
+                    room -= 1
+            if reason is not None:
                 rejects.append((orjson.dumps(beacon), reason))
                 if len(errors) < 20:
                     errors.append(f"app {app[:60]!r}: {reason}")
@@ -691,7 +711,7 @@ def ingest_config(settings) -> IngestConfig:
         country_header=settings.ingest_country_header or None,
         session_salt=settings.ingest_session_salt or None, routes=split(settings.ingest_routes),
         linger_ms=settings.ingest_linger_ms, max_apps=settings.ingest_max_apps,
-        ack_timeout_s=settings.ingest_ack_timeout_s, max_waiting=settings.ingest_max_waiting,
+        max_batch_apps=settings.ingest_max_batch_apps, ack_timeout_s=settings.ingest_ack_timeout_s, max_waiting=settings.ingest_max_waiting,
         client_header=settings.ingest_client_header or None, trusted_hops=settings.ingest_trusted_hops,
         client_views=settings.ingest_client_views, client_window_s=settings.ingest_client_window_s,
         releases=settings.ingest_releases)

@@ -80,6 +80,7 @@ class Settings:
     ingest_routes: str = ""  # comma-separated route templates, e.g. /product/:id,/cart
     ingest_linger_ms: float = 5.0  # how long beacons wait to share a record (or 1,000 of them)
     ingest_max_apps: int = 16  # distinct apps one request (and one linger batch) may name
+    ingest_max_batch_apps: int = 1000  # apps waiting for their record at once (one linger)
     ingest_ack_timeout_s: float = 5.0  # a request waits this long for Kafka's ack, then 503
     ingest_max_waiting: int = 2000  # requests waiting for acks at once; beyond: 503 at once
     producer_request_timeout_s: float = 10.0  # the producer gives up on a request to Kafka after it

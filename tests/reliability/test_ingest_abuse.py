@@ -99,6 +99,19 @@ def test_a_request_naming_120_apps_makes_at_most_max_apps_records_and_rejects_th
         assert rejected[0]["reason"] == "ingest: more than 16 apps in one request"
 
 
+def test_beyond_max_batch_apps_waiting_for_a_record_new_apps_are_rejected_with_the_reason() -> None:
+    # a long linger keeps the first requests' batches open (their requests give up at the ack bound)
+    config = IngestConfig(max_apps=16, max_batch_apps=20, linger_ms=60_000, ack_timeout_s=0.2)
+    sink = Recorder()
+    requests = [(ndjson(*(beacon(10 * r + i, app=f"app-{10 * r + i}", id=None) for i in range(10))), {})
+                for r in range(3)]
+    answers = run(config, sink, requests)
+    assert [status for status, _, _ in answers] == [503, 503, 400]
+    assert answers[2][1]["rejected"] == 10
+    [(value, _)] = sink.of(DLQ)
+    assert {m["reason"] for m in orjson.loads(value)} == {"ingest: more than 20 apps waiting for a record; retry later"}
+
+
 @pytest.mark.parametrize("raw", [b"\x1f\x8b\x08\x00" + bytes(range(40)), ndjson(beacon(1)),
                                  gzip.compress(ndjson(beacon(1))) + b"\x00garbage"],
                          ids=["garbage after the header", "not compressed", "garbage after the stream"])
