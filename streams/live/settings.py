@@ -83,7 +83,9 @@ class Settings:
     ingest_max_batch_apps: int = 1000  # apps waiting for their record at once (one linger)
     ingest_ack_timeout_s: float = 5.0  # a request waits this long for Kafka's ack, then 503
     ingest_max_waiting: int = 2000  # requests waiting for acks at once; beyond: 503 at once
-    producer_request_timeout_s: float = 10.0  # the producer gives up on a request to Kafka after it
+    # the worker's producer fails a record Kafka has not taken after this long (Faust's 1,200 s held
+    # every record, and the memory of every request's beacons, through a 20-minute stall)
+    producer_request_timeout_s: float = 30.0
     ingest_client_header: str = ""  # e.g. X-Forwarded-For: the client address behind the ingress
     ingest_trusted_hops: int = 1  # proxies of ours that append to ingest_client_header
     ingest_client_views: int = 0  # page views per client per ingest_client_window_s; 0: no cap

@@ -206,3 +206,11 @@ def test_a_worker_whose_broker_never_answers_says_why() -> None:
         return "no error"
     message = asyncio.run(go())
     assert message.startswith("cannot reach the broker at kafka://127.0.0.1:") and message.endswith(": TimeoutError"), message
+
+
+def test_the_workers_producer_gives_up_on_a_stalled_broker_after_the_setting_not_20_minutes() -> None:
+    from streams.live.app import build_app
+
+    for env, expected in (({}, Settings().producer_request_timeout_s), ({"RUMGATE_PRODUCER_REQUEST_TIMEOUT_S": "7"}, 7.0)):
+        app = build_app(Settings.from_env(env, broker="kafka://127.0.0.1:9092"), 4)
+        assert app.conf.producer_request_timeout == expected < 1200, env  # Faust's own default: 1,200 s
