@@ -38,11 +38,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from detectors.decode import DecodeResult, decode_records, item_bytes
 from detectors.pipeline.judge import WindowsRecord
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary, window_start
 
-__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records"]
+__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records", "summary_bytes",
+           "DEFAULT_MAX_RECORD_BYTES"]
 
 
 @dataclass(frozen=True)
@@ -187,13 +190,23 @@ def _refused(records: Sequence[tuple[int, bytes]], decoded: DecodeResult, row: i
     return DeadLetter(offset, item, item_bytes(value, item), reason)
 
 
-def windows_records(source: int, closed_before: int | None, closed: Sequence[WindowSummary],
-                    idle: bool = False) -> list[WindowsRecord]:
-    """What a partition publishes for the judge: a record per closed window, then its progress.
+#: Bytes a ``rum.windows`` record may take, summed from its summaries' encoded sizes. Kafka
+#: refuses records over its ``max.request.size`` / ``message.max.bytes`` (1 MB by default);
+#: a window of thousands of invented cohorts must not grow past that and fail its send.
+DEFAULT_MAX_RECORD_BYTES = 512 * 1024
+_RECORD_OVERHEAD = 96  # the record's own fields, and a summary's separator
 
-    One window per record keeps records bounded. A record's ``closed_before`` never runs
-    ahead of the windows sent so far, so a judge never takes a window as complete before
-    this partition's summaries of it arrived.
+
+def windows_records(source: int, closed_before: int | None, closed: Sequence[WindowSummary],
+                    idle: bool = False, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> list[WindowsRecord]:
+    """What a partition publishes for the judge: the closed windows' summaries, then its progress.
+
+    Each window goes out in records of at most ``max_bytes`` (estimated from each summary's
+    encoded size; a single summary larger than that travels alone). A record's
+    ``closed_before`` never runs ahead of the windows sent so far, so a judge never takes a
+    window as complete before this partition's summaries of it arrived: every part of a
+    window but its last says ``closed_before`` no later than the window's start, and only
+    its last part lets the judge past it.
 
     >>> from detectors.beacon import CohortKey
     >>> key = CohortKey("shop-web", "r2", None, "mobile")
@@ -207,7 +220,29 @@ def windows_records(source: int, closed_before: int | None, closed: Sequence[Win
     records = []
     for start, summaries in sorted(by_start.items()):
         end = start + summaries[0].size_ms
-        records.append(WindowsRecord(source, end if closed_before is None else min(end, closed_before), False,
-                                     summaries))
+        last = end if closed_before is None else min(end, closed_before)
+        parts = _parts(summaries, max_bytes)
+        for i, part in enumerate(parts):
+            held = last if i == len(parts) - 1 else min(start, last)
+            records.append(WindowsRecord(source, held, False, part))
     records.append(WindowsRecord(source, closed_before, idle, []))
     return records
+
+
+def _parts(summaries: list[WindowSummary], max_bytes: int) -> list[list[WindowSummary]]:
+    """``summaries`` in consecutive groups whose estimated encoded size stays within ``max_bytes``."""
+    parts: list[list[WindowSummary]] = [[]]
+    size = _RECORD_OVERHEAD
+    for s in summaries:
+        n = summary_bytes(s) + _RECORD_OVERHEAD
+        if parts[-1] and size + n > max_bytes:
+            parts.append([])
+            size = _RECORD_OVERHEAD
+        parts[-1].append(s)
+        size += n
+    return parts
+
+
+def summary_bytes(s: WindowSummary) -> int:
+    """A summary's size on ``rum.windows`` (its JSON form, as the stages encode it)."""
+    return len(orjson.dumps(s.to_dict()))
