@@ -260,9 +260,9 @@ class Ingestor:
                 return _json({"error": "empty body: no beacons"}, 400, cors)
             answer = self.ingest_items(items, ctx, client)
         result = await self._acked(answer)
-        if result is None:
-            return _json({"error": "cannot store beacons right now (Kafka has not acknowledged them); "
-                                   "retry later"}, 503, {**cors, "Retry-After": "5"})
+        if isinstance(result, str):
+            return _json({"error": f"cannot store beacons right now ({result}); retry later"},
+                         503, {**cors, "Retry-After": "5"})
         if capped:
             result["capped"] = result.get("capped", 0) + capped
             self.counts["capped"] += capped
@@ -272,8 +272,8 @@ class Ingestor:
             result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
         return _json(result, status, cors)
 
-    async def _acked(self, answer: Awaitable[dict]) -> dict | None:
-        """The request's counts once Kafka has its records, or None past ``ack_timeout_s``
+    async def _acked(self, answer: Awaitable[dict]) -> dict | str:
+        """The request's counts once Kafka has its records, or why not, past ``ack_timeout_s``
         or when producing failed (the client gets 503 and may retry; a record that lands
         later is stored once, and the retry's beacons are duplicates of it)."""
         task = asyncio.ensure_future(answer)
@@ -281,9 +281,12 @@ class Ingestor:
         self.waiting += 1
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.config.ack_timeout_s)
-        except Exception:  # noqa: BLE001 - Kafka unreachable or slow: the SDK may retry
+        except asyncio.TimeoutError:
             self.counts["unavailable"] += 1
-            return None
+            return f"Kafka has not acknowledged them within {self.config.ack_timeout_s:g} s"
+        except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
+            self.counts["unavailable"] += 1
+            return type(exc).__name__
         finally:
             self.waiting -= 1
 
