@@ -371,7 +371,7 @@ class Gate:
         elif srm_bad:
             verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.SRM]
             reasons = [f"sample-ratio mismatch: canary has {self._share():.2%} of page views, "
-                       f"{self.last_expected:.2%} expected (e = {math.exp(self.srm.log_e_max):.3g} "
+                       f"{self.last_expected:.2%} expected (e = {_exp(self.srm.log_e_max):.3g} "
                        f"≥ {1 / p.alpha_srm:g}); the data cannot be trusted"]
         elif silent and elapsed >= p.max_silence_ms:
             verdict, severity, codes = VerdictKind.HOLD, Severity.NONE, [ReasonCode.NO_CANARY]
@@ -409,7 +409,7 @@ class Gate:
             policy=dict(self.policy_ref),
             reasons=reasons, reason_codes=codes, metrics=evidence,
             data_quality={
-                "srm_e": round(math.exp(self.srm.log_e), 4) if self.srm_checked else None,
+                "srm_e": round(_exp(self.srm.log_e), 4) if self.srm_checked else None,
                 "canary_share": round(self._share(), 5),
                 "expected_share": self.last_expected,
                 "late_beacons": self.late_beacons,
@@ -458,17 +458,17 @@ class Gate:
             proven = worse_by or 0.0
             severity = next((s for cut, s in _SEVERITY if proven >= cut), Severity.MINOR)
             if strict:
-                reason = (f"{name} worse by ≥ {proven:.0%} (e = {math.exp(e_rb):.3g} ≥ {math.exp(log_rb):.3g})")
+                reason = (f"{name} worse by ≥ {proven:.0%} (e = {_exp(e_rb):.3g} ≥ {math.exp(log_rb):.3g})")
             else:
-                reason = (f"{name} worse (e = {math.exp(e_zero):.3g} ≥ {math.exp(log_rb):.3g}) and measured "
+                reason = (f"{name} worse (e = {_exp(e_zero):.3g} ≥ {math.exp(log_rb):.3g}) and measured "
                           f"{ratio - 1:+.1%}, beyond the {m.rollback_tolerance:.0%} tolerance")
         return MetricEvidence(
             metric=m.metric, statistic=m.statistic, segment=test.segment, name=name,
             canary=_round(canary), baseline=_round(baseline), ratio=_round(ratio, 4),
             worse_by_at_least=worse_by, not_worse_than=not_worse,
-            e_rollback=_round(math.exp(min(e_rb, 700.0)), 4),
-            e_worse=_round(math.exp(min(e_zero, 700.0)), 4),
-            e_promote=_round(math.exp(min(test.log_e_promote(m.promote_tolerance), 700.0)), 4),
+            e_rollback=_round(_exp(e_rb), 4),
+            e_worse=_round(_exp(e_zero), 4),
+            e_promote=_round(_exp(test.log_e_promote(m.promote_tolerance)), 4),
             threshold_rollback=_round(math.exp(log_rb), 4), threshold_promote=_round(math.exp(log_pr), 4),
             n_canary=int(test.exposure_c), n_baseline=int(test.exposure_b),
             status=status, severity=severity, reason=reason,
@@ -479,3 +479,9 @@ def _round(x: float | None, digits: int = 6) -> float | None:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return None
     return float(f"{x:.{digits}g}")
+
+
+def _exp(log_e: float) -> float:
+    """An e-value from its log, capped near the largest float: overwhelming evidence (a
+    sample ratio wildly off, a canary that always fails) must be reported, not overflow."""
+    return math.exp(min(log_e, 700.0))

@@ -95,6 +95,14 @@ def test_a_sample_ratio_mismatch_holds():
     assert not any(v.verdict in ("promote", "rollback") for v in verdicts)
 
 
+def test_overwhelming_evidence_is_reported_not_an_overflow():
+    """A sample ratio wildly off at high traffic drives its log e-value past what a float's
+    exp can hold (about 709): the verdict still comes, with the e-value capped."""
+    verdicts = run(LCP_ONLY, 40, rate=2000.0, share=0.5, expected_share=0.01)
+    assert verdicts[-1].verdict == "hold" and "sample-ratio mismatch" in verdicts[-1].reasons[0]
+    assert math.isfinite(verdicts[-1].data_quality["srm_e"])
+
+
 def test_inconclusive_at_the_deadline_holds():
     policy = parse_policy("name: short\nmetrics:\n  - metric: LCP\nwarmup: 0s\nmin_duration: 1m\n"
                           "max_duration: 3m\nfast_path: false\n")
