@@ -42,6 +42,9 @@ class Backend:
     #: The partitions the worker judges and aggregates, once it has joined its group and read
     #: back what it published before (None until then): what ``/healthz`` calls ready.
     partitions: list[str] | None = None
+    #: Stage-1 partitions whose last send failed, with why: being rebuilt from their
+    #: checkpoint, so the worker is not ready (``/readyz``) until they send again.
+    failing: dict[int, str] = field(default_factory=dict)
 
     def offer_verdict(self, key: str, event: dict) -> bool:
         """Keep ``event`` as the latest verdict of ``key`` if it supersedes the one held

@@ -29,6 +29,10 @@ class Metrics:
             "From the moment a window could close (its end plus the allowed lateness) to its verdict",
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
         self.webhook_failures = Counter("rumgate_webhook_failures", "Webhook deliveries given up", registry=r)
+        self.stage1_send_failures = Counter(
+            "rumgate_stage1_send_failures",
+            "Stage-1 sends (windows, DLQ, checkpoint) that failed; the partition is rebuilt from its checkpoint",
+            registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

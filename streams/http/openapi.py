@@ -96,6 +96,12 @@ OPENAPI = {
                              "responses": {"200": {"description": "ok; ready (bool): the worker owns its partitions "
                                                                   "(listed in partitions) and has read back its "
                                                                   "published verdicts"}}}},
+        "/readyz": {"get": {"security": [], "summary": "Readiness (for a probe)",
+                            "responses": {"200": {"description": "ready: owns its partitions, every stage-1 "
+                                                                 "partition sends"},
+                                          "503": {"description": "not ready: reason says why (joining the group, "
+                                                                 "or a stage-1 partition rebuilding after a "
+                                                                 "failed send, listed in failing)"}}}},
         "/metrics": {"get": {"security": [], "summary": "Prometheus metrics",
                              "responses": {"200": {"description": "text exposition format"}}}},
         "/v1/beacons": {

@@ -15,7 +15,7 @@ READS = ["/v1/rollouts", "/v1/rollouts/shop:r2", "/v1/rollouts/shop:r2/verdict",
          "/v1/rollouts/shop:r2/overrides"]
 MUTATIONS = [("/v1/rollouts", {"app": "cart", "canary": "r2", "baseline": "r1"}), ("/v1/rollouts/shop:r2/end", None),
              ("/v1/rollouts/shop:r2/overrides", {"action": "hold", "actor": "ana", "reason": "x"})]
-OPEN = ["/healthz", "/metrics", "/v1/openapi.json"]
+OPEN = ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"]
 
 
 def request(authorization: str | None = None, query: str = "", auth_: Auth = Auth(TOKEN)):
@@ -113,6 +113,7 @@ def test_the_middleware_refuses_before_the_handler_runs():
 
 def test_a_worker_without_a_token_refuses_mutations_and_reads():
     b, rec = backend(rollout())
+    b.partitions = []  # ready, so /readyz answers 200 like the other open routes
     app = api(b, token="")
     for path, body in MUTATIONS:
         for headers in ({}, {"Authorization": f"Bearer {TOKEN}"}):

@@ -38,3 +38,26 @@ def test_metrics_render_the_backends_registry_as_prometheus_text():
         assert "rumgate_beacons_total 5.0" in answer.body.splitlines()
         assert 'rumgate_verdicts_total{dry_run="false",verdict="promote"} 1.0' in answer.body.splitlines()
     assert answer.body == b.metrics.render().decode()
+
+
+def test_readyz_is_503_with_the_reason_until_ready_and_while_a_stage1_partition_fails():
+    b, _ = backend()
+    for served in (api(b), api(b, token="")):  # open, like /healthz
+        answer = served.call("GET", "/readyz", headers={})
+        assert answer.status == 503 and answer.body["ready"] is False and "joining" in answer.body["reason"]
+    b.partitions = ["rum.beacons[0]"]
+    assert api(b).call("GET", "/readyz", headers={}).status == 200
+    b.failing[0] = "partition 0: stage-1 send failed (MessageSizeTooLargeError: too big)"
+    answer = api(b).call("GET", "/readyz", headers={})
+    assert answer.status == 503
+    assert answer.body == {"ready": False, "failing": [0], "reason": b.failing[0]}
+    health = api(b).call("GET", "/healthz", headers={})  # liveness is unchanged: the process serves
+    assert health.status == 200 and health.body["status"] == "ok"
+    b.failing.clear()
+    assert api(b).call("GET", "/readyz", headers={}).body == {"ready": True, "partitions": ["rum.beacons[0]"]}
+
+
+def test_metrics_count_stage1_send_failures():
+    b, _ = backend()
+    b.metrics.stage1_send_failures.inc()
+    assert "rumgate_stage1_send_failures_total 1.0" in api(b).call("GET", "/metrics", headers={}).body.splitlines()
