@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import faust
 import orjson
+from faust.types import TP
 
 from detectors.override import Override
 from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step, windows_records
@@ -89,6 +90,8 @@ class Stage1:
         self.reported: dict[int, int | None] = {}  # closed_before last sent, per partition
         self.assigned: set[int] = set()
         self.saved: dict[int, Checkpoint] | None = None  # read from rum.checkpoints on assignment
+        self.resume_at: dict[int, int] = {}  # rebuilt after a failed send: events before this offset are stale
+        self.failures: dict[int, int] = {}  # failed sends in a row, per partition (the backoff)
         self.lock = asyncio.Lock()
 
     async def load_checkpoints(self) -> None:
@@ -125,12 +128,18 @@ class Stage1:
             self.held.pop(p, None)  # never acked: the next owner re-reads them
             self.last_record_at.pop(p, None)
             self.reported.pop(p, None)
+            self.resume_at.pop(p, None)
+            self.failures.pop(p, None)
+            self.rt.backend.failing.pop(p, None)
         self.assigned -= partitions
 
     async def process(self, p: int, events: list) -> None:
-        agg = await self.aggregator(p)
         for e in events:
             e.message.incref()  # keep the offset uncommitted until its windows are out
+        events = self._fresh(p, events)
+        if not events:
+            return
+        agg = await self.aggregator(p)
         self.held[p].extend(events)
         step = agg.process([(e.message.offset, e.message.value) for e in events])
         self.rt.stats["beacons"] += step.beacons
@@ -140,7 +149,63 @@ class Stage1:
         self.last_record_at[p] = time.monotonic()
         await self.publish(p, agg, step)
 
+    def _fresh(self, p: int, events: list) -> list:
+        """The events to count. After a rebuild, the stream may still hold events fetched
+        before the seek: their offsets go on rising past what was delivered, where the
+        re-read starts again at the checkpoint, below. Those are skipped (never acked) until
+        the re-read begins."""
+        last = self.resume_at.get(p)
+        if last is None:
+            return events
+        for i, e in enumerate(events):
+            if e.message.offset <= last:
+                del self.resume_at[p]
+                return events[i:]
+            last = e.message.offset
+        self.resume_at[p] = last
+        return []
+
     async def publish(self, p: int, agg: PartitionAggregator, step: Step, idle: bool = False) -> None:
+        """Send what ``step`` produced; a failed send rebuilds the partition from its
+        checkpoint (:meth:`rebuild`) instead of letting the aggregator move past windows that
+        never reached ``rum.windows``."""
+        try:
+            await self._send(p, agg, step, idle)
+        except Exception as exc:  # noqa: BLE001 - any failed send: the partition's state is not on the topics
+            await self.rebuild(p, exc)
+            return
+        if self.failures.pop(p, None) is not None:
+            self.rt.backend.failing.pop(p, None)
+            log.info("partition %d: sends succeed again", p)
+
+    async def rebuild(self, p: int, exc: BaseException) -> None:
+        """After a failed send on ``p``: drop its aggregator and unacknowledged events (as
+        :meth:`revoke` does), wait a backoff, and seek the consumer back to the last
+        checkpoint, so the records from there are counted again into windows that go out
+        whole. Until then the partition is failing: ``/readyz`` says so, and nothing past the
+        checkpoint is acknowledged."""
+        rt = self.rt
+        n = self.failures[p] = self.failures.get(p, 0) + 1
+        reason = f"partition {p}: stage-1 send failed ({type(exc).__name__}: {exc})"[:300]
+        rt.backend.failing[p] = reason
+        rt.backend.metrics.stage1_send_failures.inc()
+        log.warning("%s; rebuilding from its checkpoint (attempt %d)", reason, n)
+        agg = self.aggs.pop(p, None)
+        held = self.held.pop(p, None)
+        self.reported.pop(p, None)
+        seen = [o for o in (agg.last_offset if agg else None, held[-1].message.offset if held else None)
+                if o is not None]
+        await asyncio.sleep(min(rt.settings.stage1_retry_s * 2 ** (n - 1), rt.settings.stage1_retry_max_s))
+        if self.saved is None:
+            await self.load_checkpoints()
+        checkpoint = self.saved.get(p)
+        if not seen:
+            return  # this aggregator had read nothing yet: the consumer is where it starts
+        self.resume_at[p] = max(seen)
+        offset = checkpoint.offset if checkpoint is not None else 0
+        await rt.app.consumer.seek(TP(rt.settings.topics.beacons, p), offset)
+
+    async def _send(self, p: int, agg: PartitionAggregator, step: Step, idle: bool) -> None:
         rt = self.rt
         for dead in step.rejects:
             headers = [("rumgate-reason", dead.reason.encode()), ("rumgate-partition", str(p).encode()),
@@ -174,7 +239,8 @@ class Stage1:
         for s in step.closed:
             by_target[windows_partition_for(s.key.app, n)].append(s)
         for target in range(n):
-            for record in windows_records(p, closed_before, by_target.get(target, ()), idle):
+            for record in windows_records(p, closed_before, by_target.get(target, ()), idle,
+                                          rt.settings.windows_record_bytes):
                 await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
         rt.stats["windows"] += len(step.closed)
         rt.backend.metrics.windows.inc(len(step.closed))

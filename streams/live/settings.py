@@ -60,6 +60,9 @@ class Settings:
     max_views_per_session: int = DEFAULT_MAX_VIEWS_PER_SESSION  # page views per session per window; more: capped
     judge_history_mb: int = 256  # encoded window summaries the judge keeps for rollouts known late
     idle_after_s: float = 10.0  # a partition without records this long is idle
+    stage1_retry_s: float = 0.5  # first wait before a stage-1 partition whose send failed is rebuilt; doubles
+    stage1_retry_max_s: float = 10.0  # ... up to this
+    windows_record_bytes: int = 512 * 1024  # a rum.windows record at most (a window spans several); < the broker's 1 MB
     batch_max: int = 2000  # records per stage-1 batch
     batch_within_s: float = 0.1  # ... or what arrived in this long
     fetch_max_wait_ms: int = 100  # how long a fetch may wait for data (latency of verdicts)
