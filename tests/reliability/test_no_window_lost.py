@@ -13,6 +13,7 @@ import asyncio
 import orjson
 
 from detectors.pipeline.judge import Judge, WindowsRecord
+from tests.integration.conftest import broker  # noqa: F401 - the real broker fixture
 from tests.live.test_agents import T0, beacon, runtime
 
 
@@ -141,3 +142,40 @@ def test_nothing_past_the_checkpoint_is_acked_while_the_send_fails():
     acked = [e.message.offset for e in events if e.message.acked]
     assert acked == [] and rt.app.consumer.seeks  # no windows out: nothing acked, every failure seeks back
     assert rt.stage1.saved == {}  # and no checkpoint moved past them
+
+
+# -- on the real broker -------------------------------------------------------------------------
+
+def test_a_window_of_thousands_of_invented_cohorts_reaches_the_judge_whole_on_the_broker(broker, tmp_path):  # noqa: F811
+    """The report's flood at CI size: 4,000 invented releases (the longest accepted) in one window,
+    with a real rollout's traffic. Every summary of every window is on ``rum.windows``, in
+    records a broker with Kafka's default 1 MB limit takes (one record, before, was 2 MB)."""
+    from dataclasses import replace as _replace
+
+    from detectors.pipeline.aggregate import DEFAULT_MAX_RECORD_BYTES
+    from streams.offline.simulate import SCENARIOS, generate_beacons
+    from tests.integration.conftest import Pipeline, make_rollout
+    from detectors.pipeline.aggregate import PartitionAggregator
+    from tests.integration.test_fault import POLICY, published_windows, wait_until
+
+    sc = _replace(SCENARIOS["clean"], duration_s=60.0, canary_share=0.2)
+    beacons = list(generate_beacons(sc, seed=3))
+    mid = beacons[len(beacons) // 2]["ts"]
+    flood = [{"ts": mid, "app": sc.app, "release": f"{i:05d}" + "x" * 120, "cohort": "c" * 64,
+              "session": f"flood-{i}", "metrics": {"LCP": 1000.0}} for i in range(4000)]
+    traffic = sorted(beacons + flood, key=lambda b: b["ts"])
+    agg = PartitionAggregator(0, max_cohorts=100_000)  # as the worker below is configured
+    want = {(0, s.start, tuple(s.key)): (s.page_views, s.errors, s.late, s.sketches["LCP"].count)
+            for s in agg.process([(i, orjson.dumps(b)) for i, b in enumerate(traffic)]).closed}
+    assert sum(1 for k in want if k[2][1].startswith("0")) == 4000  # the flood's cohorts are in a closed window
+    pipeline = Pipeline(broker, tmp_path, partitions=1)
+    try:
+        pipeline.start_rollout(make_rollout(sc, POLICY))
+        pipeline.start_worker(RUMGATE_MAX_COHORTS_PER_WINDOW="100000")
+        pipeline.produce(traffic)
+        wait_until(lambda: published_windows(pipeline)[0] == want, timeout_s=120, what="every summary on rum.windows")
+        sizes = [len(r.value) for r in pipeline.read(pipeline.topics.windows)]
+    finally:
+        pipeline.stop()
+    assert max(sizes) <= DEFAULT_MAX_RECORD_BYTES < 1024 * 1024
+    assert sum(sizes) > 2 * 1024 * 1024  # the flood's window did need several records
