@@ -259,7 +259,7 @@ class Ingestor:
             if not items:
                 return _json({"error": "empty body: no beacons"}, 400, cors)
             answer = self.ingest_items(items, ctx, client)
-        result = await self._acked(answer)
+        result = await self._waited(answer)
         if isinstance(result, str):
             return _json({"error": f"cannot store beacons right now ({result}); retry later"},
                          503, {**cors, "Retry-After": "5"})
@@ -272,15 +272,14 @@ class Ingestor:
             result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
         return _json(result, status, cors)
 
-    async def _acked(self, answer: Awaitable[dict]) -> dict | str:
-        """The request's counts once Kafka has its records, or why not, past ``ack_timeout_s``
-        or when producing failed (the client gets 503 and may retry; a record that lands
-        later is stored once, and the retry's beacons are duplicates of it)."""
-        task = asyncio.ensure_future(answer)
-        task.add_done_callback(_consume)  # a record failing after the request gave up is not an error
+    async def _waited(self, answer: Awaitable[dict]) -> dict | str:
+        """The request's counts once Kafka has its records, or why not: not acknowledged
+        within the bound (each batch's future fails then, see :meth:`_batch`), or producing
+        failed. The client gets 503 and may retry; a record that lands later is stored
+        once, and the retry's beacons are duplicates of it."""
         self.waiting += 1
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.config.ack_timeout_s)
+            return await answer
         except asyncio.TimeoutError:
             self.counts["unavailable"] += 1
             return f"Kafka has not acknowledged them within {self.config.ack_timeout_s:g} s"
@@ -424,12 +423,14 @@ class Ingestor:
         accepted = sum(count for _, count, _ in good.values())
         waits = [self._add(app, fragments, count, marked=marked)[0]
                  for app, (fragments, count, marked) in good.items()]
-        if rejects:
-            waits.extend(self._dead_letters(rejects))
         if len(waits) == 1:
             await waits[0]
         elif waits:
             await asyncio.gather(*waits)
+        if rejects:  # bounded here: batches bound their own wait (see _batch)
+            dead = asyncio.ensure_future(asyncio.gather(*self._dead_letters(rejects)))
+            dead.add_done_callback(_consume)  # it may fail after the request gave up
+            await asyncio.wait_for(asyncio.shield(dead), self.config.ack_timeout_s)
         self.counts["accepted"] += accepted
         self.counts["rejected"] += len(rejects)
         self.counts["duplicates"] += duplicates
@@ -536,6 +537,8 @@ class Ingestor:
             loop = asyncio.get_running_loop()
             batch = self.batches[app] = _Batch(done=loop.create_future())
             loop.call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
+            # one timer a batch, not one a request: its requests give up together
+            loop.call_later(self.config.linger_ms / 1000 + self.config.ack_timeout_s, _expire, batch.done)
         return batch
 
     def _add(self, app: str, fragments: list[bytes], count: int, checked: list[CanonicalItem] = (),
@@ -583,9 +586,11 @@ class Ingestor:
             # into "duplicates" that are never stored. (When a batch went as several records
             # and an earlier one was stored, the retry stores its beacons again: at least once.)
             self.dedupe.forget(batch.marked, scope=app)
-            batch.done.set_exception(exc)
+            if not batch.done.done():
+                batch.done.set_exception(exc)
             return
-        batch.done.set_result(duplicates)
+        if not batch.done.done():  # else expired: its requests were answered 503 already
+            batch.done.set_result(duplicates)
 
     def _deduplicate(self, app: str, batch: _Batch) -> list[int] | None:
         """Drop the batch's duplicates, encode its structs; each request's duplicate count, or None."""
@@ -666,6 +671,13 @@ def _allowed_releases(setting: str, releases_of: Callable[[str], set[str] | None
         names = frozenset(x.strip() for x in text[5:].split(",") if x.strip())
         return lambda app: names
     raise ValueError(f"RUMGATE_INGEST_RELEASES: must be any, open or list:<r1,r2>, got {setting[:60]!r}")
+
+
+def _expire(done: asyncio.Future) -> None:
+    """Fail a batch's future its record has not resolved within the ack bound."""
+    if not done.done():
+        done.set_exception(asyncio.TimeoutError())
+        done.add_done_callback(_consume)
 
 
 def _consume(task: asyncio.Future) -> None:

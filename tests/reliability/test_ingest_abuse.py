@@ -100,13 +100,25 @@ def test_a_request_naming_120_apps_makes_at_most_max_apps_records_and_rejects_th
 
 
 def test_beyond_max_batch_apps_waiting_for_a_record_new_apps_are_rejected_with_the_reason() -> None:
-    # a long linger keeps the first requests' batches open (their requests give up at the ack bound)
-    config = IngestConfig(max_apps=16, max_batch_apps=20, linger_ms=60_000, ack_timeout_s=0.2)
     sink = Recorder()
-    requests = [(ndjson(*(beacon(10 * r + i, app=f"app-{10 * r + i}", id=None) for i in range(10))), {})
-                for r in range(3)]
-    answers = run(config, sink, requests)
-    assert [status for status, _, _ in answers] == [503, 503, 400]
+
+    async def go():
+        app = web.Application()
+        # a long linger keeps the first requests' batches open while the third comes
+        ingestor = Ingestor(IngestConfig(max_apps=16, max_batch_apps=20, linger_ms=500), sink)
+        add_ingest_routes(app, ingestor)
+        async with TestClient(TestServer(app)) as client:
+            async def post(r: int):
+                body = ndjson(*(beacon(10 * r + i, app=f"app-{10 * r + i}", id=None) for i in range(10)))
+                response = await client.post("/v1/beacons", data=body)
+                return response.status, await response.json()
+            first = [asyncio.ensure_future(post(r)) for r in range(2)]
+            while len(ingestor.batches) < 20:
+                await asyncio.sleep(0.01)
+            third = await post(2)
+            return [*(await asyncio.gather(*first)), third]
+    answers = asyncio.run(asyncio.wait_for(go(), 20))
+    assert [status for status, _ in answers] == [202, 202, 400], answers
     assert answers[2][1]["rejected"] == 10
     [(value, _)] = sink.of(DLQ)
     assert {m["reason"] for m in orjson.loads(value)} == {"ingest: more than 20 apps waiting for a record; retry later"}
