@@ -92,6 +92,7 @@ class Stage1:
         self.saved: dict[int, Checkpoint] | None = None  # read from rum.checkpoints on assignment
         self.resume_at: dict[int, int] = {}  # rebuilt after a failed send: events before this offset are stale
         self.failures: dict[int, int] = {}  # failed sends in a row, per partition (the backoff)
+        self.unconfirmed: dict[int, list] = defaultdict(list)  # sends whose delivery is not yet confirmed
         self.lock = asyncio.Lock()
 
     async def load_checkpoints(self) -> None:
@@ -130,6 +131,7 @@ class Stage1:
             self.reported.pop(p, None)
             self.resume_at.pop(p, None)
             self.failures.pop(p, None)
+            self.unconfirmed.pop(p, None)
             self.rt.backend.failing.pop(p, None)
         self.assigned -= partitions
 
@@ -193,6 +195,7 @@ class Stage1:
         agg = self.aggs.pop(p, None)
         held = self.held.pop(p, None)
         self.reported.pop(p, None)
+        self.unconfirmed.pop(p, None)
         seen = [o for o in (agg.last_offset if agg else None, held[-1].message.offset if held else None)
                 if o is not None]
         await asyncio.sleep(min(rt.settings.stage1_retry_s * 2 ** (n - 1), rt.settings.stage1_retry_max_s))
@@ -212,7 +215,8 @@ class Stage1:
                        ("rumgate-offset", str(dead.offset).encode())]
             if dead.item is not None:
                 headers.append(("rumgate-item", str(dead.item).encode()))
-            await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers)
+            self.unconfirmed[p].append(
+                await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers))
             rt.stats["dead_letters"] += 1
             rt.backend.metrics.dead_letters.inc()
         # Progress matters even without summaries (a window this partition had no beacons in).
@@ -221,13 +225,24 @@ class Stage1:
             self.reported[p] = agg.closed_before
         if step.done_offset is not None:
             await rt.app.producer.flush()  # windows first, then the checkpoint that relies on them
-            await rt.checkpoints.send(key=str(p).encode(), value=orjson.dumps(step.checkpoint.to_dict()))
+            await self._confirm(p)
+            self.unconfirmed[p].append(
+                await rt.checkpoints.send(key=str(p).encode(), value=orjson.dumps(step.checkpoint.to_dict())))
             await rt.app.producer.flush()
+            await self._confirm(p)
             if self.saved is not None:
                 self.saved[p] = step.checkpoint
             held = self.held[p]
             while held and held[0].message.offset < step.done_offset:
                 held.popleft().ack()
+
+    async def _confirm(self, p: int) -> None:
+        """Wait for the broker's answer to every send of ``p`` so far: a record it refused
+        raises here (as a failed send), before a checkpoint or an ack relies on it."""
+        pending, self.unconfirmed[p] = self.unconfirmed[p], []
+        for answer in await asyncio.gather(*pending, return_exceptions=True):  # every answer read
+            if isinstance(answer, BaseException):
+                raise answer
 
     async def send_windows(self, p: int, closed_before: int | None, idle: bool, step: Step) -> None:
         """What the partition closed, to each ``rum.windows`` partition its apps are routed to,
@@ -241,7 +256,8 @@ class Stage1:
         for target in range(n):
             for record in windows_records(p, closed_before, by_target.get(target, ()), idle,
                                           rt.settings.windows_record_bytes):
-                await rt.windows.send(key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target)
+                self.unconfirmed[p].append(await rt.windows.send(
+                    key=str(p).encode(), value=orjson.dumps(record.to_dict()), partition=target))
         rt.stats["windows"] += len(step.closed)
         rt.backend.metrics.windows.inc(len(step.closed))
 

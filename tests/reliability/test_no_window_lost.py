@@ -179,3 +179,34 @@ def test_a_window_of_thousands_of_invented_cohorts_reaches_the_judge_whole_on_th
         pipeline.stop()
     assert max(sizes) <= DEFAULT_MAX_RECORD_BYTES < 1024 * 1024
     assert sum(sizes) > 2 * 1024 * 1024  # the flood's window did need several records
+
+
+class RefusedDelivery:
+    """A topic whose sends are taken, then refused by the broker: the delivery future fails
+    (what Faust reports for a record the broker rejects after the producer queued it)."""
+
+    def __init__(self, topic) -> None:
+        self.topic = topic
+        self.sent = topic.sent
+
+    async def send(self, **kw):
+        await self.topic.send(**kw)
+        refused = asyncio.get_running_loop().create_future()
+        refused.set_exception(RuntimeError("MessageSizeTooLargeError (broker)"))
+        return refused
+
+
+def test_a_delivery_the_broker_refuses_is_a_failed_send_not_a_checkpoint():
+    async def scenario():
+        rt = runtime(stage1_retry_s=0.0, stage1_retry_max_s=0.0)
+        rt.app.consumer = SeekingConsumer()
+        rt.windows = RefusedDelivery(rt.windows)
+        events = [Event(Message(o, VALUES[o])) for o in range(0, 48)]
+        for i in range(0, 48, 8):
+            await rt.stage1.process(0, events[i:i + 8])
+        return rt, events
+
+    rt, events = asyncio.run(scenario())
+    assert [e.message.offset for e in events if e.message.acked] == []
+    assert rt.stage1.saved == {} and rt.checkpoints.sent == []  # no checkpoint relies on refused windows
+    assert rt.backend.failing and rt.app.consumer.seeks
