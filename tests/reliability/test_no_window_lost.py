@@ -12,6 +12,7 @@ import asyncio
 
 import orjson
 
+from detectors.pipeline.aggregate import Checkpoint
 from detectors.pipeline.judge import Judge, WindowsRecord
 from tests.integration.conftest import broker  # noqa: F401 - the real broker fixture
 from tests.live.test_agents import T0, beacon, runtime
@@ -210,3 +211,62 @@ def test_a_delivery_the_broker_refuses_is_a_failed_send_not_a_checkpoint():
     assert [e.message.offset for e in events if e.message.acked] == []
     assert rt.stage1.saved == {} and rt.checkpoints.sent == []  # no checkpoint relies on refused windows
     assert rt.backend.failing and rt.app.consumer.seeks
+
+
+def _readyz(worker) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(worker.http + "/readyz", timeout=5) as r:
+            return r.status, orjson.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, orjson.loads(e.read())
+    except OSError:
+        return 0, {}
+
+
+def test_a_window_record_the_producer_refuses_stops_the_partition_and_a_fixed_worker_counts_everything_once(
+        broker, tmp_path):  # noqa: F811
+    """The report's failure on the real broker: with records unsplit (a budget above the
+    producer's 16 MB limit), the flood's window is ``MessageSizeTooLargeError`` on every
+    try. The partition stops there: /readyz is 503 with the reason, and its checkpoint does
+    not move past the window. A worker with the default budget then takes the partition
+    over and every beacon is counted once."""
+    from dataclasses import replace as _replace
+
+    from detectors.pipeline.aggregate import PartitionAggregator
+    from detectors.windows import DEFAULT_WINDOW_MS
+    from streams.offline.simulate import SCENARIOS, generate_beacons
+    from tests.integration.conftest import Pipeline, make_rollout
+    from tests.integration.test_fault import POLICY, published_windows, wait_until
+
+    sc = _replace(SCENARIOS["clean"], duration_s=60.0, canary_share=0.2)
+    beacons = list(generate_beacons(sc, seed=4))
+    mid = beacons[len(beacons) // 2]["ts"]
+    flood = [{"ts": mid, "app": sc.app, "release": f"{i:06d}" + "x" * 120, "cohort": "c" * 64,
+              "session": f"flood-{i}", "metrics": {"LCP": 1000.0}} for i in range(36_000)]
+    traffic = sorted(beacons + flood, key=lambda b: b["ts"])
+    agg = PartitionAggregator(0, max_cohorts=100_000)
+    want = {(0, s.start, tuple(s.key)): (s.page_views, s.errors, s.late, s.sketches["LCP"].count)
+            for s in agg.process([(i, orjson.dumps(b)) for i, b in enumerate(traffic)]).closed}
+    pipeline = Pipeline(broker, tmp_path, partitions=1)
+    try:
+        pipeline.start_rollout(make_rollout(sc, POLICY))
+        first = pipeline.start_worker(RUMGATE_MAX_COHORTS_PER_WINDOW="100000",
+                                      RUMGATE_WINDOWS_RECORD_BYTES=str(1 << 30))
+        pipeline.produce(traffic, per_record=50)
+        wait_until(lambda: _readyz(first)[0] == 503 and "failing" in _readyz(first)[1], timeout_s=120,
+                   what="/readyz 503 while the partition fails")
+        _, body = _readyz(first)
+        assert "MessageSizeTooLargeError" in body["reason"], body
+        first.stop()
+        stored = [Checkpoint.from_dict(orjson.loads(r.value)) for r in pipeline.read(pipeline.topics.checkpoints)]
+        flood_window = min(s for _, s, k in want if k[1].startswith("0"))
+        pipeline.start_worker(RUMGATE_MAX_COHORTS_PER_WINDOW="100000")
+        wait_until(lambda: published_windows(pipeline)[0] == want, timeout_s=180, what="every summary on rum.windows")
+    finally:
+        pipeline.stop()
+    # The failed worker's checkpoints never passed the flood's window: the traffic is in
+    # event-time order, so resuming at or before its records means a watermark before its end.
+    assert all(c.watermark is None or c.watermark < flood_window + DEFAULT_WINDOW_MS for c in stored)
