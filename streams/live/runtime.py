@@ -29,8 +29,7 @@ from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step, 
 from detectors.pipeline.judge import Judge
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
-from detectors.windows import WindowSummary
-from detectors.windows import RolloutReleases
+from detectors.windows import RolloutReleases, WindowSummary
 from streams.http.backend import Backend
 from streams.http.webhooks import Notifier
 from streams.live.broker import broker_servers
