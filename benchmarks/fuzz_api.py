@@ -74,11 +74,12 @@ def sample_backend() -> Backend:
 
 
 def reset(b: Backend) -> Backend:
-    """Two running rollouts of ``shop-web`` (so ``?app=shop-web`` is ambiguous), one of them
+    """A ready worker with two running rollouts of ``shop-web`` (so ``?app=shop-web`` is ambiguous), one of them
     with a promote verdict, and an ended one, nothing else: each operation is fuzzed from this state, whatever the last one did."""
     b.rollouts.clear()
     b.overrides.clear()
     b.latest.clear()
+    b.partitions, b.failing = ["rum.beacons[0]", "rum.windows[0]"], {}  # a ready worker: /readyz is 200
     for rid, canary, ended in (("shop-web:2026.11.23-abc", "2026.11.23-abc", None),
                                ("shop-web:r3", "r3", None), ("cart:r2", "r2", NOW - 1)):
         app = rid.partition(":")[0]

@@ -339,7 +339,7 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
     assert spec["openapi"] == "3.1.0" and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
     routes, documented = api_routes(), documented_routes(spec)
-    assert len(routes) == 18, routes
+    assert len(routes) == 19, routes
     # Every route is described, and nothing else.
     assert routes - documented == set(), "routes missing from the OpenAPI description"
     assert documented - routes == set(), "OpenAPI describes routes that do not exist"
