@@ -41,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.ingest_load import rss_mb  # noqa: E402
 from streams.live.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.live.settings import Settings  # noqa: E402
 from streams.live.topics import ensure_topics  # noqa: E402
@@ -65,16 +66,6 @@ class Load:
     accepted: int = 0
     failed: int = 0  # requests answered with anything but 202
     canary: str = "soak-c0"
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def scrape(http: str) -> dict[str, float]:

@@ -458,7 +458,8 @@ class TumblingWindows:
             views = self._views.setdefault(start, Counter())
             views.update(part)
             views.pop(None, None)  # a page view without a session is its own user
-            over = over or max(views.values(), default=0) > cap
+            # only this batch's sessions can put this batch's rows over the cap
+            over = over or max((views[sid] for sid in set(part) if sid is not None), default=0) > cap
         if over:
             self._recount(rows, row_starts, sessions, capped)
         return capped
