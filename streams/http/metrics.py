@@ -33,6 +33,19 @@ class Metrics:
             "rumgate_stage1_send_failures",
             "Stage-1 sends (windows, DLQ, checkpoint) that failed; the partition is rebuilt from its checkpoint",
             registry=r)
+        self.stage1_failing = Gauge(
+            "rumgate_stage1_failing_partitions",
+            "rum.beacons partitions whose last stage-1 send failed, waiting to be rebuilt from their checkpoint "
+            "(/readyz is 503 meanwhile)", registry=r)
+        self.capped = Counter(
+            "rumgate_capped_page_views",
+            "Page views left out of the windows published by stage 1, their session being over "
+            "MAX_VIEWS_PER_SESSION in that window (a window published again after a rebuild counts again)",
+            registry=r)
+        self.agent_crashes = Counter(
+            "rumgate_agent_crashes",
+            "Exceptions that ended an agent's run; Faust's supervisor then restarts the agent on the same stream",
+            ["agent"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ the agents (:mod:`streams.live.agents`) only drive them.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections import defaultdict, deque
@@ -25,18 +26,19 @@ import orjson
 from faust.types import TP
 
 from detectors.override import Override
-from detectors.pipeline.aggregate import Checkpoint, PartitionAggregator, Step, windows_records
+from detectors.pipeline.aggregate import Checkpoint, DeadLetter, PartitionAggregator, Step, windows_records
 from detectors.pipeline.judge import Judge
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
 from detectors.windows import RolloutReleases, WindowSummary
 from streams.http.backend import Backend
 from streams.http.webhooks import Notifier
+from streams.ingest.endpoint import json_arrays
 from streams.live.broker import broker_servers
 from streams.live.settings import Settings
 from streams.live.topics import read_to_end, windows_partition_for
 
-__all__ = ["Runtime", "Stage1", "Stage2", "now_ms"]
+__all__ = ["Runtime", "Stage1", "Stage2", "dead_letter_records", "now_ms"]
 
 log = logging.getLogger("rumgate")
 
@@ -72,10 +74,77 @@ class Runtime:
                                  on_give_up=self.backend.metrics.webhook_failures.inc)
         self.stage1 = Stage1(self)
         self.stage2 = Stage2(self, self.notifier)
+        failing = self.backend.failing
+        self.backend.metrics.stage1_failing.set_function(lambda: len(failing))
+        self._count_agent_crashes()
+
+    def _count_agent_crashes(self) -> None:
+        """Count each exception that ends an agent's run in ``rumgate_agent_crashes``.
+
+        Faust hands every agent the app's ``_on_agent_error`` when the agent is declared
+        (before its supervisor restarts it on the same stream) and offers no other hook, so
+        this app's handler is wrapped here, before :mod:`streams.live.agents` declares them.
+        """
+        faust_handler = self.app._on_agent_error  # noqa: SLF001 - the hook Faust gives agents
+        crashes = self.backend.metrics.agent_crashes
+
+        async def on_agent_error(agent, exc: BaseException) -> None:
+            crashes.labels(agent=getattr(agent, "name", "?")).inc()
+            log.error("agent %s crashed (%s: %s); Faust restarts it", getattr(agent, "name", "?"),
+                      type(exc).__name__, exc)
+            await faust_handler(agent, exc)
+
+        self.app._on_agent_error = on_agent_error  # noqa: SLF001
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+#: Bytes a dead-letter record's value may take, as the ingestion endpoint's records (Kafka
+#: refuses 1 MB by default); a source record's refused items beyond it take several records.
+DLQ_RECORD_BYTES = 512 * 1024
+
+
+def dead_letter_records(p: int, rejects: list[DeadLetter],
+                        max_bytes: int = DLQ_RECORD_BYTES) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """``(key, value, headers)`` of the ``rum.beacons.dlq`` records for a batch's refused
+    items: one per source record (more only past ``max_bytes``), so a flood of cohort-cap
+    refusals in one record is one produce, not thousands, as at the ingestion endpoint.
+
+    The value is a JSON array of ``{"item", "reason", "raw", "encoding"}`` in the record's
+    order: ``item`` is the item's place in its record (``null``: the whole record),
+    ``raw`` its bytes, as text when ``encoding`` is ``"utf-8"``, as base64 when it is
+    ``"base64"`` (bytes that are not UTF-8). Headers: ``rumgate-reason`` (how many items and
+    the first reason), ``rumgate-items``, ``rumgate-source`` (``stage1``), and the source's
+    ``rumgate-partition`` and ``rumgate-offset``; the key is ``partition:offset``.
+
+    >>> [(k, orjson.loads(v), dict(h)["rumgate-reason"]) for k, v, h in dead_letter_records(
+    ...     0, [DeadLetter(7, 1, b'{"ts":"x"}', "ts: bad"), DeadLetter(7, 2, b"\\xff", "not JSON")])]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [(b'0:7', [{'item': 1, 'reason': 'ts: bad', 'raw': '{"ts":"x"}', 'encoding': 'utf-8'},
+               {'item': 2, 'reason': 'not JSON', 'raw': '/w==', 'encoding': 'base64'}],
+      b'2 items rejected at stage 1, the first: ts: bad')]
+    """
+    by_offset: dict[int, list[DeadLetter]] = {}
+    for dead in rejects:
+        by_offset.setdefault(dead.offset, []).append(dead)
+    out = []
+    for offset, items in by_offset.items():
+        headers = [("rumgate-reason", f"{len(items)} items rejected at stage 1, the first: {items[0].reason}"[:400].encode()),
+                   ("rumgate-items", str(len(items)).encode()), ("rumgate-source", b"stage1"),
+                   ("rumgate-partition", str(p).encode()), ("rumgate-offset", str(offset).encode())]
+        for value in json_arrays([_dead_member(d) for d in items], max_bytes):
+            out.append((f"{p}:{offset}".encode(), value, headers))
+    return out
+
+
+def _dead_member(dead: DeadLetter) -> bytes:
+    try:
+        raw, encoding = dead.raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw, encoding = base64.b64encode(dead.raw).decode("ascii"), "base64"
+    return orjson.dumps({"item": dead.item, "reason": dead.reason, "raw": raw, "encoding": encoding})
 
 
 class Stage1:
@@ -175,6 +244,7 @@ class Stage1:
         except Exception as exc:  # noqa: BLE001 - any failed send: the partition's state is not on the topics
             await self.rebuild(p, exc)
             return
+        self.rt.backend.metrics.capped.inc(sum(s.capped for s in step.closed))
         if self.failures.pop(p, None) is not None:
             self.rt.backend.failing.pop(p, None)
             log.info("partition %d: sends succeed again", p)
@@ -209,15 +279,10 @@ class Stage1:
 
     async def _send(self, p: int, agg: PartitionAggregator, step: Step, idle: bool) -> None:
         rt = self.rt
-        for dead in step.rejects:
-            headers = [("rumgate-reason", dead.reason.encode()), ("rumgate-partition", str(p).encode()),
-                       ("rumgate-offset", str(dead.offset).encode())]
-            if dead.item is not None:
-                headers.append(("rumgate-item", str(dead.item).encode()))
-            self.unconfirmed[p].append(
-                await rt.dlq.send(key=f"{p}:{dead.offset}".encode(), value=dead.raw, partition=p, headers=headers))
-            rt.stats["dead_letters"] += 1
-            rt.backend.metrics.dead_letters.inc()
+        for key, value, headers in dead_letter_records(p, step.rejects):
+            self.unconfirmed[p].append(await rt.dlq.send(key=key, value=value, partition=p, headers=headers))
+        rt.stats["dead_letters"] += len(step.rejects)
+        rt.backend.metrics.dead_letters.inc(len(step.rejects))
         # Progress matters even without summaries (a window this partition had no beacons in).
         if step.closed or idle or agg.closed_before != self.reported.get(p):
             await self.send_windows(p, agg.closed_before, idle, step)

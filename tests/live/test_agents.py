@@ -122,8 +122,12 @@ def test_aggregate_publishes_windows_dead_letters_and_checkpoints_then_acks():
     acked, held = asyncio.run(go())
     assert rt.stats == {**rt.stats, "beacons": 3, "records": 4, "dead_letters": 1, "windows": 1}
     [dead] = rt.dlq.sent
-    assert dead.key == b"0:2" and dead.value == b"oops" and dead.partition == 0
-    assert dict(dead.headers) == {"rumgate-reason": b"record: not valid JSON or NDJSON",
+    assert dead.key == b"0:2" and dead.partition == 0
+    assert orjson.loads(dead.value) == [{"item": None, "reason": "record: not valid JSON or NDJSON", "raw": "oops",
+                                         "encoding": "utf-8"}]
+    assert dict(dead.headers) == {"rumgate-reason": b"1 items rejected at stage 1, the first: record: not valid "
+                                                    b"JSON or NDJSON",
+                                  "rumgate-items": b"1", "rumgate-source": b"stage1",
                                   "rumgate-partition": b"0", "rumgate-offset": b"2"}
     records = [WindowsRecord.from_dict(orjson.loads(s.value)) for s in rt.windows.sent]
     assert {s.partition for s in rt.windows.sent} == {0} and {s.key for s in rt.windows.sent} == {b"0"}
