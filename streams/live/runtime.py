@@ -112,8 +112,8 @@ def dead_letter_records(p: int, rejects: list[DeadLetter],
     items: one per source record (more only past ``max_bytes``), so a flood of cohort-cap
     refusals in one record is one produce, not thousands, as at the ingestion endpoint.
 
-    The value is a JSON array of ``{"item", "reason", "raw", "encoding"}`` in the record's
-    order: ``item`` is the item's place in its record (``null``: the whole record),
+    Records go in offset order; the value is a JSON array of ``{"item", "reason", "raw",
+    "encoding"}`` in the record's order: ``item`` is the item's place in its record (``null``: the whole record),
     ``raw`` its bytes, as text when ``encoding`` is ``"utf-8"``, as base64 when it is
     ``"base64"`` (bytes that are not UTF-8). Headers: ``rumgate-reason`` (how many items and
     the first reason), ``rumgate-items``, ``rumgate-source`` (``stage1``), and the source's
@@ -130,7 +130,8 @@ def dead_letter_records(p: int, rejects: list[DeadLetter],
     for dead in rejects:
         by_offset.setdefault(dead.offset, []).append(dead)
     out = []
-    for offset, items in by_offset.items():
+    for offset, items in sorted(by_offset.items()):
+        items.sort(key=lambda d: -1 if d.item is None else d.item)  # invalid and refused items interleave
         headers = [("rumgate-reason", f"{len(items)} items rejected at stage 1, the first: {items[0].reason}"[:400].encode()),
                    ("rumgate-items", str(len(items)).encode()), ("rumgate-source", b"stage1"),
                    ("rumgate-partition", str(p).encode()), ("rumgate-offset", str(offset).encode())]
