@@ -235,7 +235,7 @@ class Judge:
         for s in summaries:
             by_app[s.key.app].append(s)
         for app, group in by_app.items():
-            kept = [orjson.dumps(s.to_dict()) for s in _merged_by_key(group)]
+            kept = [_exact(orjson.dumps(s.to_dict())) for s in _merged_by_key(group)]
             self._history.setdefault(app, deque()).append((start, size_ms, kept))
             self._order.append(app)
             self._history_summaries += len(kept)
@@ -258,6 +258,16 @@ class Judge:
                 track.decided = True
             out.append(verdict)
         return out
+
+
+def _exact(encoded: bytes) -> bytes:
+    """A copy of ``encoded`` that holds only its own bytes.
+
+    orjson's output keeps the capacity its writer grew to: a 40 KB summary can hold 500 KB
+    of memory for as long as it is kept. The history keeps its summaries for hours, so it
+    keeps copies (one memcpy each, once per window).
+    """
+    return bytes(memoryview(encoded))
 
 
 def _merged_by_key(summaries: list[WindowSummary]) -> list[WindowSummary]:

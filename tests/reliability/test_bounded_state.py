@@ -111,3 +111,34 @@ def test_an_app_that_stops_sending_is_pruned_from_the_history():
     assert sizes[12]["history_apps"] == 2  # windows close 5 s (the lateness) after their end
     assert sizes[-1]["history_apps"] == 1  # "stopped" was dropped, 60 s after its last window
     assert sizes[-1]["history_windows"] <= 60_000 // 5000 + 1
+
+
+def test_the_history_holds_in_memory_what_it_counts_as_its_bytes():
+    """The byte budget bounds memory only if a kept summary costs what its encoding is long.
+    Busy windows (many sessions each) are fed and the memory the judge allocated is traced:
+    it stays near ``history_bytes``, not a multiple of it."""
+    import gc
+    import tracemalloc
+
+    judge = Judge(1)
+    agg = PartitionAggregator(0)
+    records = []
+    for w in range(12):
+        t = SC.start_ms + w * 5000
+        beacons = [{"ts": t + i, "app": SC.app, "release": "r1", "session": f"w{w}-s{i}",
+                    "metrics": {"LCP": 1000.0 + i}} for i in range(3_000)]
+        records.append((w, orjson.dumps(beacons)))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for offset, value in records:
+            step = agg.process([(offset, value)])
+            for record in windows_records(0, agg.closed_before, step.closed):
+                judge.add(record)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    kept = judge.state_size()["history_bytes"]
+    assert kept > 200_000  # the windows were kept (3,000 sessions each)
+    assert held < 2 * kept + 2_000_000, (held, kept)  # the aggregator's open window and the rest
