@@ -64,6 +64,19 @@ WINDOW_MS = 5000  # the worker's default windows
 
 
 @dataclass
+class Plan:
+    """How long each phase lasts and how hard the load is."""
+
+    freeze_s: float = 30.0
+    rate: float = 1000.0  # beacons/s
+    before_s: float = 20.0
+    after_s: float = 30.0
+    drain_s: float = 180.0  # at most, to close every window of the load
+    ack_timeout_s: float = 5.0  # the worker's RUMGATE_INGEST_ACK_TIMEOUT_S, for the report
+    progress_s: float = 5.0
+
+
+@dataclass
 class Answer:
     sent_at: float  # monotonic
     first: int  # id of the request's first beacon
@@ -133,23 +146,24 @@ async def paced(http: str, rate: float, until, load: Load | None, release_of, fi
 
 
 def load_release(n: int) -> str:
-    return CANARY if n % 10 == 0 else BASELINE
+    """10 % of the sessions (three page views each, as :func:`body` makes them) on the canary."""
+    return CANARY if (n // 3) % 10 == 0 else BASELINE
 
 
 # -- the run ------------------------------------------------------------------------------------
 
-async def freeze(broker_pid: int, args: argparse.Namespace, load: Load, marks: dict) -> None:
-    """Before, SIGSTOP for ``--freeze-s``, SIGCONT, after: the load's phases."""
-    await asyncio.sleep(args.before_s)
+async def freeze(broker_pid: int, plan: Plan, load: Load, marks: dict) -> None:
+    """Before, SIGSTOP for ``freeze_s``, SIGCONT, after: the load's phases."""
+    await asyncio.sleep(plan.before_s)
     os.kill(broker_pid, signal.SIGSTOP)
     marks["frozen"], marks["frozen_ms"], load.phase = time.monotonic(), int(time.time() * 1000), "frozen"
     try:
-        await asyncio.sleep(args.freeze_s)
+        await asyncio.sleep(plan.freeze_s)
     finally:
         os.kill(broker_pid, signal.SIGCONT)
     marks["thawed"], marks["thawed_ms"], load.phase = time.monotonic(), int(time.time() * 1000), "after"
     marks["at_thaw"] = await asyncio.to_thread(scrape_all, marks["http"])
-    await asyncio.sleep(args.after_s)
+    await asyncio.sleep(plan.after_s)
     load.phase = "done"
 
 
@@ -276,54 +290,76 @@ def quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
 
-def report(args, load: Load, marks: dict, state: dict, stored, dlq: tuple[int, int], end: dict) -> bool:
+def tally(load: Load, marks: dict, state: dict, stored: collections.Counter, dlq: tuple[int, int],
+          end: dict) -> dict:
+    """The run's figures, from the answers the load got and what the topics hold."""
     answers = load.answers
-    by = collections.Counter(a.status for a in answers)
-    accepted = sum(a.accepted for a in answers)
-    ok_ids = {f"f-{a.first + k}" for a in answers if a.status == 202 for k in range(BATCH)}
-    refused_ids = {f"f-{a.first + k}" for a in answers if a.status != 202 for k in range(BATCH)}
-    lost = sum(1 for i in ok_ids if stored[i] == 0)
-    twice = sum(1 for i, n in stored.items() if n > 1)
-    landed_anyway = sum(1 for i in refused_ids if stored[i])
-    counted = state["windows"]["views"] if "windows" in state else 0
-    w503 = [a.wait_s for a in answers if a.status == 503]
+    ids = lambda ok: {f"f-{a.first + k}" for a in answers if (a.status == 202) == ok for k in range(BATCH)}  # noqa: E731
+    waits_503 = [a.wait_s for a in answers if a.status == 503]
     frozen = [a for a in answers if marks["frozen"] <= a.sent_at < marks["thawed"]]
-    after = marks["at_thaw"]
-    retry = collections.Counter(a.retry_after for a in answers if a.status == 503)
+    windows = state.get("windows", {})
+    thaw = marks["at_thaw"]
+    return {
+        "requests": len(answers), "by_status": dict(collections.Counter(a.status for a in answers)),
+        "frozen_requests": len(frozen), "frozen_202": sum(a.status == 202 for a in frozen),
+        "frozen_503": sum(a.status == 503 for a in frozen),
+        "retry_after": dict(collections.Counter(a.retry_after for a in answers if a.status == 503)),
+        "wait_503_max": max(waits_503, default=0.0), "wait_503_p99": quantile(waits_503, .99),
+        "wait_503_p50": quantile(waits_503, .5), "wait_max": max((a.wait_s for a in answers), default=0.0),
+        "wait_p99": quantile([a.wait_s for a in answers], .99),
+        "sent": load.sent, "accepted": sum(a.accepted for a in answers),
+        "stored": sum(1 for n in stored.values() if n),
+        "missing": sum(1 for i in ids(True) if stored[i] == 0),
+        "twice": sum(1 for n in stored.values() if n > 1),
+        "landed_anyway": sum(1 for i in ids(False) if stored[i]),
+        "counted": windows.get("views", 0), "republished": windows.get("republished", 0),
+        "capped": windows.get("capped", 0), "closed": state.get("closed", False),
+        "dlq_records": dlq[0], "dlq_items": dlq[1], "dead_letters_metric": end.get("rumgate_dead_letters_total", 0),
+        "rebuilds": end.get("rumgate_stage1_send_failures_total", 0),
+        "agent_crashes": end.get("rumgate_agent_crashes_total", 0),
+        "windows_after_thaw": end.get("rumgate_windows_closed_total", 0) - thaw.get("rumgate_windows_closed_total", 0),
+        "verdicts_after_thaw": end.get("rumgate_verdicts_total", 0) - thaw.get("rumgate_verdicts_total", 0),
+        "readyz": end.get("readyz"), "alive": end.get("alive"),
+    }
+
+
+def passed(t: dict) -> bool:
+    """Every 202'd beacon stored once, nothing stored twice, every stored beacon counted once."""
+    return t["missing"] == 0 and t["twice"] == 0 and t["counted"] == t["stored"] and t["closed"]
+
+
+def report(plan: Plan, t: dict) -> bool:
+    other = sum(v for k, v in t["by_status"].items() if k not in (202, 503))
     rows = [
-        ("freeze", f"{args.freeze_s:g} s (SIGSTOP of the broker), load {args.rate:g} beacons/s in requests of {BATCH}"),
-        ("requests", f"{len(answers):,}: 202 {by.get(202, 0):,}, 503 {by.get(503, 0):,}, other "
-                     f"{sum(v for k, v in by.items() if k not in (202, 503)):,} ({dict(by)})"),
-        ("requests sent while frozen", f"{len(frozen):,}: 202 {sum(a.status == 202 for a in frozen):,}, "
-                                       f"503 {sum(a.status == 503 for a in frozen):,}"),
-        ("503 Retry-After", ", ".join(f"{k!r} × {v:,}" for k, v in retry.items()) or "-"),
-        ("503 wait: max / p99 / p50", f"{max(w503, default=0):.2f} / {quantile(w503, .99):.2f} / "
-                                      f"{quantile(w503, .5):.2f} s (ack timeout {args.ack_timeout_s:g} s)"),
-        ("any answer's wait: max / p99", f"{max((a.wait_s for a in answers), default=0):.2f} / "
-                                         f"{quantile([a.wait_s for a in answers], .99):.2f} s"),
-        ("beacons sent", f"{load.sent:,}"),
-        ("accepted (sum of 202 answers)", f"{accepted:,}"),
-        ("stored in rum.beacons", f"{sum(1 for n in stored.values() if n):,} ids; of the 202'd: {lost:,} missing; "
-                                  f"ids stored twice: {twice:,}; 503'd beacons that landed anyway: {landed_anyway:,}"),
-        ("counted in rum.windows", f"{counted:,} page views (republished summaries ignored: "
-                                   f"{state['windows']['republished'] if 'windows' in state else '-'}; capped "
-                                   f"{state['windows']['capped'] if 'windows' in state else '-'})"),
-        ("dead letters", f"{dlq[0]:,} records, {dlq[1]:,} items (metric: {end.get('rumgate_dead_letters_total', 0):.0f})"),
-        ("stage-1 send failures / rebuilds", f"{end.get('rumgate_stage1_send_failures_total', 0):.0f}"),
-        ("windows closed after the thaw", f"{end.get('rumgate_windows_closed_total', 0) - after.get('rumgate_windows_closed_total', 0):.0f}"),
-        ("verdicts after the thaw", f"{end.get('rumgate_verdicts_total', 0) - after.get('rumgate_verdicts_total', 0):.0f}"),
-        ("all windows of the load closed", "yes" if state.get("closed") else "no (drain timed out)"),
-        ("worker at the end", f"/readyz {end.get('readyz', '?')}, alive {end.get('alive')}"),
+        ("freeze", f"{plan.freeze_s:g} s (SIGSTOP of the broker), load {plan.rate:g} beacons/s in requests of {BATCH}"),
+        ("requests", f"{t['requests']:,}: 202 {t['by_status'].get(202, 0):,}, 503 {t['by_status'].get(503, 0):,}, "
+                     f"other {other:,}"),
+        ("requests sent while frozen", f"{t['frozen_requests']:,}: 202 {t['frozen_202']:,}, 503 {t['frozen_503']:,}"),
+        ("503 Retry-After", ", ".join(f"{k!r} × {v:,}" for k, v in t["retry_after"].items()) or "-"),
+        ("503 wait: max / p99 / p50", f"{t['wait_503_max']:.2f} / {t['wait_503_p99']:.2f} / {t['wait_503_p50']:.2f} s "
+                                      f"(ack timeout {plan.ack_timeout_s:g} s)"),
+        ("any answer's wait: max / p99", f"{t['wait_max']:.2f} / {t['wait_p99']:.2f} s"),
+        ("beacons sent", f"{t['sent']:,}"),
+        ("accepted (sum of 202 answers)", f"{t['accepted']:,}"),
+        ("stored in rum.beacons", f"{t['stored']:,} ids; of the 202'd: {t['missing']:,} missing; ids stored twice: "
+                                  f"{t['twice']:,}; 503'd beacons that landed anyway: {t['landed_anyway']:,}"),
+        ("counted in rum.windows", f"{t['counted']:,} page views (republished summaries ignored: {t['republished']}; "
+                                   f"capped {t['capped']})"),
+        ("dead letters", f"{t['dlq_records']:,} records, {t['dlq_items']:,} items (metric {t['dead_letters_metric']:.0f})"),
+        ("stage-1 rebuilds / agent crashes", f"{t['rebuilds']:.0f} / {t['agent_crashes']:.0f}"),
+        ("windows closed after the thaw", f"{t['windows_after_thaw']:.0f}"),
+        ("verdicts after the thaw", f"{t['verdicts_after_thaw']:.0f}"),
+        ("all windows of the load closed", "yes" if t["closed"] else "no (drain timed out)"),
+        ("worker at the end", f"/readyz {t['readyz']}, alive {t['alive']}"),
     ]
     print("\n| | |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
-    stored_n = sum(1 for n in stored.values() if n)
-    passed = lost == 0 and twice == 0 and counted == stored_n and state.get("closed", False)
-    print(f"\n{'PASS' if passed else 'FAIL'}: every 202'd beacon counted once: accepted {accepted:,}, counted "
-          f"{counted:,} (stored {stored_n:,} = accepted + {landed_anyway:,} of 503'd requests; "
-          f"202'd missing {lost:,}, stored twice {twice:,})")
-    return passed
+    ok = passed(t)
+    print(f"\n{'PASS' if ok else 'FAIL'}: every 202'd beacon counted once: accepted {t['accepted']:,}, counted "
+          f"{t['counted']:,} (stored {t['stored']:,} = accepted + {t['landed_anyway']:,} of 503'd requests; "
+          f"202'd missing {t['missing']:,}, stored twice {t['twice']:,})")
+    return ok
 
 
 def readyz(http: str) -> int:
@@ -339,22 +375,23 @@ def readyz(http: str) -> int:
         return 0
 
 
-async def run(args: argparse.Namespace, http: str, broker, settings: Settings, worker) -> bool:
+async def freeze_run(plan: Plan, http: str, servers: str, topics, broker_pid: int, worker_pid: int,
+                     alive) -> dict:
+    """Load, freeze, thaw, drain against a running worker; the :func:`tally` of it."""
     load, marks = Load(), {"http": http}
-    api(http, "POST", "/v1/rollouts", {"app": APP, "canary": CANARY, "baseline": BASELINE, "expected_share": 0.1})
     t0 = time.monotonic()
-    print(f"load {args.rate:g} beacons/s; SIGSTOP of the broker (pid {broker.process.pid}) at {args.before_s:g} s "
-          f"for {args.freeze_s:g} s; {args.after_s:g} s of load after", flush=True)
-    await asyncio.gather(freeze(broker.process.pid, args, load, marks),
-                         paced(http, args.rate, lambda: load.phase == "done", load, load_release, 0),
-                         progress(http, load, t0, args.progress_s, worker.pid))
+    print(f"load {plan.rate:g} beacons/s; SIGSTOP of the broker (pid {broker_pid}) at {plan.before_s:g} s "
+          f"for {plan.freeze_s:g} s; {plan.after_s:g} s of load after", flush=True)
+    await asyncio.gather(freeze(broker_pid, plan, load, marks),
+                         paced(http, plan.rate, lambda: load.phase == "done", load, load_release, 0),
+                         progress(http, load, t0, plan.progress_s, worker_pid))
     print(f"load done at {time.monotonic() - t0:.0f} s; draining", flush=True)
-    state = await drain(http, broker.servers, settings.topics, load, args.drain_s)
-    stored = await stored_beacons(broker.servers, settings.topics.beacons)
-    dlq = await dead_letters(broker.servers, settings.topics.dlq)
+    state = await drain(http, servers, topics, load, plan.drain_s)
+    stored = await stored_beacons(servers, topics.beacons)
+    dlq = await dead_letters(servers, topics.dlq)
     end = await asyncio.to_thread(scrape_all, http)
-    end["readyz"], end["alive"] = readyz(http), worker.poll() is None
-    return report(args, load, marks, state, stored, dlq, end)
+    end["readyz"], end["alive"] = readyz(http), alive()
+    return tally(load, marks, state, stored, dlq, end)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,14 +421,19 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print(f"broker freeze: broker {broker.url}, worker log {log}", flush=True)
             wait_ready(http, worker)
-            passed = asyncio.run(run(args, http, broker, settings, worker))
+            plan = Plan(**{k: v for k, v in vars(args).items() if k in Plan.__dataclass_fields__})
+            api(http, "POST", "/v1/rollouts", {"app": APP, "canary": CANARY, "baseline": BASELINE,
+                                               "expected_share": 0.1})
+            t = asyncio.run(freeze_run(plan, http, broker.servers, settings.topics, broker.process.pid, worker.pid,
+                                       lambda: worker.poll() is None))
+            ok = report(plan, t)
         finally:
             worker.terminate()
             try:
                 worker.wait(20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    return 0 if passed else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ class Metrics:
         self.webhook_failures = Counter("rumgate_webhook_failures", "Webhook deliveries given up", registry=r)
         self.stage1_send_failures = Counter(
             "rumgate_stage1_send_failures",
-            "Stage-1 sends (windows, DLQ, checkpoint) that failed; the partition is rebuilt from its checkpoint",
+            "Stage-1 sends (windows, DLQ, checkpoint) or checkpoint reads that failed; each rebuilds the "
+            "partition from its checkpoint",
             registry=r)
         self.stage1_failing = Gauge(
             "rumgate_stage1_failing_partitions",

@@ -140,6 +140,18 @@ def dead_letter_records(p: int, rejects: list[DeadLetter],
     return out
 
 
+def _forget(sends) -> None:
+    """Sends whose outcome no longer matters (their partition is re-read or gone): their
+    failures are retrieved, not logged by asyncio as never retrieved, one line per record."""
+    for future in sends:
+        future.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _dead_member(dead: DeadLetter) -> bytes:
     try:
         raw, encoding = dead.raw.decode("utf-8"), "utf-8"
@@ -200,7 +212,7 @@ class Stage1:
             self.reported.pop(p, None)
             self.resume_at.pop(p, None)
             self.failures.pop(p, None)
-            self.unconfirmed.pop(p, None)
+            _forget(self.unconfirmed.pop(p, ()))
             self.rt.backend.failing.pop(p, None)
         self.assigned -= partitions
 
@@ -210,8 +222,12 @@ class Stage1:
         events = self._fresh(p, events)
         if not events:
             return
-        agg = await self.aggregator(p)
         self.held[p].extend(events)
+        try:
+            agg = await self.aggregator(p)
+        except Exception as exc:  # noqa: BLE001 - its checkpoint unread (the broker away): nothing counted yet
+            await self.rebuild(p, exc, "checkpoint read failed")
+            return
         step = agg.process([(e.message.offset, e.message.value) for e in events])
         self.rt.stats["beacons"] += step.beacons
         self.rt.stats["records"] += len(events)
@@ -250,27 +266,26 @@ class Stage1:
             self.rt.backend.failing.pop(p, None)
             log.info("partition %d: sends succeed again", p)
 
-    async def rebuild(self, p: int, exc: BaseException) -> None:
-        """After a failed send on ``p``: drop its aggregator and unacknowledged events (as
-        :meth:`revoke` does), wait a backoff, and seek the consumer back to the last
-        checkpoint, so the records from there are counted again into windows that go out
-        whole. Until then the partition is failing: ``/readyz`` says so, and nothing past the
-        checkpoint is acknowledged."""
+    async def rebuild(self, p: int, exc: BaseException, failed: str = "send failed") -> None:
+        """After a failed send on ``p`` (or a checkpoint it could not read): drop its
+        aggregator and unacknowledged events (as :meth:`revoke` does), wait a backoff, and seek
+        the consumer back to the last checkpoint, so the records from there are counted again
+        into windows that go out whole. Until then the partition is failing: ``/readyz`` says
+        so, and nothing past the checkpoint is acknowledged."""
         rt = self.rt
         n = self.failures[p] = self.failures.get(p, 0) + 1
-        reason = f"partition {p}: stage-1 send failed ({type(exc).__name__}: {exc})"[:300]
+        reason = f"partition {p}: stage-1 {failed} ({type(exc).__name__}: {exc})"[:300]
         rt.backend.failing[p] = reason
         rt.backend.metrics.stage1_send_failures.inc()
         log.warning("%s; rebuilding from its checkpoint (attempt %d)", reason, n)
         agg = self.aggs.pop(p, None)
         held = self.held.pop(p, None)
         self.reported.pop(p, None)
-        self.unconfirmed.pop(p, None)
+        _forget(self.unconfirmed.pop(p, ()))
         seen = [o for o in (agg.last_offset if agg else None, held[-1].message.offset if held else None)
                 if o is not None]
-        await asyncio.sleep(min(rt.settings.stage1_retry_s * 2 ** (n - 1), rt.settings.stage1_retry_max_s))
-        if self.saved is None:
-            await self.load_checkpoints()
+        await asyncio.sleep(self._backoff(n))
+        await self._read_checkpoints(p)
         checkpoint = self.saved.get(p)
         if not seen:
             return  # this aggregator had read nothing yet: the consumer is where it starts
@@ -278,8 +293,28 @@ class Stage1:
         offset = checkpoint.offset if checkpoint is not None else 0
         await rt.app.consumer.seek(TP(rt.settings.topics.beacons, p), offset)
 
+    def _backoff(self, attempt: int) -> float:
+        s = self.rt.settings
+        return min(s.stage1_retry_s * 2 ** (attempt - 1), s.stage1_retry_max_s)
+
+    async def _read_checkpoints(self, p: int) -> None:
+        """Read the checkpoints if they are not at hand, retrying until the broker answers.
+
+        The seek back needs them; an exception out of :meth:`rebuild` instead would end the
+        agent's run with the partition's state and unacknowledged records dropped and no
+        seek made, so Faust's restarted agent would count on from past them."""
+        attempt = 0
+        while self.saved is None:
+            try:
+                await self.load_checkpoints()
+            except Exception as exc:  # noqa: BLE001 - the broker unreachable: wait, as for a failed send
+                attempt += 1
+                log.warning("partition %d: rum.checkpoints unreadable (%s: %s); retrying", p, type(exc).__name__, exc)
+                await asyncio.sleep(self._backoff(attempt))
+
     async def _send(self, p: int, agg: PartitionAggregator, step: Step, idle: bool) -> None:
         rt = self.rt
+        self._settled(p)
         for key, value, headers in dead_letter_records(p, step.rejects):
             self.unconfirmed[p].append(await rt.dlq.send(key=key, value=value, partition=p, headers=headers))
         rt.stats["dead_letters"] += len(step.rejects)
@@ -300,6 +335,18 @@ class Stage1:
             held = self.held[p]
             while held and held[0].message.offset < step.done_offset:
                 held.popleft().ack()
+
+    def _settled(self, p: int) -> None:
+        """Drop the sends of ``p`` the broker has answered, raising the first it refused.
+
+        An idle partition sends its progress every few seconds and never reaches a
+        checkpoint's :meth:`_confirm`: without this its sends would pile up unanswered for
+        as long as it stays idle, and a refused one would go unnoticed."""
+        sends = self.unconfirmed[p]
+        for future in sends:
+            if future.done() and not future.cancelled() and future.exception() is not None:
+                raise future.exception()  # the rebuild forgets the others
+        self.unconfirmed[p] = [f for f in sends if not f.done()]
 
     async def _confirm(self, p: int) -> None:
         """Wait for the broker's answer to every send of ``p`` so far: a record it refused
@@ -342,7 +389,11 @@ class Stage1:
             if now - seen < idle_after:
                 continue
             async with self.lock:
-                agg = await self.aggregator(p)
+                try:
+                    agg = await self.aggregator(p)
+                except Exception as exc:  # noqa: BLE001 - nothing held: the next beat tries again
+                    log.warning("partition %d: rum.checkpoints unreadable (%s: %s)", p, type(exc).__name__, exc)
+                    continue
                 await self.publish(p, agg, Step(), idle=True)
                 self.last_record_at[p] = now - idle_after / 2  # again in half the idle time
 

@@ -102,3 +102,32 @@ def test_an_exception_in_the_aggregate_agent_is_counted_as_a_crash():
     except RuntimeError as exc:  # the test context's supervisor raises what crashed the agent
         assert "boom" in str(exc)
     assert _sample(rt, "rumgate_agent_crashes_total", agent="aggregate") == 1
+
+
+def test_an_idle_partition_drops_its_answered_sends_and_a_refused_one_rebuilds_it():
+    from faust.types import TP
+
+    from tests.reliability.test_no_window_lost import RefusedDelivery
+
+    rt = runtime(stage1_retry_s=0.0, stage1_retry_max_s=0.0)
+    beacons = rt.settings.topics.beacons
+    consumer = SeekingConsumer()
+    consumer.assignment = lambda: {TP(beacons, 0)}
+    rt.app.consumer = consumer
+
+    async def beat(n: int) -> None:
+        for _ in range(n):
+            rt.stage1.last_record_at[0] = 0.0  # quiet for long
+            await rt.stage1.heartbeat()
+
+    async def go():
+        await rt.stage1.heartbeat()
+        await beat(50)
+        answered = len(rt.stage1.unconfirmed[0])
+        rt.windows = RefusedDelivery(rt.windows)
+        await beat(2)  # the first refusal is seen at the next beat
+        return answered
+
+    answered = asyncio.run(go())
+    assert answered <= 1  # not one per beat
+    assert _sample(rt, "rumgate_stage1_send_failures_total") == 1 and rt.backend.failing
