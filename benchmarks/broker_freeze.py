@@ -23,10 +23,14 @@ Counted at the end, from the topics:
 * dead letters on ``rum.beacons.dlq``; verdicts and windows published after the thaw.
 
 PASS when every 202'd beacon is stored exactly once, nothing is stored twice, and counted
-equals stored (every stored beacon counted once).
+equals stored (every stored beacon counted once). With ``--retries N`` a 503'd request is
+sent again (the same beacons, the same ids) after its ``Retry-After``, up to N times, as an
+SDK that retries does; a retry answered 202 with the beacons as duplicates counts them as
+202'd, so they must be stored too.
 
     python benchmarks/broker_freeze.py --freeze-s 30
     python benchmarks/broker_freeze.py --freeze-s 300
+    python benchmarks/broker_freeze.py --freeze-s 60 --retries 3
 
 The load generator is one client standing in for many browsers, so the worker runs with the
 per-client rate limit raised (``RUMGATE_INGEST_RATE_LIMIT``).
@@ -74,6 +78,7 @@ class Plan:
     drain_s: float = 180.0  # at most, to close every window of the load
     ack_timeout_s: float = 5.0  # the worker's RUMGATE_INGEST_ACK_TIMEOUT_S, for the report
     progress_s: float = 5.0
+    retries: int = 0  # times a 503'd request is sent again, after its Retry-After
 
 
 @dataclass
@@ -84,6 +89,8 @@ class Answer:
     wait_s: float
     accepted: int = 0
     retry_after: str | None = None
+    attempt: int = 0  # 0: the first send, then each retry
+    duplicates: int = 0  # beacons the endpoint had already taken (a retry of a 503'd request)
 
 
 @dataclass
@@ -102,26 +109,39 @@ def body(first: int, release_of) -> bytes:
         "errors": 0}) for n in range(first, first + BATCH))
 
 
-async def post(session, url: str, first: int, data: bytes, load: Load | None) -> None:
-    """One request; its answer (status, accepted, Retry-After, wait) into ``load``."""
+async def post(session, url: str, first: int, data: bytes, load: Load | None, retries: int = 0) -> None:
+    """One request, and up to ``retries`` more of the same beacons after each 503's
+    ``Retry-After``, as an SDK that retries does; each answer into ``load``."""
+    for attempt in range(retries + 1):
+        answer = await _attempt(session, url, first, data, attempt)
+        if load is not None:
+            load.answers.append(answer)
+            load.last_ts_ms = max(load.last_ts_ms, int(time.time() * 1000))
+        if answer.status != 503:
+            return
+        await asyncio.sleep(float(answer.retry_after or 5))
+
+
+async def _attempt(session, url: str, first: int, data: bytes, attempt: int) -> Answer:
     import aiohttp
 
     t0 = time.monotonic()
-    answer = Answer(t0, first, 0, 0.0)
+    answer = Answer(t0, first, 0, 0.0, attempt=attempt)
     try:
         async with session.post(url, data=data) as resp:
             raw = await resp.read()
             answer.status, answer.retry_after = resp.status, resp.headers.get("Retry-After")
             if resp.status == 202:
-                answer.accepted = orjson.loads(raw)["accepted"]
+                counts = orjson.loads(raw)
+                answer.accepted, answer.duplicates = counts["accepted"], counts["duplicates"]
     except (aiohttp.ClientError, asyncio.TimeoutError):
         pass
     answer.wait_s = time.monotonic() - t0
-    if load is not None:
-        load.answers.append(answer)
+    return answer
 
 
-async def paced(http: str, rate: float, until, load: Load | None, release_of, first_id: int) -> None:
+async def paced(http: str, rate: float, until, load: Load | None, release_of, first_id: int,
+                retries: int = 0) -> None:
     """Requests of ``BATCH`` beacons at ``rate`` beacons/s, each its own task, until ``until()``."""
     import aiohttp
 
@@ -132,12 +152,11 @@ async def paced(http: str, rate: float, until, load: Load | None, release_of, fi
                                      headers={"Content-Type": "application/x-ndjson"}) as session:
         tasks, next_at = set(), time.monotonic()
         while not until():
-            task = asyncio.ensure_future(post(session, url, n, body(n, release_of), load))
+            task = asyncio.ensure_future(post(session, url, n, body(n, release_of), load, retries))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             if load is not None:
                 load.sent += BATCH
-                load.last_ts_ms = int(time.time() * 1000)
             n += BATCH
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
@@ -294,7 +313,8 @@ def tally(load: Load, marks: dict, state: dict, stored: collections.Counter, dlq
           end: dict) -> dict:
     """The run's figures, from the answers the load got and what the topics hold."""
     answers = load.answers
-    ids = lambda ok: {f"f-{a.first + k}" for a in answers if (a.status == 202) == ok for k in range(BATCH)}  # noqa: E731
+    ok_ids = {f"f-{a.first + k}" for a in answers if a.status == 202 for k in range(BATCH)}
+    refused_ids = {f"f-{a.first + k}" for a in answers if a.attempt == 0 for k in range(BATCH)} - ok_ids
     waits_503 = [a.wait_s for a in answers if a.status == 503]
     frozen = [a for a in answers if marks["frozen"] <= a.sent_at < marks["thawed"]]
     windows = state.get("windows", {})
@@ -309,9 +329,10 @@ def tally(load: Load, marks: dict, state: dict, stored: collections.Counter, dlq
         "wait_p99": quantile([a.wait_s for a in answers], .99),
         "sent": load.sent, "accepted": sum(a.accepted for a in answers),
         "stored": sum(1 for n in stored.values() if n),
-        "missing": sum(1 for i in ids(True) if stored[i] == 0),
+        "missing": sum(1 for i in ok_ids if stored[i] == 0),
         "twice": sum(1 for n in stored.values() if n > 1),
-        "landed_anyway": sum(1 for i in ids(False) if stored[i]),
+        "landed_anyway": sum(1 for i in refused_ids if stored[i]), "never_202": len(refused_ids),
+        "retries": sum(a.attempt > 0 for a in answers), "duplicates": sum(a.duplicates for a in answers),
         "counted": windows.get("views", 0), "republished": windows.get("republished", 0),
         "capped": windows.get("capped", 0), "closed": state.get("closed", False),
         "dlq_records": dlq[0], "dlq_items": dlq[1], "dead_letters_metric": end.get("rumgate_dead_letters_total", 0),
@@ -331,7 +352,8 @@ def passed(t: dict) -> bool:
 def report(plan: Plan, t: dict) -> bool:
     other = sum(v for k, v in t["by_status"].items() if k not in (202, 503))
     rows = [
-        ("freeze", f"{plan.freeze_s:g} s (SIGSTOP of the broker), load {plan.rate:g} beacons/s in requests of {BATCH}"),
+        ("freeze", f"{plan.freeze_s:g} s (SIGSTOP of the broker), load {plan.rate:g} beacons/s in requests of {BATCH}"
+                   + (f", a 503'd request sent again up to {plan.retries} times" if plan.retries else "")),
         ("requests", f"{t['requests']:,}: 202 {t['by_status'].get(202, 0):,}, 503 {t['by_status'].get(503, 0):,}, "
                      f"other {other:,}"),
         ("requests sent while frozen", f"{t['frozen_requests']:,}: 202 {t['frozen_202']:,}, 503 {t['frozen_503']:,}"),
@@ -340,7 +362,9 @@ def report(plan: Plan, t: dict) -> bool:
                                       f"(ack timeout {plan.ack_timeout_s:g} s)"),
         ("any answer's wait: max / p99", f"{t['wait_max']:.2f} / {t['wait_p99']:.2f} s"),
         ("beacons sent", f"{t['sent']:,}"),
-        ("accepted (sum of 202 answers)", f"{t['accepted']:,}"),
+        ("accepted (sum of 202 answers)", f"{t['accepted']:,}" + (
+            f" (retried requests {t['retries']:,}; beacons answered as duplicates {t['duplicates']:,}; beacons "
+            f"never answered 202 {t['never_202']:,})" if plan.retries else "")),
         ("stored in rum.beacons", f"{t['stored']:,} ids; of the 202'd: {t['missing']:,} missing; ids stored twice: "
                                   f"{t['twice']:,}; 503'd beacons that landed anyway: {t['landed_anyway']:,}"),
         ("counted in rum.windows", f"{t['counted']:,} page views (republished summaries ignored: {t['republished']}; "
@@ -383,7 +407,7 @@ async def freeze_run(plan: Plan, http: str, servers: str, topics, broker_pid: in
     print(f"load {plan.rate:g} beacons/s; SIGSTOP of the broker (pid {broker_pid}) at {plan.before_s:g} s "
           f"for {plan.freeze_s:g} s; {plan.after_s:g} s of load after", flush=True)
     await asyncio.gather(freeze(broker_pid, plan, load, marks),
-                         paced(http, plan.rate, lambda: load.phase == "done", load, load_release, 0),
+                         paced(http, plan.rate, lambda: load.phase == "done", load, load_release, 0, plan.retries),
                          progress(http, load, t0, plan.progress_s, worker_pid))
     print(f"load done at {time.monotonic() - t0:.0f} s; draining", flush=True)
     state = await drain(http, servers, topics, load, plan.drain_s)
@@ -404,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-s", type=float, default=180.0, help="at most this long to close every window")
     parser.add_argument("--ack-timeout-s", type=float, default=5.0, help="RUMGATE_INGEST_ACK_TIMEOUT_S (default 5)")
     parser.add_argument("--progress-s", type=float, default=5.0, help="seconds between progress lines")
+    parser.add_argument("--retries", type=int, default=0,
+                        help="send a 503'd request again after its Retry-After, up to this many times (default 0: "
+                             "as sendBeacon, never)")
     args = parser.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="rumgate-freeze-"))
     with EmbeddedBroker(log_path=tmp / "tansu.log") as broker:
