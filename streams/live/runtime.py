@@ -113,9 +113,10 @@ def dead_letter_records(p: int, rejects: list[DeadLetter],
     refusals in one record is one produce, not thousands, as at the ingestion endpoint.
 
     Records go in offset order; the value is a JSON array of ``{"item", "reason", "raw",
-    "encoding"}`` in the record's order: ``item`` is the item's place in its record (``null``: the whole record),
-    ``raw`` its bytes, as text when ``encoding`` is ``"utf-8"``, as base64 when it is
-    ``"base64"`` (bytes that are not UTF-8). Headers: ``rumgate-reason`` (how many items and
+    "encoding"}`` in the record's order: ``item`` is the item's place in its record
+    (``null``: the whole record), ``raw`` its bytes, as text when ``encoding`` is
+    ``"utf-8"``, as base64 when it is ``"base64"`` (bytes that are not UTF-8). The ingestion
+    endpoint's members hold the item itself as ``item``, having no record to point into. Headers: ``rumgate-reason`` (how many items and
     the first reason), ``rumgate-items``, ``rumgate-source`` (``stage1``), and the source's
     ``rumgate-partition`` and ``rumgate-offset``; the key is ``partition:offset``.
 
