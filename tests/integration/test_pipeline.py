@@ -60,13 +60,14 @@ def test_a_malformed_record_goes_to_the_dlq_and_the_worker_keeps_going(pipeline)
     verdicts = pipeline.wait_for_verdict(decided)
     assert verdicts[-1]["verdict"] == "rollback"
     dead = pipeline.read(pipeline.topics.dlq)
-    by_reason = {dict(r.headers)["rumgate-reason"].decode(): r for r in dead}
-    assert set(by_reason) == {"record: not valid JSON or NDJSON", "ts: must be an integer (epoch ms), got str"}
-    whole = by_reason["record: not valid JSON or NDJSON"]
-    assert whole.value == b"{not json"
-    assert dict(whole.headers)["rumgate-partition"] == b"1" and dict(whole.headers)["rumgate-offset"] == b"0"
-    item = by_reason["ts: must be an integer (epoch ms), got str"]
-    assert orjson.loads(item.value)["ts"] == "yesterday" and dict(item.headers)["rumgate-item"] == b"1"
+    # One dead-letter record per source record, holding all its refused items.
+    by_source = {(dict(r.headers)["rumgate-partition"], dict(r.headers)["rumgate-offset"]): r for r in dead}
+    assert set(by_source) == {(b"1", b"0"), (b"2", b"0")}
+    assert orjson.loads(by_source[b"1", b"0"].value) == [
+        {"item": None, "reason": "record: not valid JSON or NDJSON", "raw": "{not json", "encoding": "utf-8"}]
+    [member] = orjson.loads(by_source[b"2", b"0"].value)
+    assert member["item"] == 1 and member["reason"] == "ts: must be an integer (epoch ms), got str"
+    assert orjson.loads(member["raw"])["ts"] == "yesterday" and member["encoding"] == "utf-8"
     assert worker.process.poll() is None
 
 
