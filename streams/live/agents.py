@@ -2,8 +2,8 @@
 
 * ``aggregate`` consumes ``rum.beacons`` in batches and hands each partition's events to
   :class:`~streams.live.runtime.Stage1`: closed windows go to ``rum.windows``, invalid
-  items to ``rum.beacons.dlq`` (original bytes as the value, the reason and the source
-  partition/offset as headers). A record's offset is committed only once every window it
+  items to ``rum.beacons.dlq`` (one record per source record: its refused items with their
+  reasons and bytes, the source partition/offset as headers). A record's offset is committed only once every window it
   touched is on ``rum.windows`` *and* the partition's checkpoint (on the compacted topic
   ``rum.checkpoints``) says where to resume: that is what makes a ``kill -9`` lose nothing
   and count nothing twice. (The checkpoints are a changelog read back on assignment rather

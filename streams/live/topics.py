@@ -3,7 +3,7 @@
 | topic | key | value | kept |
 |---|---|---|---|
 | ``rum.beacons`` | app (or none) | one beacon, a JSON array or NDJSON | retention |
-| ``rum.beacons.dlq`` | source partition:offset | ``{reason, partition, offset, item, raw}`` | retention |
+| ``rum.beacons.dlq`` | source partition:offset | ``[{item, reason, raw, encoding}]`` | retention |
 | ``rum.windows`` | source partition (records go to the app's partition) | :class:`detectors.pipeline.judge.WindowsRecord` | retention (replayed by the judge on start) |
 | ``rum.rollouts`` | rollout id | :class:`detectors.pipeline.judge.Rollout` | compacted |
 | ``rum.verdicts`` | rollout id | verdict event | retention (audit history) |
