@@ -133,7 +133,8 @@ def dead_letter_records(p: int, rejects: list[DeadLetter],
     out = []
     for offset, items in sorted(by_offset.items()):
         items.sort(key=lambda d: -1 if d.item is None else d.item)  # invalid and refused items interleave
-        headers = [("rumgate-reason", f"{len(items)} items rejected at stage 1, the first: {items[0].reason}"[:400].encode()),
+        counted = f"{len(items)} item{'s' if len(items) > 1 else ''}"
+        headers = [("rumgate-reason", f"{counted} rejected at stage 1, the first: {items[0].reason}"[:400].encode()),
                    ("rumgate-items", str(len(items)).encode()), ("rumgate-source", b"stage1"),
                    ("rumgate-partition", str(p).encode()), ("rumgate-offset", str(offset).encode())]
         for value in json_arrays([_dead_member(d) for d in items], max_bytes):

@@ -125,7 +125,7 @@ def test_aggregate_publishes_windows_dead_letters_and_checkpoints_then_acks():
     assert dead.key == b"0:2" and dead.partition == 0
     assert orjson.loads(dead.value) == [{"item": None, "reason": "record: not valid JSON or NDJSON", "raw": "oops",
                                          "encoding": "utf-8"}]
-    assert dict(dead.headers) == {"rumgate-reason": b"1 items rejected at stage 1, the first: record: not valid "
+    assert dict(dead.headers) == {"rumgate-reason": b"1 item rejected at stage 1, the first: record: not valid "
                                                     b"JSON or NDJSON",
                                   "rumgate-items": b"1", "rumgate-source": b"stage1",
                                   "rumgate-partition": b"0", "rumgate-offset": b"2"}
