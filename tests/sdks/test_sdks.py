@@ -2,13 +2,16 @@
 
 The real SDK (:mod:`tests.sdks.sdks`) runs in Chromium on the test shop page
 (:mod:`tests.sdks.browser`) and sends to a real ``rumgate ingest`` endpoint on its own origin,
-which allows only the page's origin, on the embedded Tansu broker. The records the endpoint
+which allows only the page's origin, on the embedded Tansu broker. A :class:`Relay` in front
+of the endpoint passes the bytes on as they are and notes every answer (a refused request
+leaves no other trace: unload beacons are invisible to Playwright). The records the endpoint
 stored on ``rum.beacons`` then go through stage 1 (:class:`~detectors.pipeline.aggregate.
 PartitionAggregator`, as the worker runs it) and ``rum.beacons.dlq`` is read. For one page
 load the window summaries must hold exactly one page view, of app ``shop-web`` and release
 ``2026.11.23-abc``, on a desktop, with LCP, FCP, TTFB and CLS (and INP and the JS error where
-the SDK reports them), every stored beacon must name its browser, and nothing may be
-dead-lettered.
+the SDK reports them; CLS above 0 and INP of at least the click handler's 80 ms), every
+request must be answered 2xx and none blocked by the browser, every stored beacon must name
+its browser, and nothing may be dead-lettered.
 
 Each check that fails is listed, so a configuration rumgate cannot count yet is marked
 ``xfail(strict=True)`` with what fails today: when a gap closes, the test passes, strict
