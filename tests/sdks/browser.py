@@ -31,7 +31,7 @@ from aiohttp import web
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from streams.live.broker import free_port
-from tests.sdks.sdks import NODE_MODULES, WEB, Sdk, build_bundles
+from tests.sdks.sdks import NODE_MODULES, Sdk, build_bundles
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "PageServer", "UntimedClicks", "Visit", "missing", "png", "visit"]
 

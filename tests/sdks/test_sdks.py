@@ -283,7 +283,8 @@ GAPS: dict[str, str] = {
                  "boomr-<pid>-1 and boomr-<pid>-3; the error beacon (http.initiator=error, which carries err "
                  "and the page's c.cls) is ignored, so 0 page views with an error and CLS 0; device unknown "
                  f"(ua.plt=Linux) and no browser: {_NO_UA}",
-    "datadog": f"device unknown and no browser: the view event has no device.type on a desktop and {_NO_UA}",
+    "datadog": "device unknown and no browser: the view event's device has no type (locale and time zone "
+               f"only) and {_NO_UA}",
     "datadog-compressed": "the request holding the deflate-compressed events (text/plain, no Content-Encoding) "
                           "gets 400 'body: not valid UTF-8', its events are lost (the view came in the "
                           f"uncompressed rest); device unknown and no browser: {_NO_UA}",
@@ -293,7 +294,7 @@ GAPS: dict[str, str] = {
               "error event, with its top-level release, is taken as a canonical beacon: one page view without "
               f"metrics or error; device unknown and no browser: {_NO_UA}",
     "elastic": "CORS: the endpoint's preflight answer does not allow the Content-Encoding header (the SDK "
-               "gzips), so the browser sends nothing (and there is no Elastic adapter nor gzip inflation)",
+               "gzips), so the browser sends nothing (and there is no Elastic adapter)",
     "otel": "2 page views: each OTLP export (FCP and TTFB while open, LCP and CLS on hide) is grouped into a "
             "page view of its own; the exception log record is skipped, so 0 page views with an error; device "
             f"unknown and no browser: the export has no user_agent.original and {_NO_UA}",
