@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.ingest_load import rss_mb  # noqa: E402
-from benchmarks.soak import TOKEN, api, wait_ready  # noqa: E402
+from benchmarks.soak import TOKEN, api, scrape, wait_ready  # noqa: E402
 from detectors.pipeline.judge import WindowsRecord  # noqa: E402
 from streams.live.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.live.settings import Settings  # noqa: E402
@@ -181,7 +181,7 @@ async def freeze(broker_pid: int, plan: Plan, load: Load, marks: dict) -> None:
     finally:
         os.kill(broker_pid, signal.SIGCONT)
     marks["thawed"], marks["thawed_ms"], load.phase = time.monotonic(), int(time.time() * 1000), "after"
-    marks["at_thaw"] = await asyncio.to_thread(scrape_all, marks["http"])
+    marks["at_thaw"] = await asyncio.to_thread(scrape, marks["http"])
     await asyncio.sleep(plan.after_s)
     load.phase = "done"
 
@@ -196,7 +196,7 @@ async def progress(http: str, load: Load, t0: float, every_s: float, worker_pid:
         longest = max((a.wait_s for a in new), default=0.0)
         accepted = sum(a.accepted for a in load.answers)
         try:
-            m = await asyncio.to_thread(scrape_all, http)
+            m = await asyncio.to_thread(scrape, http)
         except OSError:
             m = {}
         print(f"  {time.monotonic() - t0:6.1f} s  {load.phase:6}  sent {load.sent:8,}  accepted {accepted:8,}  "
@@ -205,22 +205,6 @@ async def progress(http: str, load: Load, t0: float, every_s: float, worker_pid:
               f"windows {m.get('rumgate_windows_closed_total', 0):5.0f}  verdicts {m.get('rumgate_verdicts_total', 0):4.0f}"
               f"  failing {m.get('rumgate_stage1_failing_partitions', 0):.0f}  "
               f"worker {rss_mb(worker_pid) or 0:4.0f} MB", flush=True)
-
-
-def scrape_all(http: str) -> dict[str, float]:
-    """The worker's counters this benchmark follows, summed over their labels."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"{http}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name.startswith("rumgate_"):
-                out[s.name] = out.get(s.name, 0.0) + s.value
-    return out
 
 
 async def drain(http: str, servers: str, topics, load: Load, deadline_s: float) -> dict:
@@ -413,7 +397,7 @@ async def freeze_run(plan: Plan, http: str, servers: str, topics, broker_pid: in
     state = await drain(http, servers, topics, load, plan.drain_s)
     stored = await stored_beacons(servers, topics.beacons)
     dlq = await dead_letters(servers, topics.dlq)
-    end = await asyncio.to_thread(scrape_all, http)
+    end = await asyncio.to_thread(scrape, http)
     end["readyz"], end["alive"] = readyz(http), alive()
     return tally(load, marks, state, stored, dlq, end)
 

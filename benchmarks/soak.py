@@ -69,14 +69,13 @@ class Load:
 
 
 def scrape(http: str) -> dict[str, float]:
-    """The worker's metrics that the soak follows, summed over their labels."""
+    """The worker's metrics (``rumgate_*``), each summed over its labels."""
     with urllib.request.urlopen(f"{http}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name in ("rumgate_consumer_lag", "rumgate_window_close_to_verdict_seconds_sum",
-                          "rumgate_window_close_to_verdict_seconds_count"):
+            if s.name.startswith("rumgate_"):
                 out[s.name] = out.get(s.name, 0.0) + s.value
     return out
 
