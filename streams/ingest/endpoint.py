@@ -22,6 +22,8 @@ What a request goes through, in order:
    within ``RUMGATE_INGEST_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every
    page hide), from a table of fixed size (:mod:`streams.ingest.dedupe`). Bodies of canonical
    beacons with ids (the fast path) are checked a whole record at a time, when it is flushed.
+   A duplicate whose first copy is still waiting for Kafka is answered once that copy is
+   stored, or with 503 if it is not: a client's retry is never a 202 for beacons that were lost.
 6. Produce: good beacons are batched per app (``linger``) into JSON-array records keyed by
    app, each under ``record_bytes`` (512 KiB; Kafka refuses 1 MB by default), from at most
    ``RUMGATE_INGEST_MAX_APPS`` apps per request (the others' beacons are rejected), and only
@@ -161,6 +163,10 @@ class _ViewCap:
         return taken
 
 
+class FirstCopiesNotStored(Exception):
+    """A request's duplicates repeat beacons whose record Kafka did not store (in time)."""
+
+
 @dataclass
 class _Batch:
     """The beacons of one app waiting for their record.
@@ -181,6 +187,8 @@ class _Batch:
     received_at: int = 0  # of the latest request in ``unchecked``: the time its ids are seen at
     marked: list[str] = field(default_factory=list)  # ids the batch took: forgotten if it fails
     count: int = 0  # beacons
+    stored: asyncio.Future | None = None  # True once its records are stored, False if they failed
+    deadline: float = 0.0  # loop time at which its requests are answered 503
 
 
 class Ingestor:
@@ -196,6 +204,7 @@ class Ingestor:
         self.rate = _RateLimit(config.rate_per_s, config.burst)
         self.routes = RouteTemplates(config.routes)
         self.batches: dict[str, _Batch] = {}
+        self.unstored: dict[str, list[asyncio.Future]] = {}  # app: ``stored`` of its batches not yet stored
         self.views = _ViewCap(config.client_views, config.client_window_s)
         self.waiting = 0  # requests waiting for Kafka's ack
         self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0,
@@ -283,6 +292,9 @@ class Ingestor:
         except asyncio.TimeoutError:
             self.counts["unavailable"] += 1
             return f"Kafka has not acknowledged them within {self.config.ack_timeout_s:g} s"
+        except FirstCopiesNotStored as exc:
+            self.counts["unavailable"] += 1
+            return str(exc)
         except Exception as exc:  # noqa: BLE001 - Kafka unreachable: the SDK may retry
             self.counts["unavailable"] += 1
             return type(exc).__name__
@@ -308,6 +320,8 @@ class Ingestor:
         capped, beacons = len(beacons) - room, beacons[:room]
         good: dict[str, tuple[list[bytes], list[str]]] = {}  # app: encoded beacons, ids taken
         duplicates = 0
+        first_copies: dict[str, list[asyncio.Future]] = {}  # app: batches that may hold them
+        deadline = self._deadline()
         for beacon in beacons:  # valid: to_canonical checked each, and _protect keeps them so
             self._protect(beacon)
             app = beacon["app"]
@@ -316,11 +330,14 @@ class Ingestor:
             if isinstance(beacon_id, str) and beacon_id:
                 if not self.dedupe.first_time(beacon_id, ctx.received_at, scope=app):  # ids are per app
                     duplicates += 1
+                    if app not in first_copies:
+                        first_copies[app] = self._unstored_of(app)
                     continue
                 marked.append(beacon_id)
             values.append(orjson.dumps(beacon))
         result = await self._produce({app: (values, len(values), marked) for app, (values, marked) in good.items()
                                       if values}, rejects, duplicates, len(ignored), errors)
+        await self._first_copies_stored([f for futures in first_copies.values() for f in futures], deadline)
         result["capped"] = capped
         self.counts["capped"] += capped
         return result
@@ -387,6 +404,7 @@ class Ingestor:
             groups.setdefault(item.app, []).append(item)
         duplicates = 0
         waits = []  # (future, index of this request's duplicate count in its result, or -1)
+        first_copies: list[asyncio.Future] = []
         for app, group in groups.items():
             ids = [item.id for item in group if item.id]
             if len(ids) == len(group):  # deduplicated with its batch, at flush
@@ -395,18 +413,24 @@ class Ingestor:
             fresh = self.dedupe.first_times(ids, ctx.received_at, scope=app)
             answers = iter(fresh)
             kept = [item for item in group if not item.id or next(answers)]
-            duplicates += len(group) - len(kept)
+            if len(kept) < len(group):
+                duplicates += len(group) - len(kept)
+                first_copies += self._unstored_of(app)
             if kept:
                 marked = [beacon_id for beacon_id, new in zip(ids, fresh) if new]
                 waits.append(self._add(app, [], len(kept), kept, marked))
-        return self._answer(waits, beacons, duplicates)
+        return self._answer(waits, beacons, duplicates, first_copies, self._deadline())
 
-    async def _answer(self, waits: list[tuple[asyncio.Future, int]], beacons: int, duplicates: int) -> dict:
-        """Wait for the records of a fast-path request; its counts."""
+    async def _answer(self, waits: list[tuple[asyncio.Future, int]], beacons: int, duplicates: int,
+                      first_copies: list[asyncio.Future] = (), deadline: float = 0.0) -> dict:
+        """Wait for the records of a fast-path request, and for those that may hold the first
+        copies of its duplicates; its counts."""
         for future, index in waits:
-            counts = await future
-            if counts is not None and index >= 0:
-                duplicates += counts[index]
+            result = await future
+            if result is not None and index >= 0 and result[0][index]:
+                duplicates += result[0][index]
+                await self._first_copies_stored(result[1], result[2])
+        await self._first_copies_stored(first_copies, deadline)
         accepted = beacons - duplicates
         self.counts["accepted"] += accepted
         self.counts["duplicates"] += duplicates
@@ -535,7 +559,9 @@ class Ingestor:
         batch = self.batches.get(app)
         if batch is None:
             loop = asyncio.get_running_loop()
-            batch = self.batches[app] = _Batch(done=loop.create_future())
+            batch = self.batches[app] = _Batch(done=loop.create_future(), stored=loop.create_future(),
+                                               deadline=self._deadline())
+            self.unstored.setdefault(app, []).append(batch.stored)
             loop.call_later(self.config.linger_ms / 1000, self._flush_soon, app, batch)
             # one timer a batch, not one a request: its requests give up together
             loop.call_later(self.config.linger_ms / 1000 + self.config.ack_timeout_s, _expire, batch.done)
@@ -577,6 +603,9 @@ class Ingestor:
     async def _flush(self, app: str, batch: _Batch) -> None:
         try:
             duplicates = self._deduplicate(app, batch)
+            if duplicates is not None:  # the first copies may be in this app's earlier batches
+                earlier = [f for f in self.unstored.get(app, ()) if f is not batch.stored]
+                duplicates = (duplicates, earlier, batch.deadline)
             batch.checked = batch.unchecked = batch.ids = []  # encoded: free the beacons now, not at the ack
             # usually one record; more only when large beacons would make it too big for Kafka
             for record in json_arrays(batch.fragments, self.config.record_bytes):
@@ -586,11 +615,45 @@ class Ingestor:
             # into "duplicates" that are never stored. (When a batch went as several records
             # and an earlier one was stored, the retry stores its beacons again: at least once.)
             self.dedupe.forget(batch.marked, scope=app)
+            self._settle(app, batch, stored=False)
             if not batch.done.done():
                 batch.done.set_exception(exc)
             return
+        self._settle(app, batch, stored=True)
         if not batch.done.done():  # else expired: its requests were answered 503 already
             batch.done.set_result(duplicates)
+
+    def _settle(self, app: str, batch: _Batch, stored: bool) -> None:
+        """Say whether the batch's records were stored, to the duplicates waiting on it."""
+        batch.stored.set_result(stored)
+        waiting = self.unstored[app]
+        waiting.remove(batch.stored)
+        if not waiting:
+            del self.unstored[app]
+
+    def _unstored_of(self, app: str) -> list[asyncio.Future]:
+        """The batches of ``app`` not stored yet: where a duplicate's first copy may still wait."""
+        return list(self.unstored.get(app, ()))
+
+    def _deadline(self) -> float:
+        """When a request arriving now is answered 503 if its records are not stored."""
+        return asyncio.get_running_loop().time() + self.config.linger_ms / 1000 + self.config.ack_timeout_s
+
+    async def _first_copies_stored(self, batches: list[asyncio.Future], deadline: float) -> None:
+        """Return once every batch that may hold the first copy of a request's duplicate is
+        stored; raise :class:`FirstCopiesNotStored` if one failed or is not stored by ``deadline``.
+
+        Clients retry a 503'd request while its record may still be on its way to Kafka: the
+        retry's beacons are duplicates of that record's, and a 202 for them is only true once
+        the record is stored. When it fails, its ids are forgotten and the next retry is new.
+        """
+        if not batches:
+            return
+        pending = [f for f in batches if not f.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
+        if not all(f.done() and f.result() for f in batches):
+            raise FirstCopiesNotStored("the first copies of its duplicates are not stored")
 
     def _deduplicate(self, app: str, batch: _Batch) -> list[int] | None:
         """Drop the batch's duplicates, encode its structs; each request's duplicate count, or None."""

@@ -169,6 +169,58 @@ def test_a_retry_after_kafka_failed_is_stored_not_dropped_as_duplicates(fast: bo
     assert sorted(b["session"] for b in sink.beacons()) == ["s1", "s2", "s3"] + (["s3"] if ids == "some" else [])
 
 
+class SlowSink(Recorder):
+    """Kafka that takes ``delay_s`` to answer the first record, and then fails it or stores it."""
+
+    def __init__(self, delay_s: float, fail_first: bool) -> None:
+        super().__init__()
+        self.delay_s, self.fail_first, self.first = delay_s, fail_first, True
+
+    async def __call__(self, topic: str, key: bytes, value: bytes, headers: list) -> None:
+        if self.first:
+            self.first = False
+            await asyncio.sleep(self.delay_s)
+            if self.fail_first:
+                raise ConnectionError("broker unreachable")
+        await super().__call__(topic, key, value, headers)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("ids", ["all", "some"])
+@pytest.mark.parametrize("first_copy", ["fails", "is stored"])
+def test_a_duplicate_of_a_record_still_on_its_way_is_answered_by_that_records_fate(
+        fast: bool, ids: str, first_copy: str) -> None:
+    """A client retries after its request timed out while the record is still on its way to
+    Kafka: the retry's beacons are duplicates of that record's. They are 202 only once that
+    record is stored; when it fails, the retry gets an error (503) and the next retry is stored."""
+    config = IngestConfig(linger_ms=1, ack_timeout_s=0.3)
+    sink = SlowSink(delay_s=0.45, fail_first=first_copy == "fails")
+    raw = body(beacon(1), beacon(2, id=None if ids == "some" else "pv-2"))
+
+    async def go() -> tuple:
+        ingestor = Ingestor(config, sink)
+        with pytest.raises(asyncio.TimeoutError):  # the first copy, not acknowledged within 0.3 s
+            await post(ingestor, raw, fast)
+        try:  # the retry, while the first copy is still on its way
+            retried = await post(ingestor, raw, fast)
+        except Exception as exc:  # noqa: BLE001 - what the handler turns into a 503
+            retried = type(exc).__name__
+        await asyncio.sleep(0.5)
+        last = await post(ingestor, raw, fast)
+        return retried, last
+
+    retried, last = asyncio.run(go())
+    pv1 = [b for b in sink.beacons() if b.get("id") == "pv-1"]
+    assert len(pv1) == 1, sink.beacons()  # stored once, whichever copy
+    with_ids = 1 if ids == "some" else 2
+    if first_copy == "fails":  # the 503'd retry took no id: the last copy is the one stored
+        assert retried == "FirstCopiesNotStored", retried
+        assert (last["accepted"], last["duplicates"]) == (2, 0), last
+    else:
+        assert isinstance(retried, dict) and retried["duplicates"] == with_ids, retried
+        assert last["duplicates"] == with_ids, last
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_records_stay_under_the_byte_limit_when_beacons_are_large(fast: bool) -> None:
     """Large but valid beacons are split over several records instead of one that Kafka
