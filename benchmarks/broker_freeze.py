@@ -314,7 +314,7 @@ def tally(load: Load, marks: dict, state: dict, stored: collections.Counter, dlq
         "sent": load.sent, "accepted": sum(a.accepted for a in answers),
         "stored": sum(1 for n in stored.values() if n),
         "missing": sum(1 for i in ok_ids if stored[i] == 0),
-        "twice": sum(1 for n in stored.values() if n > 1),
+        "twice": sum(1 for n in stored.values() if n > 1), "copies": sum(stored.values()),
         "landed_anyway": sum(1 for i in refused_ids if stored[i]), "never_202": len(refused_ids),
         "retries": sum(a.attempt > 0 for a in answers), "duplicates": sum(a.duplicates for a in answers),
         "counted": windows.get("views", 0), "republished": windows.get("republished", 0),
