@@ -32,6 +32,7 @@ __all__ = [
     "GOOD_LIMITS",
     "MAX_NAME",
     "MAX_COHORT",
+    "MAX_VIEW",
     "SEGMENTS",
     "Beacon",
     "BeaconBatch",
@@ -75,12 +76,14 @@ _MAX_STR = 512
 #: names is refused here rather than costing memory in stage 1 and the judge.
 MAX_NAME = 128
 MAX_COHORT = 64
+#: Longest page-view id (``view``): every SDK's fits (UUIDs, 32-hex trace ids, Boomerang's pid).
+MAX_VIEW = 128
 #: (field, required, longest, a name). Names (the fields of a cohort key) have no control
 #: characters: they break logs, metrics labels and the explanation's text, and no real app,
 #: release or flag name has them.
 _STRING_FIELDS = (("app", True, MAX_NAME, True), ("release", True, MAX_NAME, True),
                   ("device", False, _MAX_STR, False), ("cohort", False, MAX_COHORT, True),
-                  ("session", False, _MAX_STR, False))
+                  ("session", False, _MAX_STR, False), ("view", False, MAX_VIEW, True))
 _NAME_FIELDS = frozenset(name for name, _, _, is_name in _STRING_FIELDS if is_name)
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -99,7 +102,10 @@ class Beacon:
     """One validated canonical beacon: the fields the decision core uses.
 
     ``session`` (optional) lets the sample-ratio check count users, not page views: the
-    split is per user, so page views of one user move together. Other descriptive fields
+    split is per user, so page views of one user move together. ``view`` (optional) is the
+    page view's id: beacons of one app with the same view are one page view, which stage 1
+    counts once (:mod:`detectors.views`), however many beacons its SDK split it into; a
+    beacon without one is a page view of its own. Other descriptive fields
     (``id``, ``page``, ``country``, ``browser``) are the ingestion gateway's business (it
     dedupes by id and reduces pages to routes); the core neither reads nor checks them, so
     a sender may add any fields of its own.
@@ -113,6 +119,7 @@ class Beacon:
     device: str = "unknown"
     cohort: str | None = None
     session: str | None = None
+    view: str | None = None
 
     @property
     def key(self) -> CohortKey:
@@ -229,6 +236,7 @@ def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
             device=obj.get("device") or "unknown",
             cohort=obj.get("cohort"),
             session=obj.get("session"),
+            view=obj.get("view") or None,
         ),
         None,
     )
@@ -248,6 +256,7 @@ class BeaconBatch:
     metrics: dict[str, np.ndarray]  # float64, NaN = absent
     errors: np.ndarray  # int64
     session: list | None = None  # per row, any hashable; None = no sessions known
+    view: list | None = None  # per row, the page view's id or None; None = no view ids known
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -277,4 +286,5 @@ class BeaconBatch:
             },
             errors=np.array([b.errors for b in beacons], np.int64),
             session=[b.session for b in beacons],
+            view=[b.view for b in beacons],
         )

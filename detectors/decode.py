@@ -34,6 +34,7 @@ from detectors.beacon import (
     _TS_MAX,
     _TS_MIN,
     MAX_COHORT,
+    MAX_VIEW,
     MAX_NAME,
     METRIC_LIMITS,
     METRICS,
@@ -166,7 +167,7 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
     columns = _columns(raw)
     if columns is None:  # a column of unexpected types: take the item-by-item path
         return _slow([item(i) for i in range(len(raw[0]))])
-    ts, app, release, device, cohort, metrics, errors, session, suspect = columns
+    ts, app, release, device, cohort, metrics, errors, session, view, suspect = columns
     bad: list[tuple[int, str]] = []
     if suspect.any():
         for row in np.flatnonzero(suspect):
@@ -181,16 +182,18 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
         idx = np.flatnonzero(keep)
         app, release = [app[i] for i in idx], [release[i] for i in idx]
         session = [session[i] for i in idx]
+        view = [view[i] for i in idx]
         device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
     codes: dict[tuple, int] = {}
     if "" in device or None in device:
         device = [d or "unknown" for d in device]
     key = [codes.setdefault(k, len(codes)) for k in zip(app, release, cohort, device)]
     keys = [CohortKey(*k) for k in codes]
-    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session), bad
+    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session,
+                       [v or None for v in view] if "" in view else view), bad
 
 
-_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session")
+_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session", "view")
 
 
 def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
@@ -202,7 +205,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
     if not records:
         return None
     columns = tuple([] for _ in _FIELDS)
-    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err, a_ses = (c.append for c in columns)
+    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err, a_ses, a_view = (c.append for c in columns)
     loads = orjson.loads
     try:
         for record in records:
@@ -218,6 +221,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
             a_met(get("metrics"))
             a_err(get("errors"))
             a_ses(get("session"))
+            a_view(get("view"))
     except orjson.JSONDecodeError:
         return None
     return columns
@@ -225,7 +229,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
 
 def _columns(raw: tuple[list, ...]):
     """Column arrays plus a mask of rows that need a closer look; None if types are off."""
-    ts_list, app, release, device, cohort, ms, err_list, session = raw
+    ts_list, app, release, device, cohort, ms, err_list, session, view = raw
     n = len(ts_list)
     get = dict.get
     if set(map(type, ts_list)) != {int}:
@@ -236,7 +240,8 @@ def _columns(raw: tuple[list, ...]):
     suspect = (ts < _TS_MIN) | (ts > _TS_MAX)
     # Few distinct values per column: check each distinct value once.
     for column, required, limit, name in ((app, True, MAX_NAME, True), (release, True, MAX_NAME, True),
-                                          (device, False, _MAX_STR, False), (cohort, False, MAX_COHORT, True)):
+                                          (device, False, _MAX_STR, False), (cohort, False, MAX_COHORT, True),
+                                          (view, False, MAX_VIEW, True)):
         if not set(map(type, column)) <= ({str} if required else {str, type(None)}):
             return None
         distinct = set(column)
@@ -281,7 +286,7 @@ def _columns(raw: tuple[list, ...]):
         return None
     if max(map(len, filter(None, session)), default=0) > _MAX_STR:
         suspect |= np.fromiter((s is not None and len(s) > _MAX_STR for s in session), bool, n)
-    return ts, app, release, device, cohort, metrics, errors, session, suspect
+    return ts, app, release, device, cohort, metrics, errors, session, view, suspect
 
 
 _DEVICE_VALUES = frozenset((*SEGMENTS, None))

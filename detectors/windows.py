@@ -298,6 +298,7 @@ def _rows(batch: BeaconBatch, mask: np.ndarray) -> BeaconBatch:
         ts=batch.ts[mask], key=batch.key[mask], keys=batch.keys,
         metrics={m: v[mask] for m, v in batch.metrics.items()}, errors=batch.errors[mask],
         session=None if batch.session is None else [s for s, k in zip(batch.session, mask.tolist()) if k],
+        view=None if batch.view is None else [v for v, k in zip(batch.view, mask.tolist()) if k],
     )
 
 

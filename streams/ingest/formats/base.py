@@ -246,6 +246,7 @@ def make_beacon(
     app: Any = None,
     release: Any = None,
     id: Any = None,  # noqa: A002 - the canonical field name
+    view: Any = None,
     client_ts: Any = None,
     cohort: Any = None,
     session: Any = None,
@@ -269,6 +270,8 @@ def make_beacon(
     out: dict[str, Any] = {}
     if type(id) is str and 0 < len(id) <= _MAX_STR:
         out["id"] = id
+    if view is not None:
+        out["view"] = view
     out["ts"] = ctx.received_at
     client_ts = epoch_ms(client_ts)
     if client_ts is not None:

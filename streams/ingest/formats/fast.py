@@ -32,7 +32,7 @@ import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from detectors.beacon import _MAX_ERRORS, _MAX_STR, _TS_MAX, _TS_MIN, METRIC_LIMITS
-from detectors.beacon import MAX_COHORT, MAX_NAME, has_control
+from detectors.beacon import MAX_COHORT, MAX_NAME, MAX_VIEW, has_control
 from streams.ingest.formats.base import Context, epoch_ms, page_path
 
 __all__ = ["CanonicalItem", "canonical_items", "encode", "encode_many"]
@@ -74,6 +74,7 @@ class CanonicalItem(Struct, kw_only=True, omit_defaults=True, gc=False):
     """
 
     id: _Id | None = None
+    view: _Text | None = None  # any string: _stamp declines what the general path refuses
     ts: Any = None
     client_ts: Any = None
     app: _Text | None = None  # blank or absent: the request's (X-Rumgate-App)
@@ -157,7 +158,8 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
             return False
         item.release = release
     if not (_name_ok(item.app, MAX_NAME) and _name_ok(item.release, MAX_NAME)
-            and (item.cohort is None or _name_ok(item.cohort, MAX_COHORT))):
+            and (item.cohort is None or _name_ok(item.cohort, MAX_COHORT))
+            and (item.view is None or _name_ok(item.view, MAX_VIEW))):
         return False  # the general path refuses it, and says why
     page = item.page
     if type(page) is not str:
