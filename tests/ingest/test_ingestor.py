@@ -294,11 +294,11 @@ def test_items_that_are_not_ours_are_counted_by_their_kind_not_dead_lettered() -
         (0, RejectKind.NOT_A_PAGE_VIEW), (1, RejectKind.NOT_A_REAL_USER), (2, RejectKind.NOT_A_REAL_USER),
         (3, RejectKind.NOT_A_PAGE_VIEW)]
     assert [reason for _, reason, _ in ignored] == [
-        "Datadog RUM: type: 'action' events are not page views (only 'view' events are used)",
+        "Datadog RUM: type: 'action' events are not page views (only 'view' and 'error' events are used)",
         "Datadog RUM: device.type: 'bot' is not a real user",
         "Datadog RUM: session.type: 'synthetics' sessions are not real users",
         "Boomerang: http.initiator: 'xhr' beacons are not page views "
-        "(only page loads, SPA navigations and their unload beacons are)"]
+        "(only page loads, SPA navigations, error and unload beacons are)"]
     # to_canonical still reports every item without a beacon, in item order, as plain strings
     assert to_canonical(items, ctx)[1] == sorted([*rejects, *((i, r) for i, r, _ in ignored)])
 

@@ -1,14 +1,21 @@
 """Akamai Boomerang (and mPulse) beacons: flat string params from a GET query string or a
 form-encoded POST (``parse_body`` turns either into one dict).
 
+A page sends several beacons, all with its page id ``pid`` (random, one per page lifetime)
+and a beacon number ``n``: the page-load beacon, an error beacon for errors after load
+(``http.initiator=error``, with ``err``), SPA navigations, and the unload beacon
+(``rt.quit``). ``pid`` is the beacon's ``view``, so they are one page view; an SPA soft
+navigation (``http.initiator=spa``) is a page view of its own, ``<pid>-<n>``.
+
 ============  ========================================================================
 canonical     Boomerang params
 ============  ========================================================================
+view          ``pid``; ``<pid>-<n>`` for an SPA soft navigation
 LCP, FCP      ``pt.lcp``, ``pt.fcp`` (ms since navigation start)
-INP           ``et.inp`` (whole page, on the unload beacon), else ``et.inp.inc``
-CLS           ``c.cls`` (since the previous beacon of the page)
+INP           ``et.inp`` (the whole page's: on the unload beacon); a soft navigation's ``et.inp.inc``
+CLS           ``c.cls`` of the page-load beacon (of a soft navigation, its own)
 TTFB          ``nt_res_st - nt_nav_st`` (epoch ms), else ``t_resp`` on a page-load beacon
-errors        ``err``: JSURL array of errors, each seen ``n`` times (default 1)
+errors        ``err``: JSURL array of errors, each seen ``n`` times (default 1), on any beacon
 app           custom var ``app``, else the request's app, else mPulse ``h.key``
 release       custom var ``rel`` (``BOOMR.addVar({rel: ...})``) or ``release``
 cohort        custom var ``cohort``
@@ -16,20 +23,36 @@ session       ``rt.si``
 page          path of ``pgu``, else of ``u``
 device        from ``ua.plt`` (``navigator.platform``): iPhone/iPod, iPad, Win*/Mac*/x86_64
 client_ts     ``rt.tstart``, else ``nt_nav_st``
-id            ``boomr-<pid>-<n>`` (page id and beacon number)
+id            ``boomr-<pid>-<n>``: each beacon its own, so the endpoint drops only re-sends
 ============  ========================================================================
 
-Only page views become beacons: page loads (``http.initiator`` empty), SPA hard and soft
-navigations, and the page's unload beacon (``rt.quit``, the one that carries ``et.inp``).
-XHR, error and other beacons are reported. Boomerang's own ``errors`` param lists errors of
-Boomerang's code, not of the page, and is not used.
+Stage 1 keeps each metric's first value per view, so only whole-page values are sent:
+
+* ``et.inp`` on the unload beacon is the page's final INP; ``et.inp.inc`` (on the page-load
+  and error beacons) covers only the interactions since the previous beacon and would
+  win over it, so it is used only on a soft navigation, which is a view of its own.
+* ``c.cls`` *resets at every beacon* (Boomerang's Continuity plugin: "the CLS since the last
+  beacon"): the page's CLS is the sum over its beacons, which a first-value rule cannot
+  rebuild. The page-load beacon's ``c.cls`` (the shifts until load, Boomerang's page-load
+  CLS) is sent; the error and unload beacons' increments are not, since counting one of them
+  as the page's CLS (when the page-load beacon is lost) would be wrong, not only low.
+  Shifts after the page-load beacon are therefore not counted.
+
+XHR and other beacons are reported (not page views); an error beacon without ``pid``
+cannot be tied to its page view and is reported too. Boomerang's own ``errors`` param lists
+errors of Boomerang's code, not of the page, and is not used.
 
 >>> from streams.ingest.formats.base import Context
 >>> ctx = Context(received_at=1763856000123, app="shop-web")
->>> convert_params({"v": "1.815.1", "u": "https://shop.example/p/42?ref=mail", "pid": "kq3v9x1a",
-...     "n": "1", "rt.si": "8c7e-1732300000", "rel": "r2", "pt.lcp": "2140.3", "c.cls": "0.043",
+>>> page = {"v": "1.815.1", "u": "https://shop.example/p/42?ref=mail", "pid": "kq3v9x1a", "rel": "r2"}
+>>> convert_params({**page, "n": "1", "rt.si": "8c7e-1732300000", "pt.lcp": "2140.3", "c.cls": "0.043",
 ...     "nt_nav_st": "1732300012345", "nt_res_st": "1732300012758"}, ctx)
-{'id': 'boomr-kq3v9x1a-1', 'ts': 1763856000123, 'client_ts': 1732300012345, 'app': 'shop-web', 'release': 'r2', 'session': '8c7e-1732300000', 'page': '/p/42', 'metrics': {'LCP': 2140.3, 'CLS': 0.043, 'TTFB': 413.0}}
+{'id': 'boomr-kq3v9x1a-1', 'view': 'kq3v9x1a', 'ts': 1763856000123, 'client_ts': 1732300012345, 'app': 'shop-web', 'release': 'r2', 'session': '8c7e-1732300000', 'page': '/p/42', 'metrics': {'LCP': 2140.3, 'CLS': 0.043, 'TTFB': 413.0}}
+>>> convert_params({**page, "n": "2", "http.initiator": "error", "err": "~(~(m~'boom~n~2))",
+...     "c.cls": "0.094", "et.inp.inc": "88"}, ctx)
+{'id': 'boomr-kq3v9x1a-2', 'view': 'kq3v9x1a', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'page': '/p/42', 'metrics': {}, 'errors': 2}
+>>> convert_params({**page, "n": "3", "rt.quit": "", "et.inp": "88", "c.cls": "0"}, ctx)
+{'id': 'boomr-kq3v9x1a-3', 'view': 'kq3v9x1a', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'page': '/p/42', 'metrics': {'INP': 88.0}}
 """
 
 from __future__ import annotations
@@ -46,6 +69,8 @@ NAME = "Boomerang"
 
 #: ``http.initiator`` values of beacons that describe a page view.
 PAGE_VIEW_INITIATORS = frozenset({"", "spa_hard", "spa"})
+#: ``http.initiator`` of the beacon that sends errors that happened after the page-load beacon.
+ERROR_INITIATOR = "error"
 
 # Param prefixes of Boomerang's plugins; a dict of strings with one of them is a beacon.
 _PREFIXES = ("rt.", "t_", "nt_", "pt.", "et.", "c.", "h.", "vis.", "mob.", "ua.")
@@ -185,14 +210,19 @@ def error_count(err: str) -> int:
 def convert_params(params: dict[str, str], ctx: Context) -> dict[str, Any]:
     """One beacon from one Boomerang beacon's params; FormatError names the bad param."""
     initiator = params.get("http.initiator", "")
-    if initiator not in PAGE_VIEW_INITIATORS:
+    pid, n = params.get("pid", "").strip(), params.get("n", "").strip()
+    if initiator == ERROR_INITIATOR:
+        if not pid:
+            raise FormatError("pid: missing, so the error beacon cannot be tied to its page view")
+    elif initiator not in PAGE_VIEW_INITIATORS:
         raise FormatError(
             f"http.initiator: {initiator[:40]!r} beacons are not page views "
-            "(only page loads, SPA navigations and their unload beacons are)",
+            "(only page loads, SPA navigations, error and unload beacons are)",
             RejectKind.NOT_A_PAGE_VIEW,
         )
     unload = "rt.quit" in params
-    inp = _number(params, "et.inp")
+    soft = initiator == "spa" and not unload  # an SPA soft navigation: a view of its own
+    page_load = initiator in ("", "spa_hard") and not unload
     nav_start, first_byte = _number(params, "nt_nav_st"), _number(params, "nt_res_st")
     if nav_start is not None and first_byte is not None:
         ttfb = first_byte - nav_start
@@ -200,17 +230,19 @@ def convert_params(params: dict[str, str], ctx: Context) -> dict[str, Any]:
         ttfb = _number(params, "t_resp")
     else:
         ttfb = None
+    # Read every number param (a bad one is reported whichever beacon carries it), then keep
+    # only the page's whole values (module docstring).
+    cls, inp, inp_inc = _number(params, "c.cls"), _number(params, "et.inp"), _number(params, "et.inp.inc")
     metrics = {
         "LCP": _number(params, "pt.lcp"),
         "FCP": _number(params, "pt.fcp"),
-        "CLS": _number(params, "c.cls"),
-        "INP": inp if inp is not None else _number(params, "et.inp.inc"),
+        "CLS": cls if page_load or soft else None,
+        "INP": inp if inp is not None else inp_inc if soft else None,
         "TTFB": ttfb,
     }
     client_ts = _number(params, "rt.tstart")
     if client_ts is None:
         client_ts = nav_start
-    pid, n = params.get("pid", "").strip(), params.get("n", "").strip()
     app = params.get("app")
     if app is None or not app.strip():
         app = ctx.app or params.get("h.key")
@@ -218,6 +250,7 @@ def convert_params(params: dict[str, str], ctx: Context) -> dict[str, Any]:
     return make_beacon(
         ctx,
         id=(f"boomr-{pid}-{n}" if n else f"boomr-{pid}") if pid else None,
+        view=(f"{pid}-{n}" if soft and n else pid) if pid else None,
         client_ts=int(client_ts) if client_ts is not None and client_ts.is_integer() else None,
         app=app,
         release=params.get("rel") or params.get("release"),

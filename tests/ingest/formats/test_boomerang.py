@@ -6,6 +6,7 @@ import pytest
 
 from streams.ingest.formats import Context, to_canonical
 from streams.ingest.formats.boomerang import detect, error_count
+from tests.ingest.formats import captures
 from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, convert, query, raw
 
 FORM = "application/x-www-form-urlencoded"
@@ -16,6 +17,7 @@ def test_page_load_beacon_field_by_field():
     assert rejects == []
     assert beacons == [{
         "id": "boomr-kq3v9x1a-1",  # pid and beacon number n
+        "view": "kq3v9x1a",  # pid: the page's other beacons have it too
         "ts": RECEIVED_AT,
         "client_ts": 1732300012345,  # rt.tstart
         "app": "ctx-app",  # no app var: the request's
@@ -27,20 +29,20 @@ def test_page_load_beacon_field_by_field():
         "metrics": {
             "LCP": 2140.3,  # pt.lcp
             "FCP": 1120.5,  # pt.fcp
-            "CLS": 0.043,  # c.cls
-            "INP": 232.0,  # et.inp
+            "CLS": 0.043,  # c.cls: the shifts until the page-load beacon
+            "INP": 232.0,  # et.inp: the whole page's (normally on the unload beacon)
             "TTFB": 413.0,  # nt_res_st - nt_nav_st
         },
         "errors": 4,  # err: one error seen 3 times, one seen once
     }]
 
 
-def test_unload_beacon_carries_inp_and_cls_but_no_load_metrics():
+def test_unload_beacon_carries_the_final_inp_of_the_page_view():
     beacons, rejects = convert(raw("boomerang_unload.form"), FORM)
     assert rejects == []
     [beacon] = beacons
-    assert beacon["id"] == "boomr-kq3v9x1a-2"
-    assert beacon["metrics"] == {"CLS": 0.012, "INP": 232.0}
+    assert (beacon["id"], beacon["view"]) == ("boomr-kq3v9x1a-2", "kq3v9x1a")
+    assert beacon["metrics"] == {"INP": 232.0}  # c.cls=0.012 is the shifts since the last beacon only
     assert beacon["device"] == "desktop"  # Win32
     assert "client_ts" not in beacon and "errors" not in beacon
 
@@ -50,6 +52,7 @@ def test_get_beacon_from_the_query_string():
     assert rejects == []
     assert beacons == [{
         "id": "boomr-a81kd0qz-1",
+        "view": "a81kd0qz",
         "ts": RECEIVED_AT,
         "client_ts": 1732300020000,
         "app": "ctx-app",  # the request's app wins over mPulse's h.key
@@ -68,10 +71,11 @@ def test_h_key_is_the_app_only_when_nothing_else_names_one():
     assert to_canonical([query("boomerang_get.query")], BARE)[1] == [(0, "Boomerang: release: missing")]
 
 
-def test_spa_navigation_uses_the_incremental_inp_and_pgu():
+def test_spa_navigation_is_a_view_of_its_own_with_the_incremental_inp_and_pgu():
     beacons, rejects = convert(raw("boomerang_spa.form"), FORM)
     assert rejects == []
     [beacon] = beacons
+    assert (beacon["id"], beacon["view"]) == ("boomr-kq3v9x1a-4", "kq3v9x1a-4")  # the route, not the page
     assert (beacon["page"], beacon["metrics"]) == ("/cart", {"CLS": 0.002, "INP": 48.0})
     assert "device" not in beacon  # Linux armv8l: phone or tablet
 
@@ -79,7 +83,7 @@ def test_spa_navigation_uses_the_incremental_inp_and_pgu():
 def test_xhr_beacon_is_not_a_page_view():
     assert convert(raw("boomerang_xhr.form"), FORM) == ([], [(0, (
         "Boomerang: http.initiator: 'xhr' beacons are not page views "
-        "(only page loads, SPA navigations and their unload beacons are)"))])
+        "(only page loads, SPA navigations, error and unload beacons are)"))])
 
 
 @pytest.mark.parametrize("param, value, reason", [
@@ -121,3 +125,41 @@ def test_error_count(err, count):
 ], ids=repr)
 def test_detect(item, expected):
     assert detect(item) is expected
+
+
+# The real SDK (Boomerang 1.815.1, tests/sdks/captures/boomerang.json): one page load, its
+# error beacon and its unload beacon.
+PID = "xc70le9a"
+
+
+def test_the_captured_page_load_error_and_unload_beacons_are_one_view():
+    requests = captures.requests("boomerang")
+    assert [captures.items(r)[0].get("http.initiator", "") for r in requests] == ["", "error", ""]
+    load, error, unload = captures.beacons("boomerang")
+    common = {"ts": RECEIVED_AT, "view": PID, "app": "shop-web", "release": "2026.11.23-abc",
+              "session": "7f49b66d-308d-43b8-ab65-4e09453b44d7-tpoahg", "page": "/shop/running-shoes"}
+    assert load == [{**common, "id": f"boomr-{PID}-1", "client_ts": 1796642835932,
+                     "metrics": {"LCP": 348.0, "FCP": 220.0, "CLS": 0.0, "TTFB": 4.0}}]
+    # err holds one error (no n: seen once); its c.cls=0.094 and et.inp.inc=88 are increments
+    assert error == [{**common, "id": f"boomr-{PID}-2", "client_ts": 1796642836573, "metrics": {}, "errors": 1}]
+    # rt.quit: et.inp is the page's final INP; its c.cls=0 is the shifts since the error beacon
+    assert unload == [{**common, "id": f"boomr-{PID}-3", "client_ts": 1796642835932, "metrics": {"INP": 88.0}}]
+
+
+def test_each_metric_comes_from_one_beacon_of_the_view():
+    """Stage 1 keeps a view's first value per metric: no beacon offers a second, lesser one."""
+    names = [name for [beacon] in captures.beacons("boomerang") for name in beacon["metrics"]]
+    assert sorted(names) == ["CLS", "FCP", "INP", "LCP", "TTFB"]
+
+
+def test_an_error_beacon_without_a_page_id_is_reported():
+    [params] = captures.items(captures.requests("boomerang")[1])
+    del params["pid"]
+    assert to_canonical([params], CTX) == ([], [(0, "Boomerang: pid: missing, so the error beacon cannot be tied "
+                                                    "to its page view")])
+
+
+def test_a_bad_number_on_any_beacon_is_reported_even_if_not_kept():
+    [params] = captures.items(captures.requests("boomerang")[2])
+    params["c.cls"] = "lots"
+    assert to_canonical([params], CTX)[1] == [(0, "Boomerang: c.cls: must be a number, got 'lots'")]
