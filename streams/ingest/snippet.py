@@ -9,7 +9,8 @@ A page includes it once, with its app and the release it runs::
 (or sets ``window.rumgateConfig = {app, release, endpoint, route, sampleRate}`` first). It
 measures LCP, INP, CLS, FCP and TTFB with Google's ``web-vitals`` library, counts uncaught
 errors, and sends one envelope per page view with ``navigator.sendBeacon`` when the page
-is hidden; :mod:`streams.ingest.formats` turns that into a canonical beacon.
+is hidden (again at a later hide if it changed: a new ``id``, the same ``view``);
+:mod:`streams.ingest.formats` turns that into a canonical beacon.
 
 The script is the ``web-vitals`` IIFE build (from ``streams/ingest/web/node_modules``, installed by
 ``npm ci --prefix streams/ingest/web``) followed by ``streams/ingest/web/rumgate-snippet.js``, wrapped in

@@ -225,7 +225,8 @@ def test_snippet_beacon_reaches_kafka_from_headless_chromium(pipeline: Pipeline)
     assert beacon["app"] == APP and beacon["release"] == RELEASE
     assert run["started_ms"] <= beacon["ts"] <= run["finished_ms"]  # stamped by the server
     assert beacon["page"] == "/shop/running-shoes"  # the query string stayed in the browser
-    assert re.fullmatch(r"[0-9a-f]{32}", beacon["id"]), beacon  # the snippet's page-view id
+    assert re.fullmatch(r"[0-9a-f]{32}", beacon["id"]), beacon  # this send's id
+    assert re.fullmatch(r"[0-9a-f]{32}", beacon["view"]) and beacon["view"] != beacon["id"], beacon  # the page view's
     assert re.fullmatch(r"[0-9a-f]{32}", beacon["session"]), beacon
     assert beacon["device"] == "desktop"
     assert beacon["errors"] == 2  # the thrown error and the unhandled rejection

@@ -1,23 +1,32 @@
 """GoogleChrome ``web-vitals`` Metric objects (v4, v5, v6), bare or in the snippet's envelope.
 
 A Metric is ``{name, value, rating, delta, id, navigationType, entries[, attribution]}``
-(v6 adds ``navigationId`` and, for soft navigations, ``navigationURL``). It has no time,
-URL, session or release: senders add their own fields, and these are read from the metric
-itself: ``app``, ``release``, ``cohort``, ``session`` (or ``session_id``), ``page``,
-``device``, ``browser``, ``user_agent`` and ``ts`` (the client's clock, kept as
-``client_ts``). ``value`` is used (the latest total); ``delta`` and ``rating`` are not.
+(v5 and v6 also ``navigationId``, ``navigationURL``, ``navigationStartTime``). It has no time,
+URL, session, release or page-view id: senders add their own fields, and these are read
+from the metric itself: ``app``, ``release``, ``cohort``, ``session`` (or ``session_id``),
+``page``, ``device``, ``browser``, ``user_agent``, ``view`` (a page-view id of the sender's)
+and ``ts`` (the client's clock, kept as ``client_ts``). ``value`` is used (the latest
+total); ``delta`` and ``rating`` are not.
 
-One page view is one beacon:
-
-* The project's snippet sends an **envelope**, ``{"id", "app", "release", "session",
-  "page", "device", "metrics": [<Metric>...]}``: one beacon per envelope. Its ``id`` (the
-  page-view id) becomes the beacon id.
+* The project's snippet sends an **envelope**, ``{"id", "view", "app", "release", "session",
+  "page", "device", "errors", "metrics": [<Metric>...]}``: one beacon per envelope. ``view``
+  (the page-view id) is the beacon's ``view``; ``id`` (new for each send, kept for a retry
+  of the same send) is the beacon id.
 * **Bare metrics** in one request (the README's batching pattern, ``JSON.stringify([...queue])``)
   are one page's metrics and make one beacon. They are split only on evidence of a second
-  page view: another context (app, release, cohort, session, page, device, browser), another
-  v6 ``navigationId`` or ``navigationType`` (a bfcache restore), or a second id for the same
-  metric name. A metric reported again under the same id joins its first report's page view,
-  wherever it comes in the request, and keeps its largest value (CLS and INP only grow).
+  page view: another context (app, release, cohort, session, page, device, browser, view),
+  another ``navigationId`` or ``navigationType`` (a bfcache restore), or a second id for the
+  same metric name. A metric reported again under the same id joins its first report's page
+  view, wherever it comes in the request, and keeps its largest value (CLS and INP only grow).
+
+**Nothing ties bare metrics of different requests.** The README's ``sendToAnalytics``
+(``navigator.sendBeacon`` per metric, ``{name, value, id}``) sends each metric alone, and a
+Metric's ``id`` is its own (``v6-<Date.now() when that metric's observer started>-<13 random
+digits>``: one page's metrics share no part of it, the captured CLS id even has another
+time). ``navigationId`` is Chrome's ``PerformanceEntry.navigationId``, a small per-document
+counter (258 in the captured page load), not unique across page loads. So each such request
+is a page view of its own (its metric counted, the page view counted once per metric),
+unless the sender adds a ``view`` of its own to every metric.
 
 Without an envelope id the beacon id is the LCP metric's id, else the first metric's, so a
 re-sent batch gets the same id and is deduplicated downstream. ``FID`` (v4) is read but not
@@ -33,6 +42,8 @@ kept: it is not a canonical metric.
 [([0, 1], {'id': 'v5-1-2', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'TTFB': 412.6, 'LCP': 2140.3}})]
 >>> out.rejects
 [(2, 'value: must be a number, got str')]
+>>> convert([(0, {"id": "7c41", "view": "3f1c", "metrics": [{"name": "CLS", "value": 0.02}]})], ctx).beacons
+[([0], {'id': '7c41', 'view': '3f1c', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'CLS': 0.02}})]
 """
 
 from __future__ import annotations
@@ -72,7 +83,7 @@ NAME = "web-vitals"
 #: Metric names web-vitals reports (FID: v4 only). Read case-insensitively.
 NAMES: frozenset[str] = frozenset({"LCP", "INP", "CLS", "FCP", "TTFB", "FID"})
 
-_CONTEXT_FIELDS = ("app", "release", "cohort", "session", "page", "device", "browser")
+_CONTEXT_FIELDS = ("app", "release", "cohort", "session", "page", "device", "browser", "view")
 
 
 # A NamedTuple, not a frozen dataclass: five per snippet envelope, and a frozen dataclass's
@@ -122,12 +133,12 @@ def _string(obj: dict, key: str, where: str) -> str | None:
 
 #: Every key :func:`read_context` reads.
 _CONTEXT_KEYS = frozenset(("app", "release", "cohort", "page", "browser", "session", "session_id", "user_agent",
-                           "device"))
+                           "device", "view"))
 
 
 def read_context(obj: dict, where: str = "") -> dict[str, str]:
     """The context fields a sender added to a metric or an envelope (absent ones left out)."""
-    ctx = {key: _string(obj, key, where) for key in ("app", "release", "cohort", "page", "browser")}
+    ctx = {key: _string(obj, key, where) for key in ("app", "release", "cohort", "page", "browser", "view")}
     ctx["page"] = page_path(ctx["page"])
     ctx["session"] = _string(obj, "session", where) or _string(obj, "session_id", where)
     ua = _string(obj, "user_agent", where)

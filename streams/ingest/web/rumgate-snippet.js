@@ -9,8 +9,10 @@
  * IIFE build, whose `webVitals` it uses, both in one function (see streams/ingest/snippet.py).
  *
  * What is sent (the envelope streams/ingest/formats expects):
- *   {"id": page-view id, "app", "release", "session", "page", "device", "errors": n,
- *    "metrics": [{name, value, rating, delta, id, navigationType}, ...]}
+ *   {"id": this send's id, "view": page-view id, "app", "release", "session", "page", "device",
+ *    "errors": n, "metrics": [{name, value, rating, delta, id, navigationType}, ...]}
+ * A page view is sent at its first hide, and again at a later hide if it changed meanwhile:
+ * each send has its own id (the endpoint drops only a repeated id) and the page view's view.
  */
 (function () {
   'use strict';
@@ -79,7 +81,7 @@
   // (the gate's sample-ratio check counts users): the session id is random hex.
   if (parseInt(session.slice(0, 8), 16) / 4294967296 >= sampleRate) return;
 
-  var view;  // the current page view: a new one after a back/forward-cache restore
+  var view;  // the current page view: a new one (a new view id) after a back/forward-cache restore
   function newView() {
     view = {
       id: randomId(),
@@ -90,7 +92,7 @@
       device: deviceClass(),
       errors: 0,
       metrics: {},  // name -> latest report; web-vitals reports some metrics several times
-      sent: null,   // the last body handed to the browser
+      sent: null,   // the content (the body but its id) last handed to the browser
     };
   }
   newView();
@@ -122,19 +124,23 @@
   function send() {
     var metrics = [];
     for (var name in view.metrics) metrics.push(view.metrics[name]);
-    var body = JSON.stringify({
-      id: view.id, app: view.app, release: view.release, session: view.session, page: view.page,
+    var content = JSON.stringify({
+      view: view.id, app: view.app, release: view.release, session: view.session, page: view.page,
       device: view.device, errors: view.errors, metrics: metrics,
     });
-    // Each body once; a later hide sends again only if CLS, INP or errors grew meanwhile
-    // (with the same id, so the server keeps a single copy of the page view).
-    if (body === view.sent) return;
+    // Each content once; a later hide sends again only if something changed meanwhile (a
+    // metric first reported, CLS or INP grown, an error). That send has an id of its own, so
+    // the endpoint takes it, and the same view, so the gate counts one page view: the first
+    // value of each metric (the one at the first hide, which may be the page's last moment,
+    // as a hidden page can be discarded unannounced), and an error whenever it came.
+    if (content === view.sent) return;
+    var body = '{"id":"' + randomId() + '",' + content.slice(1);
     // A string body goes as text/plain: a "simple" request, so no CORS preflight, and the
     // browser delivers it even while the page unloads.
     var queued = navigator.sendBeacon
       ? navigator.sendBeacon(endpoint, body)
       : (fetch(endpoint, {method: 'POST', body: body, keepalive: true, mode: 'no-cors'}), true);
-    if (queued) view.sent = body;
+    if (queued) view.sent = content;
   }
 
   // Registered after web-vitals' own (capture-phase) listeners, so by the time these run it
@@ -144,8 +150,8 @@
   });
   // On unload browsers fire pagehide *before* visibilitychange, and web-vitals finalizes LCP
   // and CLS only at the latter: sending here while still visible would send a page view
-  // without them, and the server keeps the first copy of an id. So pagehide only retries a
-  // send that the browser refused at the last hide.
+  // without them, and the gate keeps the first value of each metric of a view. So pagehide
+  // only retries a send that the browser refused at the last hide.
   addEventListener('pagehide', function () {
     if (document.visibilityState === 'hidden') send();
   });

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from streams.ingest.formats import Context, FormatError, to_canonical, webvitals
 from streams.ingest.formats.webvitals import detect
+from tests.ingest.formats import captures
 from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
 
 SENDBEACON = "text/plain;charset=UTF-8"  # what navigator.sendBeacon sends with a string
@@ -77,12 +78,13 @@ def test_a_bfcache_restore_starts_a_new_page_view_and_a_repeated_id_keeps_its_la
 
 
 def test_the_projects_snippet_envelope_exactly_as_it_sends_it():
-    # streams/ingest/web/rumgate-snippet.js: JSON.stringify({id, app, release, session, page, device,
-    # errors, metrics}) through navigator.sendBeacon, so text/plain
+    # streams/ingest/web/rumgate-snippet.js: {"id", ...JSON.stringify({view, app, release, session,
+    # page, device, errors, metrics})} through navigator.sendBeacon, so text/plain
     beacons, rejects = convert(raw("snippet_envelope.json"), SENDBEACON, ctx=BARE)
     assert rejects == []
     assert beacons == [{
-        "id": "3f1c9a0e5b7d42c8a6e1f0b9d2c4e8a7",  # the page-view id: re-sends deduplicate
+        "id": "c05e2b7a91d84f3e6a0b5c1d9e8f7a62",  # this send's: the endpoint drops only a retry of it
+        "view": "3f1c9a0e5b7d42c8a6e1f0b9d2c4e8a7",  # the page view's: every send of it has it
         "ts": RECEIVED_AT,
         "app": "shop-web",
         "release": "2026.11.23-abc",
@@ -240,9 +242,73 @@ def test_a_metric_reads_its_context_only_when_it_has_one(extra: dict) -> None:
 
 @pytest.mark.parametrize("key, value", [
     ("app", "shop-web"), ("release", "r2"), ("cohort", "canary"), ("page", "/p/1?q=x"), ("browser", "Firefox"),
-    ("session", "s-1"), ("session_id", "s-2"), ("device", "Phone"),
+    ("session", "s-1"), ("session_id", "s-2"), ("device", "Phone"), ("view", "pv-1"),
     ("user_agent", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15"),
 ])
 def test_each_context_field_of_a_metric_is_read(key: str, value: str) -> None:
     metric = webvitals.read_metric({"name": "LCP", "value": 2480, key: value})
     assert metric.context and metric.context == tuple(sorted(webvitals.read_context({key: value}).items()))
+
+
+def test_a_snippet_resend_is_another_beacon_of_the_same_view():
+    """A later hide sends the page view again if it changed: a new id, the same view."""
+    first = load("snippet_envelope.json")
+    again = {**copy.deepcopy(first), "id": "5d9e0c3b2a714f68b1e0d2c3a4f5e6d7", "errors": 2}
+    again["metrics"][4]["value"] = 0.3  # CLS grew after the first hide
+    beacons, rejects = to_canonical([first, again], BARE)
+    assert rejects == []
+    assert [(b["id"], b["view"]) for b in beacons] == [
+        ("c05e2b7a91d84f3e6a0b5c1d9e8f7a62", "3f1c9a0e5b7d42c8a6e1f0b9d2c4e8a7"),
+        ("5d9e0c3b2a714f68b1e0d2c3a4f5e6d7", "3f1c9a0e5b7d42c8a6e1f0b9d2c4e8a7")]
+
+
+def test_an_envelope_view_must_be_a_string():
+    envelope = {**load("snippet_envelope.json"), "view": 42}
+    assert to_canonical([envelope], BARE) == ([], [(0, "web-vitals: view: must be a string, got int")])
+
+
+# The real library (web-vitals 6.2.3, tests/sdks/captures): one page load each.
+
+def test_the_readmes_send_per_metric_gives_five_page_views_nothing_ties():
+    """sendToAnalytics: {name, value, id, page_location}, one sendBeacon per metric. No field
+    is shared by the page's metrics: each request is a page view of its own, without a view."""
+    requests = captures.requests("web-vitals-each")
+    bodies = [orjson.loads(r["body"]) for r in requests]
+    assert [sorted(b) for b in bodies] == [["id", "name", "page_location", "value"]] * 5
+    # Metric ids: v6-<when that metric's observer started>-<random>; even the time differs (CLS)
+    assert len({b["id"].split("-")[1] for b in bodies}) == 2
+    beacons = [b for per_request in captures.beacons("web-vitals-each") for b in per_request]
+    assert [(sorted(b["metrics"]), "view" in b) for b in beacons] == [
+        (["FCP"], False), (["TTFB"], False), (["LCP"], False), (["INP"], False), (["CLS"], False)]
+    assert len({b["id"] for b in beacons}) == 5
+    assert {(b["app"], b["release"]) for b in beacons} == {("shop-web", "2026.11.23-abc")}  # ?app=, ?release=
+
+
+def test_the_readmes_batch_is_one_page_view_and_its_navigation_id_is_a_counter():
+    [request] = captures.requests("web-vitals-batched")
+    metrics = orjson.loads(request["body"])
+    # Chrome's PerformanceEntry.navigationId: a small per-document number, not a page-view id
+    assert {m["navigationId"] for m in metrics} == {258}
+    [[beacon]] = captures.beacons("web-vitals-batched")
+    assert "view" not in beacon and beacon["id"] == next(m["id"] for m in metrics if m["name"] == "LCP")
+    assert sorted(beacon["metrics"]) == ["CLS", "FCP", "INP", "LCP", "TTFB"]
+
+
+def test_with_a_view_of_the_senders_the_per_metric_stream_and_the_batch_are_the_same_view():
+    """The tie a sender can add: its own page-view id as ``view`` on every metric. Then one
+    sendBeacon per metric and the README's batch give the same metrics for the same view."""
+    [request] = captures.requests("web-vitals-batched")
+    metrics = [{**m, "view": "pv-1"} for m in orjson.loads(request["body"])]
+    ctx = captures.context(request)
+    [batched] = to_canonical(metrics, ctx)[0]
+    each = [b for m in metrics for b in to_canonical([m], ctx)[0]]
+    assert_valid([batched, *each])
+    assert {b["view"] for b in each} == {batched["view"]} == {"pv-1"}
+    first: dict[str, float] = {}  # stage 1: each metric's first value per view
+    for beacon in each:
+        for name, value in beacon["metrics"].items():
+            first.setdefault(name, value)
+    assert first == batched["metrics"]
+    # without it the same five requests are five page views
+    plain = orjson.loads(request["body"])
+    assert [("view" in b) for m in plain for b in to_canonical([m], ctx)[0]] == [False] * 5
