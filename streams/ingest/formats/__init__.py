@@ -20,7 +20,17 @@ format unambiguous:
 3. :mod:`~streams.ingest.formats.webvitals`: a ``metrics`` array (the snippet's envelope), or a
    web-vitals ``name`` and a ``value``.
 4. :mod:`~streams.ingest.formats.boomerang`: only string values, with Boomerang's param names.
-5. :mod:`~streams.ingest.formats.canonical`: a ``metrics`` object, or ``ts``/``app``/``release``.
+5. :mod:`~streams.ingest.formats.sentry`: a ``sentry_item`` object (an envelope item as
+   :func:`parse_body` makes it).
+6. :mod:`~streams.ingest.formats.elastic`: one key, ``metadata``, ``transaction``, ``span``,
+   ``error`` or ``metricset``, holding an object (an intake v2 line).
+7. :mod:`~streams.ingest.formats.faro`: a ``meta`` object and ``measurements``, ``exceptions``,
+   ``events``, ``logs`` or ``traces``.
+8. :mod:`~streams.ingest.formats.canonical`: a ``metrics`` object, or ``ts``/``app``/``release``
+   and only canonical fields.
+
+None of 5 to 7 takes an item with a ``metrics`` key, nor 1 to 4 one with a ``metrics`` object
+and no ``resourceLogs``, ``type`` or ``name``: such an item is plainly canonical.
 
 A reason starts with the format's name, then the field:
 
@@ -34,7 +44,7 @@ A reason starts with the format's name, then the field:
 >>> for index, reason in rejects:
 ...     print(index, reason)
 2 web-vitals: value: must be >= 0, got -8
-3 unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, Datadog RUM view or OTLP log record
+3 unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, Datadog RUM view, OTLP log record, Sentry envelope, Elastic APM event or Faro payload
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ from types import ModuleType
 from typing import Any, NamedTuple
 
 from detectors.beacon import beacon_reason
-from streams.ingest.formats import boomerang, canonical, datadog, otel, webvitals
+from streams.ingest.formats import boomerang, canonical, datadog, elastic, faro, otel, sentry, webvitals
 from streams.ingest.formats.base import Context, FormatError, RejectKind
 from streams.ingest.formats.body import CONTEXT_PARAMS, parse_body
 
@@ -64,19 +74,23 @@ __all__ = [
 ]
 
 #: The format adapters, in detection order.
-ADAPTERS: tuple[ModuleType, ...] = (otel, datadog, webvitals, boomerang, canonical)
+#: The three SDK formats added last come after the busy ones (web-vitals is most requests
+#: that are not plainly canonical), so those are detected as fast as before.
+ADAPTERS: tuple[ModuleType, ...] = (otel, datadog, webvitals, boomerang, sentry, elastic, faro, canonical)
 
 UNRECOGNISED = (
     "unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, "
-    "Datadog RUM view or OTLP log record"
+    "Datadog RUM view, OTLP log record, Sentry envelope, Elastic APM event or Faro payload"
 )
 
 
 def _plainly_canonical(item: Any) -> bool:
     """A ``metrics`` object and none of the keys the other formats are detected by.
 
-    Most items are canonical beacons (the snippet sends them), so they skip the four
-    detectors before :mod:`~streams.ingest.formats.canonical`; what this accepts, those reject.
+    Most items are canonical beacons (the snippet sends them), so they skip the seven
+    detectors before :mod:`~streams.ingest.formats.canonical`; what this accepts, those reject
+    (Sentry, Elastic and Faro refuse any item with a ``metrics`` key). The fast path
+    (:mod:`~streams.ingest.formats.fast`) takes exactly these items for canonical too.
     """
     return (type(item) is dict and type(item.get("metrics")) is dict and "resourceLogs" not in item
             and "type" not in item and "name" not in item)

@@ -26,20 +26,28 @@ __all__ = ["NAME", "detect", "convert", "convert_beacon"]
 NAME = "canonical"
 
 _KEYS = ("ts", "app", "release")
+#: What a canonical beacon may hold (``client_ts``: a relay's, read when there is no ``ts``).
+FIELDS = frozenset({"id", "view", "ts", "client_ts", "app", "release", "cohort", "session", "page",
+                    "device", "country", "browser", "metrics", "errors"})
 
 
 def detect(item: Any) -> bool:
-    """An object with a ``metrics`` object, or with ts, app or release (``metrics`` not a list).
+    """An object with a ``metrics`` object, or with ts, app or release and canonical fields only.
 
-    A web-vitals metric (``name`` and ``value``) is not one, even when its sender added
-    ``release`` or ``ts``.
+    Without a ``metrics`` object an item is known by its field names alone, so one field
+    that is not canonical makes it another format's: a Sentry error event has a top-level
+    ``release`` (and ``exception``, ``event_id``, ``contexts``), and taken for a beacon it
+    would be a page view that never was. A web-vitals metric (``name`` and ``value``) is
+    not one either, even when its sender added ``release`` or ``ts``.
     """
     if not isinstance(item, dict) or ("name" in item and "value" in item):
         return False
     metrics = item.get("metrics")
+    if isinstance(metrics, dict):
+        return True
     if isinstance(metrics, list):  # a web-vitals envelope
         return False
-    return isinstance(metrics, dict) or any(k in item for k in _KEYS)
+    return any(k in item for k in _KEYS) and FIELDS.issuperset(item)
 
 
 def convert_beacon(obj: dict, ctx: Context) -> dict[str, Any]:

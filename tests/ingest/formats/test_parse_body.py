@@ -90,9 +90,11 @@ def test_bom_is_skipped():
     (b"hello", "application/x-www-form-urlencoded", {}, "body: not form-encoded (no key=value pair)"),
     (b"a=1&" * 10_001, "application/x-www-form-urlencoded", {}, "body: more than 10000 form fields"),
     (b"{}", "image/png", {}, "content-type: 'image/png' is not supported (send application/json, "
-                             "application/x-ndjson, text/plain or application/x-www-form-urlencoded)"),
+                             "application/x-ndjson, text/plain, application/x-www-form-urlencoded or "
+                             "application/x-sentry-envelope)"),
     (b"{}", "multipart/form-data; boundary=x", {}, "content-type: 'multipart/form-data' is not supported (send "
-     "application/json, application/x-ndjson, text/plain or application/x-www-form-urlencoded)"),
+     "application/json, application/x-ndjson, text/plain, application/x-www-form-urlencoded or "
+     "application/x-sentry-envelope)"),
 ], ids=lambda x: x if isinstance(x, str) and x else None)
 def test_malformed_bodies(body, content_type, query_, message):
     with pytest.raises(FormatError) as info:
