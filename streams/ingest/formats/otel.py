@@ -25,6 +25,19 @@ The records of one request are grouped into page views exactly like bare web-vit
 (:func:`streams.ingest.formats.webvitals.group_metrics`). A bad record is reported with its path;
 the other records of the request are still used.
 
+**Errors.** An exception record (``eventName`` ``exception``, opentelemetry-browser's errors
+instrumentation, or a record with ``exception.type`` / ``exception.message`` attributes) is
+one error, counted in the first page view of the web-vital records of the same resource in
+the export (one export is one page's LoggerProvider); an export with exceptions and no web
+vital of their resource makes a beacon of them alone (``errors``, no metrics).
+
+**Nothing ties one page's exports.** The SDK exports in batches (here: FCP, TTFB and the
+exception while the page is open, LCP and CLS when it is hidden), and no attribute names the
+page view: the resource has ``service.*`` only, a web vital's ``browser.web_vital.id`` is its
+own metric's (web-vitals ``v5-<ms>-<random>``), and ``session.id`` (when the session
+processor adds it) is the session. So no beacon has a ``view``, and each export is a page
+view of its own.
+
 >>> from streams.ingest.formats.base import Context
 >>> attr = lambda k, v: {"key": k, "value": {"doubleValue" if isinstance(v, float) else "stringValue": v}}
 >>> export = {"resourceLogs": [{"resource": {"attributes": [attr("service.name", "shop-web"),
@@ -33,6 +46,10 @@ the other records of the request are still used.
 ...     attr("browser.web_vital.value", 2140.3), attr("url.full", "https://shop.example/p/42?x=1")]}]}]}]}
 >>> convert([(0, export)], Context(received_at=1763856000123)).beacons
 [([0], {'ts': 1763856000123, 'client_ts': 1732300014485, 'app': 'shop-web', 'release': 'r2', 'page': '/p/42', 'metrics': {'LCP': 2140.3}})]
+>>> records = export["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+>>> records.append({"eventName": "exception", "attributes": [attr("exception.message", "boom")]})
+>>> convert([(0, export)], Context(received_at=1763856000123)).beacons[0][1]["errors"]
+1
 """
 
 from __future__ import annotations
@@ -125,10 +142,43 @@ def _string(attrs: dict[str, Any], key: str) -> str | None:
     return attrs[key] if type(attrs.get(key)) is str else None
 
 
-def _metric(record: dict, resource: dict[str, Any], where: str) -> webvitals.Metric | None:
+_EXCEPTION = "exception"
+_EXCEPTION_ATTRS = ("exception.type", "exception.message")
+
+
+def _event(record: dict, attrs: dict[str, Any]) -> Any:
+    return record.get("eventName") if type(record.get("eventName")) is str else attrs.get("event.name")
+
+
+def _is_exception(record: dict, attrs: dict[str, Any]) -> bool:
+    """An exception record: the ``exception`` event, or ``exception.*`` attributes on a record
+    that is no web vital."""
+    event = _event(record, attrs)
+    if event == _EXCEPTION:
+        return True
+    return event != _EVENT and not any(k.startswith(_PREFIX) for k in attrs) and any(
+        k in attrs for k in _EXCEPTION_ATTRS)
+
+
+def _context(record: dict, attrs: dict[str, Any], resource: dict[str, Any]) -> dict[str, Any]:
+    """The web-vitals context fields of a record: the resource's, then the record's own."""
+    merged = {**resource, **attrs}
+    ua = _string(merged, "user_agent.original")
+    mobile = merged.get("browser.mobile")
+    return {
+        "ts": _time_ms(record),
+        "app": _string(resource, "service.name"),
+        "release": _string(resource, "service.version"),
+        "session": _string(merged, "session.id"),
+        "page": _string(merged, "url.full"),
+        "device": "mobile" if mobile is True else ua_device(ua) or ("desktop" if mobile is False else None),
+        "browser": brands_browser(merged.get("browser.brands")) or ua_browser(ua),
+    }
+
+
+def _metric(record: dict, attrs: dict[str, Any], resource: dict[str, Any], where: str) -> webvitals.Metric | None:
     """The web vital of one log record, None for another kind of record."""
-    attrs = attributes(record.get("attributes"))
-    event = record.get("eventName") if type(record.get("eventName")) is str else attrs.get("event.name")
+    event = _event(record, attrs)
     fields = {k[len(_PREFIX):]: v for k, v in attrs.items() if k.startswith(_PREFIX)}
     body = any_value(record.get("body"))
     if "name" not in fields and event == _EVENT and isinstance(body, dict):
@@ -143,28 +193,19 @@ def _metric(record: dict, resource: dict[str, Any], where: str) -> webvitals.Met
             f"{where}name: must be one of {', '.join(sorted(n.lower() for n in webvitals.NAMES))},"
             f" got {str(name)[:20]!r}"
         )
-    merged = {**resource, **attrs}
-    ua = _string(merged, "user_agent.original")
-    mobile = merged.get("browser.mobile")
-    device = "mobile" if mobile is True else ua_device(ua) or ("desktop" if mobile is False else None)
     vital = {
         "name": name,
         "value": fields.get("value"),
         "id": fields.get("id"),
         "navigationType": fields.get("navigation_type"),
-        "ts": _time_ms(record),
-        "app": _string(resource, "service.name"),
-        "release": _string(resource, "service.version"),
-        "session": _string(merged, "session.id"),
-        "page": _string(merged, "url.full"),
-        "device": device,
-        "browser": brands_browser(merged.get("browser.brands")) or ua_browser(ua),
+        **_context(record, attrs, resource),
     }
     return webvitals.read_metric(vital, where)
 
 
 def _convert_export(index: int, export: dict, ctx: Context, out: Converted) -> None:
-    metrics: list[tuple[int, webvitals.Metric]] = []
+    metrics: list[tuple[int, webvitals.Metric]] = []  # (resourceLogs index, metric)
+    exceptions: dict[int, list[dict[str, Any]]] = {}  # resourceLogs index → the context of each
     reasons = len(out.rejects)
     for r, resource_logs in enumerate(export["resourceLogs"]):
         if not isinstance(resource_logs, dict):
@@ -180,21 +221,44 @@ def _convert_export(index: int, export: dict, ctx: Context, out: Converted) -> N
                 if not isinstance(record, dict):
                     out.rejects.append((index, f"{where}: must be an object"))
                     continue
+                attrs = attributes(record.get("attributes"))
+                if _is_exception(record, attrs):
+                    exceptions.setdefault(r, []).append(_context(record, attrs, resource_attrs))
+                    continue
                 try:
-                    metric = _metric(record, resource_attrs, where)
+                    metric = _metric(record, attrs, resource_attrs, where)
                 except FormatError as exc:
                     out.rejects.append((index, str(exc)))
                     continue
                 if metric is not None:
-                    metrics.append((index, metric))
-    for group in webvitals.group_metrics(metrics):
-        out.beacons.append(([index], webvitals.group_beacon(ctx, [m for _, m in group])))
-    if not metrics and len(out.rejects) == reasons:
+                    metrics.append((r, metric))
+    groups = webvitals.group_metrics(metrics)
+    errors: dict[int, int] = {}  # group → the exceptions counted in it
+    alone: list[list[dict[str, Any]]] = []  # the exceptions of a resource without a web vital here
+    for r, contexts in exceptions.items():
+        group = next((g for g, members in enumerate(groups) if any(m_r == r for m_r, _ in members)), None)
+        if group is None:
+            alone.append(contexts)
+        else:
+            errors[group] = errors.get(group, 0) + len(contexts)
+    for g, group in enumerate(groups):
+        out.beacons.append(([index], webvitals.group_beacon(ctx, [m for _, m in group], errors=errors.get(g))))
+    for contexts in alone:
+        try:
+            context = webvitals.read_context(contexts[0])
+        except FormatError as exc:
+            out.rejects.append((index, str(exc)))
+            continue
+        stamps = [c["ts"] for c in contexts if c["ts"] is not None]
+        out.beacons.append(([index], webvitals.group_beacon(
+            ctx, [], context=context, client_ts=max(stamps, default=None), errors=len(contexts))))
+    if not metrics and not exceptions and len(out.rejects) == reasons:
         out.rejects.append((index, "resourceLogs: no browser.web_vital log record"))
 
 
 def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
-    """Each export on its own: its web-vital records grouped into page views."""
+    """Each export on its own: its web-vital records grouped into page views, its exception
+    records counted in them."""
     out = Converted()
     for index, export in items:
         _convert_export(index, export, ctx, out)

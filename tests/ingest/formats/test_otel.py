@@ -6,7 +6,8 @@ import pytest
 
 from streams.ingest.formats import to_canonical
 from streams.ingest.formats.otel import any_value, attributes
-from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, convert, load, raw
+from tests.ingest.formats import captures
+from tests.ingest.formats.helpers import BARE, CTX, RECEIVED_AT, assert_valid, convert, load, raw
 
 
 def records(export: dict) -> list[dict]:
@@ -120,3 +121,44 @@ def test_attributes_skip_malformed_entries_and_deep_nesting():
     while isinstance(nested, list):
         nested = nested[0]
     assert nested is None  # cut off, not a RecursionError
+
+
+# The real SDK (opentelemetry-browser instrumentation 0.6.0, tests/sdks/captures/otel.json): two
+# exports of one page load.
+
+def test_the_captured_exports_and_their_exception():
+    first, second = captures.beacons("otel")
+    common = {"ts": RECEIVED_AT, "app": "shop-web", "release": "2026.11.23-abc"}
+    # while open: FCP, TTFB and the uncaught error (eventName "exception"), counted in them
+    assert first == [{**common, "id": "v5-1796642861985-1715775867924", "client_ts": 1796642862025,
+                      "metrics": {"FCP": 100.0, "TTFB": 5.5}, "errors": 1}]
+    # on hide: LCP and CLS. Nothing names the page view, so neither beacon has a view
+    assert second == [{**common, "id": "v5-1796642861985-7878877755011", "client_ts": 1796642862448,
+                       "metrics": {"CLS": 0.09375, "LCP": 220.0}}]
+
+
+def test_nothing_in_the_captured_exports_ties_them():
+    exports = [captures.items(r)[0] for r in captures.requests("otel")]
+    assert [attributes(e["resourceLogs"][0]["resource"]["attributes"]) for e in exports] == [
+        {"service.name": "shop-web", "service.version": "2026.11.23-abc"}] * 2
+    keys = {kv["key"] for e in exports for scope in e["resourceLogs"][0]["scopeLogs"]
+            for record in scope["logRecords"] for kv in record["attributes"]}
+    assert not any(k.startswith(("session.", "browser.page", "view.")) for k in keys), keys
+
+
+def test_exceptions_without_a_web_vital_are_a_page_view_with_errors():
+    export = captures.items(captures.requests("otel")[0])[0]
+    scopes = export["resourceLogs"][0]["scopeLogs"]
+    scopes[1]["logRecords"] *= 2
+    del scopes[0]  # the web-vitals scope
+    beacons, rejects = to_canonical([export], CTX)
+    assert_valid(beacons)
+    assert rejects == [] and beacons == [{
+        "ts": RECEIVED_AT, "client_ts": 1796642862488, "app": "shop-web", "release": "2026.11.23-abc",
+        "country": "DE", "metrics": {}, "errors": 2}]
+
+
+def test_a_record_with_exception_attributes_and_no_event_name_is_an_exception():
+    export = captures.items(captures.requests("otel")[0])[0]
+    del export["resourceLogs"][0]["scopeLogs"][1]["logRecords"][0]["eventName"]
+    assert to_canonical([export], CTX)[0][0]["errors"] == 1
