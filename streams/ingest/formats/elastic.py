@@ -1,7 +1,8 @@
 """Elastic APM RUM (``@elastic/apm-rum``): the intake v2 NDJSON the agent posts (gzipped, which
 the endpoint inflates), one event a line: ``{"metadata": …}`` first, then ``{"transaction": …}``,
 ``{"span": …}``, ``{"error": …}``, ``{"metricset": …}`` lines. A metadata line applies to the
-lines after it in the same body.
+lines after it in the same body. Intake v3 (``apiVersion: 3``) lines, with the agent's short
+keys (``m``, ``x``, ``e``, …; LCP ``k.a.lp``, FCP ``k.a.fp``, TTFB ``k.a.fb``), are read the same.
 
 =========  ==========================================================================
 canonical  Elastic
@@ -54,8 +55,11 @@ __all__ = ["NAME", "detect", "convert"]
 NAME = "Elastic APM"
 
 _EVENTS = frozenset({"metadata", "transaction", "span", "error", "metricset"})
+# Intake v3 (``apiVersion: 3``) sends the same events with short keys (the agent's compress.js)
+_V3 = {"m": "metadata", "x": "transaction", "y": "span", "e": "error", "me": "metricset"}
 _MARKS = (("LCP", "largestContentfulPaint"), ("FCP", "firstContentfulPaint"), ("TTFB", "timeToFirstByte"))
 _PAGE_LOAD = "page-load"
+_PAGE_EXIT = "page-exit"
 
 
 def detect(item: Any) -> bool:
@@ -64,7 +68,7 @@ def detect(item: Any) -> bool:
     if not isinstance(item, dict) or len(item) != 1:
         return False
     key, value = next(iter(item.items()))
-    return key in _EVENTS and isinstance(value, dict)
+    return (key in _EVENTS or key in _V3) and isinstance(value, dict)
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -79,6 +83,28 @@ def _id(x: Any) -> str | None:
     return x if type(x) is str and 0 < len(x) <= 128 else None
 
 
+def _long(key: str, event: dict) -> tuple[str, dict]:
+    """A v3 line's event in v2's names (only the fields read here), and its v2 key.
+
+    A v3 field that is wrong is named by its v2 name in a reason (``marks.agent.…``).
+    """
+    if key not in _V3:
+        return key, event
+    g = lambda *path: _get(event, *path)  # noqa: E731
+    if key == "m":
+        return "metadata", {"service": {"name": g("se", "n"), "version": g("se", "ve")}}
+    if key == "x":
+        return "transaction", {
+            "id": g("id"), "trace_id": g("tid"), "type": g("t"), "context": {"page": {"url": g("c", "p", "url")}},
+            "marks": {"agent": {"largestContentfulPaint": g("k", "a", "lp"), "firstContentfulPaint": g("k", "a", "fp"),
+                                "timeToFirstByte": g("k", "a", "fb")}},
+            "experience": {"cls": g("exp", "cls")}, "session": {"id": g("ses", "id")}}
+    if key == "e":
+        return "error", {"id": g("id"), "transaction_id": g("xid"), "transaction": {"type": g("x", "t")},
+                         "context": {"page": {"url": g("c", "p", "url")}}}
+    return _V3[key], event
+
+
 def _value(obj: dict, where: str, *path: str) -> float | None:
     raw = _get(obj, *path)
     if raw is None:
@@ -91,6 +117,9 @@ def _value(obj: dict, where: str, *path: str) -> float | None:
 
 def _page_load(tx: dict, metadata: dict | None, ctx: Context) -> dict[str, Any]:
     kind = tx.get("type")
+    if kind == _PAGE_EXIT:
+        raise FormatError("transaction.type: 'page-exit' names no page load (its INP cannot be joined to "
+                          "its page view)", RejectKind.NOT_A_PAGE_VIEW)
     if kind != _PAGE_LOAD:
         shown = repr(kind[:40]) if type(kind) is str else "none"
         raise FormatError(f"transaction.type: {shown} transactions are not page views (only 'page-load')",
@@ -131,7 +160,7 @@ def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
     out = Converted()
     metadata: dict | None = None
     for index, line in items:
-        key, event = next(iter(line.items()))
+        key, event = _long(*next(iter(line.items())))
         try:
             if key == "metadata":
                 metadata = event  # read by the lines that follow; a beacon's check judges its values
