@@ -37,6 +37,7 @@ import orjson
 
 from detectors.beacon import GOOD_LIMITS, METRICS, BeaconBatch, CohortKey
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY, MIN_POSITIVE, LogSketch
+from detectors.views import METRIC_BITS, PageViews, metric_bits
 
 __all__ = ["DEFAULT_WINDOW_MS", "DEFAULT_LATENESS_MS", "DEFAULT_MAX_COHORTS", "DEFAULT_MAX_VIEWS_PER_SESSION",
            "RolloutReleases", "WindowSummary", "TumblingWindows", "window_start"]
@@ -215,11 +216,13 @@ def _group_rows(starts: np.ndarray, key: np.ndarray, n_keys: int) -> tuple[list[
 
 
 def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np.ndarray,
-                  log_gamma: float) -> _GroupCounts:
+                  log_gamma: float, joined: _Joined | None = None) -> _GroupCounts:
     """Count a whole batch per group with one vectorised pass per metric.
 
     Bucketing every value of a batch at once (instead of per window and cohort) keeps the
     number of numpy calls per batch small, which is what makes small windows cheap.
+    With ``joined``, only the rows that start a page view count as page views (and their
+    sessions and lateness), and only its ``error_view`` rows as erroring page views.
     """
     def per_group(weights: np.ndarray | None, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         return np.bincount(group[rows], weights, minlength=n_groups).astype(np.int64)
@@ -240,13 +243,20 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
         else:
             lo, buckets = 0, np.zeros((n_groups, 0), np.int64)
         metrics[m] = (lo, buckets, zeros, over)
-    page_views = per_group(None)
-    session_sets, anonymous = _sessions(batch.session, group, n_groups, page_views)
+    if joined is None:
+        page_views = per_group(None)
+        error_views = per_group(None, batch.errors > 0)
+        session_sets, anonymous = _sessions(batch.session, group, n_groups, page_views)
+    else:
+        page_views = per_group(None, joined.starts)
+        error_views = per_group(None, joined.error_view)
+        late = late & joined.starts
+        session_sets, anonymous = _sessions(batch.session, group, n_groups, page_views, joined.starts)
     return _GroupCounts(
         page_views=page_views,
         session_sets=session_sets,
         anonymous=anonymous,
-        error_views=per_group(None, batch.errors > 0),
+        error_views=error_views,
         errors=per_group(batch.errors.astype(np.float64)),
         late=per_group(late.astype(np.float64)),
         metrics=metrics,
@@ -254,18 +264,33 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
 
 
 def _sessions(session: list | None, group: np.ndarray, n_groups: int,
-              page_views: np.ndarray) -> tuple[list[set], np.ndarray]:
-    """Per group: the set of session ids, and the page views that carry none."""
+              page_views: np.ndarray, starts: np.ndarray | None = None) -> tuple[list[set], np.ndarray]:
+    """Per group: the set of session ids, and the page views that carry none (of the rows
+    that start a page view, with ``starts``)."""
     sets: list[set] = [set() for _ in range(n_groups)]
     if session is None:
         return sets, page_views
     anonymous = np.zeros(n_groups, np.int64)
-    for g, sid in zip(group.tolist(), session):
+    rows = zip(group.tolist(), session) if starts is None else (
+        (g, sid) for g, sid, first in zip(group.tolist(), session, starts.tolist()) if first)
+    for g, sid in rows:
         if sid is None:
             anonymous[g] += 1
         else:
             sets[g].add(sid)
     return sets, anonymous
+
+
+@dataclass
+class _Joined:
+    """A batch's rows as :class:`~detectors.views.PageViews` saw them."""
+
+    starts: np.ndarray  # bool: the row starts a page view (rows without a view always do)
+    error_view: np.ndarray  # bool: the row makes its page view an erroring one
+    nothing: np.ndarray  # bool: the row adds nothing its page view has not counted already, or is capped
+
+    def rows(self, mask: np.ndarray) -> _Joined:
+        return _Joined(self.starts[mask], self.error_view[mask], self.nothing[mask])
 
 
 class RolloutReleases:
@@ -316,9 +341,11 @@ class TumblingWindows:
       first keys to arrive in a window are the ones kept.
     * ``max_views_per_session``: a session's page views in a window beyond it are not
       counted, only added to the summary's ``capped`` (page views without a session are
-      not capped: each counts as its own user).
+      not capped: each counts as its own user). A capped page view's later beacons are
+      not counted either.
 
-    None turns a cap off.
+    None turns a cap off. ``views`` joins the beacons of one page view (their ``view``) so
+    that it counts once (:mod:`detectors.views`); None counts every beacon as a page view.
     """
 
     def __init__(self, size_ms: int = DEFAULT_WINDOW_MS,
@@ -326,7 +353,7 @@ class TumblingWindows:
                  relative_accuracy: float = DEFAULT_RELATIVE_ACCURACY, *,
                  max_cohorts: int | None = DEFAULT_MAX_COHORTS,
                  max_views_per_session: int | None = DEFAULT_MAX_VIEWS_PER_SESSION,
-                 protected_releases: Iterable[str] = ()) -> None:
+                 protected_releases: Iterable[str] = (), views: PageViews | None = None) -> None:
         if int(size_ms) != size_ms or size_ms <= 0:
             raise ValueError(f"window size must be a whole number of ms > 0, got {size_ms!r}")
         if int(allowed_lateness_ms) != allowed_lateness_ms or allowed_lateness_ms < 0:
@@ -335,6 +362,7 @@ class TumblingWindows:
             if cap is not None and (int(cap) != cap or cap < 1):
                 raise ValueError(f"{name} must be a whole number >= 1 or None, got {cap!r}")
         self.max_cohorts = max_cohorts
+        self.views = views
         self.max_views_per_session = max_views_per_session
         # A set or a RolloutReleases is read live: a rollout recorded later protects its releases from then on.
         self.protected_releases: Container[str] = (
@@ -380,20 +408,80 @@ class TumblingWindows:
             starts = np.where(late, window_start(seen, self.size_ms), starts)
         groups, cohorts = _group_rows(starts, batch.key, len(batch.keys))
         keep = self._admit(batch, starts, groups, cohorts)
-        capped = self._cap_sessions(batch, starts, keep)
+        joined = None
+        if self.views is not None and batch.view is not None:
+            batch, joined = self._join(batch, seen, keep)
+        capped = self._cap_sessions(batch, starts, keep if joined is None else keep & joined.starts)
         count = keep & ~capped
         if capped.any():
             for row in np.flatnonzero(capped).tolist():
                 self._summary(int(starts[row]), batch.keys[batch.key[row]]).capped += 1
+            if joined is not None:
+                self._cap_views(batch, capped, joined)
+        if joined is not None:
+            count &= ~joined.nothing
         if not count.all():
             batch, starts, late = _rows(batch, count), starts[count], late[count]
+            joined = None if joined is None else joined.rows(count)
             groups, cohorts = _group_rows(starts, batch.key, len(batch.keys))
-        self.late_total += int(late.sum())
+        self.late_total += int(late.sum() if joined is None else (late & joined.starts).sum())
         if len(batch):
-            counts = _count_groups(batch, cohorts, len(groups), late, self._log_gamma)
+            counts = _count_groups(batch, cohorts, len(groups), late, self._log_gamma, joined)
             for g, (start, code) in enumerate(groups):
                 self._summary(start, batch.keys[code]).add_counts(counts, g)
         return self._close(int(self._closed_before(self.watermark)))
+
+    def _join(self, batch: BeaconBatch, seen: np.ndarray, keep: np.ndarray) -> tuple[BeaconBatch, _Joined | None]:
+        """The batch with the metrics its page views have counted already left out (NaN),
+        and which rows start a page view or make it erroring (:mod:`detectors.views`)."""
+        has_view = np.fromiter((v is not None for v in batch.view), bool, len(batch)) & keep
+        rows = np.flatnonzero(has_view)
+        if rows.size == 0:
+            return batch, None
+        row_list = rows.tolist()
+        bits = metric_bits(batch.metrics, rows)
+        new, repeated, erroring = self.views.observe(
+            [batch.keys[code].app for code in batch.key[rows].tolist()], [batch.view[r] for r in row_list],
+            batch.ts[rows].tolist(), seen[rows].tolist(), bits, (batch.errors[rows] > 0).tolist())
+        starts = np.ones(len(batch), bool)
+        starts[rows] = new
+        error_view = batch.errors > 0
+        error_view[rows] = erroring
+        repeated_bits = np.zeros(len(batch), np.int64)
+        repeated_bits[rows] = repeated
+        row_bits = np.zeros(len(batch), np.int64)
+        row_bits[rows] = bits
+        metrics = dict(batch.metrics)
+        for m, values in batch.metrics.items():
+            drop = (repeated_bits & METRIC_BITS[m]) != 0
+            if drop.any():
+                metrics[m] = np.where(drop, np.nan, values)
+        nothing = ~starts & (repeated_bits == row_bits) & (batch.errors == 0)  # errors all count
+        joined = BeaconBatch(batch.ts, batch.key, batch.keys, metrics, batch.errors, batch.session, batch.view)
+        return joined, _Joined(starts, error_view, nothing)
+
+    def _cap_views(self, batch: BeaconBatch, capped: np.ndarray, joined: _Joined) -> None:
+        """Leave out the later beacons of page views whose first beacon was capped: in later
+        batches (:meth:`PageViews.cap`) and in this one."""
+        rows = [row for row in np.flatnonzero(capped).tolist() if batch.view[row]]
+        apps = [batch.keys[batch.key[row]].app for row in rows]
+        views = [batch.view[row] for row in rows]
+        self.views.cap(apps, views)
+        gone = set(zip(apps, views))
+        for row in np.flatnonzero(~joined.starts).tolist():
+            if (batch.keys[batch.key[row]].app, batch.view[row]) in gone:
+                joined.nothing[row] = True
+
+    def warm(self, batch: BeaconBatch) -> None:
+        """Take a batch's page views into :attr:`views` without counting anything: the
+        records a restarted stage 1 re-reads from before its checkpoint, so that their page
+        views' later beacons join them rather than count again. The watermark is not moved."""
+        if self.views is None or batch.view is None or len(batch) == 0:
+            return
+        before = np.maximum.accumulate(batch.ts)
+        seen = np.empty_like(before)
+        seen[1:], seen[0] = before[:-1], batch.ts[0]
+        self._join(batch, seen, np.ones(len(batch), bool))
 
     def _summary(self, start: int, key: CohortKey) -> WindowSummary:
         summary = self._open.get((start, key))

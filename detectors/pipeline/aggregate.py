@@ -15,7 +15,11 @@ Exactly-once counting without Kafka transactions rests on two facts:
   (:meth:`TumblingWindows.add`), never on how records were batched.
 
 So after a crash, a fresh aggregator restored from the checkpoint re-reads the records
-from there and rebuilds exactly the windows that were open. A window that had already
+from there and rebuilds exactly the windows that were open. Page views whose beacons span
+the checkpoint (:mod:`detectors.views`) are rebuilt too: the checkpoint's ``views_from`` is
+the first record whose page views may still be joined after it, and a restarted aggregator
+re-reads the records from there to its ``offset`` without counting them, only to remember
+their page views. A window that had already
 been published can come out again holding the part of its beacons at or after the
 checkpoint; the judge keeps the first publication of each (source, window, cohort), which
 was complete and is earlier on the topic.
@@ -28,7 +32,7 @@ was complete and is earlier on the topic.
 ([], [(2, 'record: not valid JSON or NDJSON')], None)
 >>> step = agg.process([(3, rec(1763856006000))])      # closes window 0
 >>> [(s.start, s.page_views) for s in step.closed], step.done_offset, step.checkpoint
-([(1763856000000, 2)], 3, Checkpoint(offset=3, watermark=1763856004000))
+([(1763856000000, 2)], 3, Checkpoint(offset=3, watermark=1763856004000, views_from=0))
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import orjson
 
 from detectors.decode import DecodeResult, decode_records, item_bytes
 from detectors.pipeline.judge import WindowsRecord
+from detectors.views import DEFAULT_VIEW_HORIZON_MS, DEFAULT_VIEW_SLOTS, PageViews
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary, window_start
 
 __all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records", "summary_bytes",
@@ -50,17 +55,29 @@ __all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_r
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Where a restarted aggregator resumes: at ``offset``, with this watermark before it."""
+    """Where a restarted aggregator resumes: at ``offset``, with this watermark before it,
+    having first re-read the records from ``views_from`` for their page views (None: none)."""
 
     offset: int
     watermark: int | None
+    views_from: int | None = None
+
+    @property
+    def read_from(self) -> int:
+        """The first offset a restarted aggregator reads."""
+        return self.offset if self.views_from is None else min(self.views_from, self.offset)
 
     def to_dict(self) -> dict:
-        return {"offset": self.offset, "watermark": self.watermark}
+        d = {"offset": self.offset, "watermark": self.watermark}
+        if self.views_from is not None and self.views_from < self.offset:
+            d["views_from"] = self.views_from
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Checkpoint:
-        return cls(int(d["offset"]), None if d.get("watermark") is None else int(d["watermark"]))
+        views_from = d.get("views_from")
+        return cls(int(d["offset"]), None if d.get("watermark") is None else int(d["watermark"]),
+                   None if views_from is None else int(views_from))
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,10 @@ class PartitionAggregator:
         Window size and allowed lateness.
     checkpoint
         Resume point of an earlier run; records below its offset are skipped.
+    view_horizon_ms, view_slots
+        How long a page view's later beacons join it, and the size of the table that
+        remembers page views (:class:`~detectors.views.PageViews`); ``view_horizon_ms=None``
+        counts every beacon as a page view.
     limits
         ``max_cohorts``, ``max_views_per_session``, ``protected_releases`` of
         :class:`~detectors.windows.TumblingWindows`; beacons its cohort cap refuses are
@@ -111,15 +132,23 @@ class PartitionAggregator:
 
     def __init__(self, partition: int, window_ms: int = DEFAULT_WINDOW_MS,
                  lateness_ms: int = DEFAULT_LATENESS_MS, checkpoint: Checkpoint | None = None,
+                 view_horizon_ms: int | None = DEFAULT_VIEW_HORIZON_MS, view_slots: int = DEFAULT_VIEW_SLOTS,
                  **limits: Any) -> None:
         self.partition = partition
-        self.windows = TumblingWindows(window_ms, lateness_ms, **limits)
+        views = None if view_horizon_ms is None else PageViews(view_horizon_ms, view_slots)
+        self.view_horizon_ms = view_horizon_ms
+        self.windows = TumblingWindows(window_ms, lateness_ms, views=views, **limits)
         self.skip_below = -1
+        self.warm_from = -1  # records from here to skip_below are read for their page views only
         if checkpoint is not None:
             self.skip_below = checkpoint.offset
+            self.warm_from = checkpoint.read_from
             if checkpoint.watermark is not None:
                 self.windows.restore(checkpoint.watermark)
         self._pending: deque[_Pending] = deque()
+        # (first offset, watermark before) of the batches whose page views may still be
+        # joined: where a checkpoint's views_from comes from
+        self._history: deque[tuple[int, int | None]] = deque()
         self.beacons = 0
         self.rejected = 0
         self.last_offset: int | None = None
@@ -135,10 +164,14 @@ class PartitionAggregator:
 
     def process(self, records: Sequence[tuple[int, bytes]]) -> Step:
         """Count ``(offset, value)`` records of this partition, in offset order."""
-        records = [(o, v) for o, v in records if o >= self.skip_below]
+        if records and records[0][0] < self.skip_below:
+            self._warm([(o, v) for o, v in records if self.warm_from <= o < self.skip_below])
+            records = [(o, v) for o, v in records if o >= self.skip_below]
         if not records:
             return Step()
         watermark_before = self.windows.watermark
+        if self.view_horizon_ms is not None:
+            self._history.append((records[0][0], watermark_before))
         decoded = decode_records([v for _, v in records])
         step = Step(beacons=len(decoded.batch))
         step.rejects = [DeadLetter(records[r.record][0], r.item, r.raw, r.reason) for r in decoded.rejects]
@@ -167,6 +200,18 @@ class PartitionAggregator:
         self._settle(step)
         return step
 
+    def _warm(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Re-read records before the checkpoint for their page views only (see the module)."""
+        if not records or self.view_horizon_ms is None:
+            return
+        self._history.append((records[0][0], None if not self._history else self._history[-1][1]))
+        decoded = decode_records([v for _, v in records])
+        self.windows.warm(decoded.batch)
+        if len(decoded.batch):
+            wm = int(decoded.batch.ts.max())
+            last = self._history[-1][1]
+            self._history[-1] = (self._history[-1][0], wm if last is None else max(last, wm))
+
     def _settle(self, step: Step) -> None:
         """Release the batches whose windows have all been handed out."""
         closed_before = self.windows.closed_before
@@ -178,9 +223,28 @@ class PartitionAggregator:
         step.done_offset = done
         if self._pending:
             nxt = self._pending[0]
-            step.checkpoint = Checkpoint(nxt.first, nxt.watermark_before)
+            step.checkpoint = self._checkpoint(nxt.first, nxt.watermark_before)
         else:
-            step.checkpoint = Checkpoint(done, self.windows.watermark)
+            step.checkpoint = self._checkpoint(done, self.windows.watermark)
+
+    def _checkpoint(self, offset: int, watermark: int | None) -> Checkpoint:
+        """A checkpoint at ``offset``, whose ``views_from`` is the first batch that may hold a
+        page view still joined after it: every record before a batch has an event time at
+        most that batch's watermark before, and a page view first seen more than the
+        horizon before ``watermark`` is never joined again."""
+        if self.view_horizon_ms is None or watermark is None or not self._history:
+            return Checkpoint(offset, watermark)
+        history, cut = self._history, watermark - self.view_horizon_ms
+        floor = self._pending[0].watermark_before if self._pending else self.windows.watermark
+        while len(history) > 1 and history[1][1] is not None and floor is not None \
+                and history[1][1] < floor - self.view_horizon_ms:
+            history.popleft()  # no later checkpoint needs the batches before it
+        views_from = history[0][0]
+        for first, before in history:
+            if first > offset or before is None or before >= cut:
+                break
+            views_from = first
+        return Checkpoint(offset, watermark, views_from)
 
 
 def _refused(records: Sequence[tuple[int, bytes]], decoded: DecodeResult, row: int, reason: str) -> DeadLetter:

@@ -176,6 +176,7 @@ class Stage1:
         self.resume_at: dict[int, int] = {}  # rebuilt after a failed send: events before this offset are stale
         self.failures: dict[int, int] = {}  # failed sends in a row, per partition (the backoff)
         self.unconfirmed: dict[int, list] = defaultdict(list)  # sends whose delivery is not yet confirmed
+        self.rewound: set[int] = set()  # read back from their checkpoint's views_from already
         self.lock = asyncio.Lock()
 
     async def load_checkpoints(self) -> None:
@@ -216,6 +217,7 @@ class Stage1:
             self.failures.pop(p, None)
             _forget(self.unconfirmed.pop(p, ()))
             self.rt.backend.failing.pop(p, None)
+            self.rewound.discard(p)
         self.assigned -= partitions
 
     async def process(self, p: int, events: list) -> None:
@@ -230,6 +232,11 @@ class Stage1:
         except Exception as exc:  # noqa: BLE001 - its checkpoint unread (the broker away): nothing counted yet
             await self.rebuild(p, exc, "checkpoint read failed")
             return
+        if p not in self.rewound:
+            self.rewound.add(p)
+            if events[0].message.offset > agg.warm_from >= 0:
+                await self._rewind(p, events[-1].message.offset, agg.warm_from)
+                return
         step = agg.process([(e.message.offset, e.message.value) for e in events])
         self.rt.stats["beacons"] += step.beacons
         self.rt.stats["records"] += len(events)
@@ -237,6 +244,15 @@ class Stage1:
         self.rt.backend.metrics.records.inc(len(events))
         self.last_record_at[p] = time.monotonic()
         await self.publish(p, agg, step)
+
+    async def _rewind(self, p: int, last: int, offset: int) -> None:
+        """Go back to ``offset`` (a restored checkpoint's ``views_from``): the records from
+        there to the checkpoint are read again, for the page views they began, before the
+        partition counts on. The events held so far come again, and are never acked."""
+        self.held.pop(p, None)
+        self.resume_at[p] = last
+        log.info("partition %d: reading back from offset %d for the page views begun before its checkpoint", p, offset)
+        await self.rt.app.consumer.seek(TP(self.rt.settings.topics.beacons, p), offset)
 
     def _fresh(self, p: int, events: list) -> list:
         """The events to count. After a rebuild, the stream may still hold events fetched
@@ -283,6 +299,7 @@ class Stage1:
         agg = self.aggs.pop(p, None)
         held = self.held.pop(p, None)
         self.reported.pop(p, None)
+        self.rewound.discard(p)
         _forget(self.unconfirmed.pop(p, ()))
         seen = [o for o in (agg.last_offset if agg else None, held[-1].message.offset if held else None)
                 if o is not None]
@@ -292,7 +309,7 @@ class Stage1:
         if not seen:
             return  # this aggregator had read nothing yet: the consumer is where it starts
         self.resume_at[p] = max(seen)
-        offset = checkpoint.offset if checkpoint is not None else 0
+        offset = checkpoint.read_from if checkpoint is not None else 0
         await rt.app.consumer.seek(TP(rt.settings.topics.beacons, p), offset)
 
     def _backoff(self, attempt: int) -> float:
