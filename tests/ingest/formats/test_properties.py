@@ -3,7 +3,11 @@ beacon it returns is valid, whatever the items, including damaged real payloads.
 
 from __future__ import annotations
 
+import base64
 import copy
+import gzip
+import json
+from pathlib import Path
 from urllib.parse import urlencode
 
 import orjson
@@ -17,6 +21,7 @@ from tests.ingest.formats.helpers import RECEIVED_AT, load, query, raw
 CONTENT_TYPES = [
     "application/json", "application/json; charset=utf-8", "application/x-ndjson", "text/plain;charset=UTF-8",
     "application/x-www-form-urlencoded", "", "application/octet-stream", "application/vnd.api+json", "image/png",
+    "application/x-sentry-envelope",
 ]
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,6 +52,22 @@ REAL_ITEMS = (
     + load("canonical.json")
 )
 
+CAPTURES = Path(__file__).resolve().parents[2] / "sdks" / "captures"
+
+
+def _captured_bodies(config):
+    """A recorded SDK's request bodies as the endpoint reads them (inflated), with their content types."""
+    for request in json.loads((CAPTURES / f"{config}.json").read_text()):
+        body = base64.b64decode(request["body_b64"])
+        if request["headers"].get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        yield body, request["headers"].get("content-type", "")
+
+
+SDK_BODIES = [pair for config in ("faro", "sentry", "elastic") for pair in _captured_bodies(config)]
+# Every item the Faro, Sentry and Elastic SDKs sent (Elastic's in body order, metadata first).
+SDK_ITEMS = [item for body, content_type in SDK_BODIES for item in parse_body(body, content_type)]
+
 
 def _paths(obj, prefix=()):
     """Every place in a JSON value, as a path of keys and indexes."""
@@ -60,9 +81,9 @@ def _paths(obj, prefix=()):
 
 
 @st.composite
-def damaged_items(draw):
+def damaged_items(draw, pool=REAL_ITEMS):
     """A real item with a few of its values replaced by arbitrary ones (strings for params)."""
-    item = copy.deepcopy(draw(st.sampled_from(REAL_ITEMS)))
+    item = copy.deepcopy(draw(st.sampled_from(pool)))
     for _ in range(draw(st.integers(1, 4))):
         paths = [p for p in _paths(item) if p]
         if not paths:
@@ -168,3 +189,50 @@ def test_undamaged_real_payloads_only_lose_what_is_not_a_page_view(items):
 def _datadog_non_user_or_action(item):
     session = item.get("session")
     return "_dd" in item and (item["type"] == "action" or isinstance(session, dict) and session["type"] == "synthetics")
+
+
+@SETTINGS
+@given(items=st.lists(damaged_items(SDK_ITEMS) | st.sampled_from(SDK_ITEMS), min_size=1, max_size=8), ctx=contexts)
+def test_damaged_sdk_payloads_never_raise_and_give_only_valid_beacons(items, ctx):
+    check(items, ctx)
+
+
+@SETTINGS
+@given(index=st.integers(0, len(SDK_BODIES) - 1), cut=st.integers(0, 2000), noise=st.binary(max_size=6),
+       at=st.integers(0, 50_000), content_type=st.sampled_from(CONTENT_TYPES))
+def test_damaged_sdk_bodies_parse_or_raise_format_error_and_convert_safely(index, cut, noise, at, content_type):
+    """A recorded body cut short, or with bytes spliced in (an envelope's framing broken)."""
+    body, _ = SDK_BODIES[index]
+    at %= len(body) + 1
+    body = body[: len(body) - cut % (len(body) + 1)] if cut % 2 else body[:at] + noise + body[at:]
+    try:
+        items = parse_body(body, content_type)
+    except FormatError as exc:
+        assert str(exc)
+        return
+    assert isinstance(items, list)
+    check(items, Context(RECEIVED_AT, app="a", release="r"))
+
+
+envelope_payloads = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
+
+
+@SETTINGS
+@given(header=st.fixed_dictionaries({"sent_at": st.text(max_size=12)}, optional={"dsn": st.text(max_size=12)}),
+       parts=st.lists(st.tuples(st.sampled_from(["event", "span", "session", "client_report"]), envelope_payloads,
+                                st.booleans(), st.booleans()), max_size=5),
+       content_type=st.sampled_from(["application/x-sentry-envelope", "text/plain;charset=UTF-8", ""]))
+def test_an_envelope_round_trips(header, parts, content_type):
+    """Items framed with a length (their payload pretty-printed, newlines in it) or without."""
+    lines = [orjson.dumps(header)]
+    for kind, payload, with_length, crlf in parts:
+        raw_payload = orjson.dumps(payload, option=orjson.OPT_INDENT_2 if with_length else 0)
+        item_header = {"type": kind, **({"length": len(raw_payload)} if with_length else {})}
+        lines += [orjson.dumps(item_header) + (b"\r" if crlf else b""), raw_payload]
+    body = b"\n".join(lines)
+    if not parts and content_type != "application/x-sentry-envelope":
+        return  # a lone header line is sniffed as JSON, not as an envelope
+    items = parse_body(body, content_type)
+    assert [(i["sentry_envelope"], i["sentry_item"]["type"], i["payload"]) for i in items] == [
+        (header, kind, payload) for kind, payload, _, _ in parts]
+    check(items, Context(RECEIVED_AT, app="a", release="r"))
