@@ -5,7 +5,8 @@ A page sends several beacons, all with its page id ``pid`` (random, one per page
 and a beacon number ``n``: the page-load beacon, an error beacon for errors after load
 (``http.initiator=error``, with ``err``), SPA navigations, and the unload beacon
 (``rt.quit``). ``pid`` is the beacon's ``view``, so they are one page view; an SPA soft
-navigation (``http.initiator=spa``) is a page view of its own, ``<pid>-<n>``.
+navigation (``http.initiator=spa``) is a page view of its own, ``<pid>-<n>`` (the error and
+unload beacons name only the page, so in an SPA their errors and INP go to its first view).
 
 ============  ========================================================================
 canonical     Boomerang params
