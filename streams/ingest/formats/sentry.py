@@ -10,6 +10,9 @@ What an envelope item becomes:
   → per trace, a beacon with the web vitals its spans carry as attributes
   ``browser.web_vital.{lcp,fcp,ttfb,cls,inp}.value`` (ms, CLS a score); a ``pageload`` or
   ``navigation`` segment span is a page view even without them;
+* without span streaming (SDK 8 to 10): ``transaction`` with ``contexts.trace.op`` ``pageload`` or
+  ``navigation`` → a beacon with its ``measurements.{lcp,fcp,ttfb,cls,inp}.value``, and a v1
+  standalone ``span`` (the INP's, ``measurements.inp``) → a beacon of its trace;
 * anything else (``session``, ``sessions``, ``client_report``, ``attachment``, an event
   without an exception, spans of no page view) is not a page view: counted, not stored.
 
@@ -29,7 +32,7 @@ app        the request's (Sentry has no app name: ``?app=`` on the tunnel URL)
 page       path of event ``request.url`` / the segment span's ``url.full``
 device,    from the User-Agent: event ``request.headers.User-Agent``, span attribute
 browser    ``user_agent.original``
-id         ``sentry-<event_id>``; ``sentry-<span_id>`` of the trace's first span used
+id         ``sentry-<event_id>``; ``sentry-<span_id>`` of the trace's first span in the item
 =========  ==========================================================================
 
 >>> from streams.ingest.formats.base import Context
@@ -90,8 +93,25 @@ def _text(x: Any, limit: int = 128) -> str | None:
 
 
 def _attribute(span: dict, name: str) -> Any:
-    """A span v2 attribute's value (``{"value": ..., "type": ...}``), or None."""
-    return _get(span, "attributes", name, "value")
+    """A span attribute's value: v2's ``attributes`` (``{"value": ..., "type": ...}``), else
+    v1's ``data`` (plain values), or None."""
+    value = _get(span, "attributes", name, "value")
+    return _get(span, "data", name) if value is None else value
+
+
+def _measurements(obj: dict, where: str, metrics: dict[str, float]) -> None:
+    """v1 spans' and transactions' ``measurements`` (``{"lcp": {"value": 208, "unit": ...}}``)."""
+    found = obj.get("measurements")
+    if not isinstance(found, dict):
+        return
+    for name, canonical in _VITALS.items():
+        raw = _get(found, name, "value")
+        if raw is None:
+            continue
+        value = number(raw)
+        if value is None:
+            raise FormatError(f"{where}measurements.{name}.value: must be a number, got {type(raw).__name__}")
+        metrics[canonical] = max(value, metrics.get(canonical, value))
 
 
 def _event_beacon(item: dict, ctx: Context) -> dict[str, Any]:
@@ -120,6 +140,35 @@ def _event_beacon(item: dict, ctx: Context) -> dict[str, Any]:
     )
 
 
+def _transaction_beacon(item: dict, ctx: Context) -> dict[str, Any]:
+    """A pageload or navigation transaction (the SDK without span streaming, before 11)."""
+    event = item.get("payload")
+    if not isinstance(event, dict):
+        raise FormatError(f"payload: a transaction must be a JSON object, got {type(event).__name__}")
+    op = _get(event, "contexts", "trace", "op")
+    if type(op) is not str or op not in _PAGE_VIEW_OPS:
+        shown = repr(op[:40]) if type(op) is str else "none"
+        raise FormatError(f"contexts.trace.op: {shown} transactions are not page views (only pageload and navigation)",
+                          RejectKind.NOT_A_PAGE_VIEW)
+    trace_id = _get(event, "contexts", "trace", "trace_id")
+    if _text(trace_id) is None:
+        raise FormatError("contexts.trace.trace_id: missing (a page view must have its view)")
+    metrics: dict[str, float] = {}
+    _measurements(event, "", metrics)
+    ua = _get(event, "request", "headers", "User-Agent")
+    event_id = _text(event.get("event_id"), 64)
+    return make_beacon(
+        ctx,
+        id=f"sentry-{event_id}" if event_id else None,
+        view=trace_id,
+        release=event.get("release") or _get(item.get("sentry_envelope"), "trace", "release"),
+        page=_get(event, "request", "url"),
+        device=ua_device(ua),
+        browser=ua_browser(ua),
+        metrics=metrics,
+    )
+
+
 class _Trace:
     """What the spans of one trace in one span item say about its page view."""
 
@@ -143,8 +192,10 @@ def _read_span(span: dict, where: str, trace: _Trace) -> None:
             raise FormatError(f"{where}.attributes.{key}: must be a number, got {type(raw).__name__}")
         # CLS and INP only grow, and an LCP candidate replaces a smaller one: keep the largest
         trace.metrics[canonical] = max(value, trace.metrics.get(canonical, value))
-        trace.page_view = True
-    if span.get("is_segment") is True and _attribute(span, "sentry.op") in _PAGE_VIEW_OPS:
+    _measurements(span, f"{where}.", trace.metrics)
+    trace.page_view = trace.page_view or bool(trace.metrics)
+    op = _attribute(span, "sentry.op") or span.get("op")
+    if span.get("is_segment") is True and type(op) is str and op in _PAGE_VIEW_OPS:
         trace.page_view = True
         trace.page = _attribute(span, "url.full")
     trace.release = trace.release or _attribute(span, "sentry.release")
@@ -153,7 +204,10 @@ def _read_span(span: dict, where: str, trace: _Trace) -> None:
 
 def _span_beacons(item: dict, ctx: Context) -> list[dict[str, Any]]:
     payload = item.get("payload")
-    spans = payload.get("items") if isinstance(payload, dict) and "items" in payload else None
+    if isinstance(payload, dict) and "items" not in payload and "trace_id" in payload:
+        spans: Any = [payload]  # a v1 standalone span (SDK 8 to 10: the INP's, on hide)
+    else:
+        spans = payload.get("items") if isinstance(payload, dict) else None
     if not isinstance(spans, list):
         raise FormatError("payload.items: must be an array of spans")
     traces: dict[str, _Trace] = {}
@@ -194,13 +248,18 @@ def convert(items: list[tuple[int, Any]], ctx: Context) -> Converted:
     for index, item in items:
         kind = item["sentry_item"].get("type")
         try:
-            if kind not in ("event", "span"):
+            if kind not in ("event", "span", "transaction"):
                 shown = repr(kind[:40]) if type(kind) is str else f"a {type(kind).__name__}"
                 raise FormatError(f"type: {shown} items are not page views", RejectKind.NOT_A_PAGE_VIEW)
             problem = item.get("payload_error")
             if problem is not None:
                 raise FormatError(f"payload: {problem[:120] if type(problem) is str else 'not valid JSON'}")
-            beacons = [_event_beacon(item, ctx)] if kind == "event" else _span_beacons(item, ctx)
+            if kind == "event":
+                beacons = [_event_beacon(item, ctx)]
+            elif kind == "transaction":
+                beacons = [_transaction_beacon(item, ctx)]
+            else:
+                beacons = _span_beacons(item, ctx)
         except FormatError as exc:
             out.refuse(index, str(exc), exc.kind)
             continue

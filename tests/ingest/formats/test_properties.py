@@ -236,3 +236,26 @@ def test_an_envelope_round_trips(header, parts, content_type):
     assert [(i["sentry_envelope"], i["sentry_item"]["type"], i["payload"]) for i in items] == [
         (header, kind, payload) for kind, payload, _, _ in parts]
     check(items, Context(RECEIVED_AT, app="a", release="r"))
+
+
+# Arbitrary values in the places the three SDK adapters read, so each path meets odd shapes.
+sdk_shaped_items = (
+    st.builds(lambda kind, payload, header: {"sentry_envelope": header, "sentry_item": {"type": kind}, "payload": payload},
+              st.sampled_from(["event", "span", "transaction", "session"]), json_values | python_values,
+              json_values)
+    | st.builds(lambda key, event: {key: event}, st.sampled_from(["metadata", "transaction", "error", "span", "m", "x", "e"]),
+                st.dictionaries(st.sampled_from(["id", "type", "t", "marks", "k", "experience", "transaction_id", "xid",
+                                                 "transaction", "x", "service", "se", "context", "session"]),
+                                json_values | python_values, max_size=6))
+    | st.builds(lambda meta, measurements, exceptions: {"meta": meta, "measurements": measurements, "exceptions": exceptions},
+                st.dictionaries(st.sampled_from(["app", "session", "page", "browser"]), json_values, max_size=4),
+                json_values | st.lists(st.fixed_dictionaries({"type": st.just("web-vitals"), "values": json_values,
+                                                              "context": json_values})),
+                json_values)
+)
+
+
+@SETTINGS
+@given(items=st.lists(sdk_shaped_items, min_size=1, max_size=6), ctx=contexts)
+def test_sdk_shaped_items_never_raise_and_give_only_valid_beacons(items, ctx):
+    check(items, ctx)

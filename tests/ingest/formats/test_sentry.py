@@ -200,3 +200,39 @@ def test_broken_framing_says_where(body, message):
 ])
 def test_text_plain_ndjson_is_not_taken_for_an_envelope(body):
     assert all("sentry_item" not in item for item in parse_body(body, "text/plain;charset=UTF-8"))
+
+
+# -- without span streaming (SDK 8 to 10) ------------------------------------------------
+# No capture of this mode exists (the recorded SDK, 11.17, streams spans): these items follow
+# @sentry/core's SentrySpan.getSpanJSON and browser-utils' addWebVitalsToSpan, on the
+# recorded error event's envelope and ids.
+
+def _classic(kind: str, payload: dict) -> dict:
+    body, content_type, _ = requests()[2]
+    [item] = parse_body(body, content_type)
+    return {"sentry_envelope": item["sentry_envelope"], "sentry_item": {"type": kind}, "payload": payload}
+
+
+def test_a_pageload_transaction_is_a_page_view_with_its_measurements():
+    transaction = {"type": "transaction", "event_id": "0a1b", "release": "2026.11.23-abc",
+                   "contexts": {"trace": {"op": "pageload", "trace_id": TRACE, "span_id": "9c33c077d79897c8"}},
+                   "measurements": {"fcp": {"value": 96, "unit": "millisecond"}, "lcp": {"value": 208, "unit": "millisecond"},
+                                    "cls": {"value": 0.09375, "unit": ""}, "fp": {"value": 96, "unit": "millisecond"}},
+                   "request": {"url": "http://127.0.0.1:47089/shop/running-shoes?x=1", "headers": {"User-Agent": UA}}}
+    out = sentry.convert([(0, _classic("transaction", transaction))], Context(received_at=RECEIVED_AT, app="shop-web"))
+    assert out.beacons == [([0], {"id": "sentry-0a1b", "view": TRACE, "ts": RECEIVED_AT, "app": "shop-web",
+                                  "release": "2026.11.23-abc", "page": "/shop/running-shoes", "device": "desktop",
+                                  "browser": "Chrome", "metrics": {"LCP": 208.0, "FCP": 96.0, "CLS": 0.09375}})]
+    transaction["contexts"]["trace"]["op"] = "http.client"
+    out = sentry.convert([(0, _classic("transaction", transaction))], Context(received_at=RECEIVED_AT, app="shop-web"))
+    assert out.beacons == [] and out.ignored[0][2] is RejectKind.NOT_A_PAGE_VIEW
+
+
+def test_a_v1_standalone_inp_span_joins_its_trace():
+    span = {"data": {"sentry.op": "ui.interaction.click", "user_agent.original": UA}, "op": "ui.interaction.click",
+            "span_id": "ae725a30be13aaae", "trace_id": TRACE, "is_segment": True,
+            "measurements": {"inp": {"value": 88, "unit": "millisecond"}}}
+    out = sentry.convert([(0, _classic("span", span))], Context(received_at=RECEIVED_AT, app="shop-web"))
+    assert out.beacons == [([0], {"id": "sentry-ae725a30be13aaae", "view": TRACE, "ts": RECEIVED_AT, "app": "shop-web",
+                                  "release": "2026.11.23-abc", "device": "desktop", "browser": "Chrome",
+                                  "metrics": {"INP": 88.0}})]
