@@ -10,7 +10,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from streams.cli.common import broker_option, settings_from
-from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_config
+from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_application, ingest_config
 from streams.live.broker import BrokerError, broker_servers
 from streams.live.topics import ensure_topics
 
@@ -34,7 +34,8 @@ async def serve_ingest(settings, ready: asyncio.Event | None = None, tune_gc: bo
         await fut
 
     ingestor = Ingestor(ingest_config(settings), sink)
-    app = web.Application()
+    # bodies as sent (auto_decompress off): the endpoint inflates them itself, within its limit
+    app = ingest_application()
     add_ingest_routes(app, ingestor)
 
     async def healthz(request: web.Request) -> web.Response:

@@ -3,10 +3,13 @@
 What a request goes through, in order:
 
 1. CORS: the ``Origin`` must be on the allow-list (``RUMGATE_CORS_ORIGINS``, ``*`` for any);
-   preflights (``OPTIONS``) are answered here.
-2. Limits: bodies over ``RUMGATE_MAX_BODY`` (64 KiB, the browsers' own keepalive cap) get
-   413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get 429; a body that
-   cannot be inflated (bad gzip/deflate) gets 400. The client is the socket's peer, or behind
+   preflights (``OPTIONS``) are answered here, allowing the request headers of
+   ``RUMGATE_INGEST_CORS_HEADERS`` (by default those of every SDK rumgate reads).
+2. Limits: bodies over ``RUMGATE_MAX_BODY`` (64 KiB, the browsers' own keepalive cap), as sent
+   or once inflated, get 413; more than ``RUMGATE_RATE_LIMIT`` requests/s from one client get
+   429. Bodies are inflated here (:mod:`streams.ingest.inflate`): gzip, deflate, and Datadog's
+   deflate that only its ``ddforward`` parameter names; a body that cannot be inflated gets
+   400, another coding (``br``) 415. The client is the socket's peer, or behind
    a proxy the address ``RUMGATE_INGEST_TRUSTED_HOPS`` from the right of
    ``RUMGATE_INGEST_CLIENT_HEADER``; it is held in memory for the rate limit and the view cap
    only, never stored or forwarded. Beacons beyond ``RUMGATE_INGEST_CLIENT_VIEWS`` per client
@@ -15,8 +18,9 @@ What a request goes through, in order:
    form or query encoding (Boomerang); every SDK format becomes canonical beacons. A body
    that cannot be parsed gets 400 naming what is wrong.
 4. Server-side fields and privacy: ``ts`` is the receive time; ``app``/``release`` come
-   from the payload or the ``X-Rumgate-App``/``X-Rumgate-Release`` headers; ``country``
-   only from a configured header; session ids kept as given or hashed with a secret salt;
+   from the payload or the ``X-Rumgate-App``/``X-Rumgate-Release`` headers; ``device`` and
+   ``browser`` from the payload or the request's ``User-Agent`` and ``Sec-CH-UA(-Mobile)``
+   (:mod:`streams.ingest.useragent`); ``country`` only from a configured header; session ids kept as given or hashed with a secret salt;
    pages reduced to route templates when configured; query strings never kept.
 5. Validation and dedupe: each beacon is checked like stage 1 checks it; an ``id`` seen
    within ``RUMGATE_INGEST_DEDUPE_TTL_S`` is dropped (web-vitals re-sends CLS/INP on every
@@ -56,9 +60,19 @@ from aiohttp.helpers import parse_content_type
 from streams.ingest.dedupe import RecentIds
 from streams.ingest.formats import Context, FormatError, convert_items, parse_body
 from streams.ingest.formats.fast import CanonicalItem, canonical_items, encode, encode_many
+from streams.ingest.inflate import BodyError, coding_of, datadog_coding, read_body
 from streams.ingest.snippet import add_snippet_routes
+from streams.ingest.useragent import request_device_browser
 
-__all__ = ["IngestConfig", "Ingestor", "add_ingest_routes", "ingest_config", "json_arrays", "RouteTemplates"]
+__all__ = ["CORS_HEADERS", "IngestConfig", "Ingestor", "add_ingest_routes", "ingest_application", "ingest_config",
+           "json_arrays", "RouteTemplates"]
+
+#: The request headers a preflight allows by default: what every SDK rumgate reads sends
+#: beyond the CORS-safelisted ones (tests/sdks/captures): the snippet's and relays' app and
+#: release, Grafana Faro's session and idempotency key, Elastic's gzip (Content-Encoding),
+#: and Content-Type (JSON and NDJSON are not safelisted types).
+CORS_HEADERS = ("Content-Type", "Content-Encoding", "X-Rumgate-App", "X-Rumgate-Release", "X-Faro-Session-Id",
+                "Idempotency-Key")
 
 _APP_OF, _ID_OF = operator.attrgetter("app"), operator.attrgetter("id")
 
@@ -70,7 +84,8 @@ class IngestConfig:
     beacons_topic: str = "rum.beacons"
     dlq_topic: str = "rum.beacons.dlq"
     cors_origins: tuple[str, ...] = ("*",)
-    max_body: int = 64 * 1024
+    cors_headers: tuple[str, ...] = CORS_HEADERS  # request headers a preflight allows
+    max_body: int = 64 * 1024  # bytes, as sent and once inflated
     rate_per_s: float = 20.0
     burst: int = 40
     dedupe_ttl_s: float = 1800.0
@@ -207,6 +222,9 @@ class Ingestor:
         self.unstored: dict[str, list[asyncio.Future]] = {}  # app: ``stored`` of its batches not yet stored
         self.views = _ViewCap(config.client_views, config.client_window_s)
         self.waiting = 0  # requests waiting for Kafka's ack
+        self.preflight = {"Access-Control-Allow-Methods": "POST, GET, OPTIONS", "Access-Control-Max-Age": "86400"}
+        if config.cors_headers:
+            self.preflight["Access-Control-Allow-Headers"] = ", ".join(config.cors_headers)
         self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0,
                        "capped": 0, "unavailable": 0}
 
@@ -216,10 +234,7 @@ class Ingestor:
         if cors is None:
             return _json({"error": f"origin {request.headers.get('Origin')!r} is not allowed"}, 403)
         if request.method == "OPTIONS":
-            return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
-                                                     "Access-Control-Allow-Headers":
-                                                         "Content-Type, X-Rumgate-App, X-Rumgate-Release",
-                                                     "Access-Control-Max-Age": "86400"})
+            return web.Response(status=204, headers={**cors, **self.preflight})
         self.counts["requests"] += 1
         client = self._client(request)
         if not self.rate.allow(client, time.monotonic()):
@@ -229,22 +244,25 @@ class Ingestor:
         if length is not None and length > self.config.max_body:
             return _json({"error": f"body of {length} bytes is over the {self.config.max_body} byte limit"},
                          413, cors)
+        query = {k: v for k, v in request.query.items()} if request.query_string else {}
         try:
-            body = await request.content.read(self.config.max_body + 1)
-        except (ContentEncodingError, ClientPayloadError, RequestPayloadError) as exc:  # a bad gzip/deflate body
+            body = await self._body(request, query)
+        except BodyError as exc:
+            return _json({"error": exc.message}, exc.status, cors)
+        except (ContentEncodingError, ClientPayloadError, RequestPayloadError) as exc:  # aiohttp's inflating failed
             encoding = request.headers.get("Content-Encoding", "")[:40]
             return _json({"error": f"body cannot be decoded as Content-Encoding {encoding!r}: "
                                    f"{type(exc).__name__}"}, 400, cors)
-        if len(body) > self.config.max_body:
-            return _json({"error": f"body is over the {self.config.max_body} byte limit"}, 413, cors)
-        content_type = _media_type(request.headers.get("Content-Type"))
-        query = {k: v for k, v in request.query.items()} if request.query_string else {}
+        headers = request.headers
+        content_type = _media_type(headers.get("Content-Type"))
         if request.method == "GET":  # Boomerang's image beacons carry everything in the query
             body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
+        device, browser = request_device_browser(headers.get("User-Agent"), headers.get("Sec-CH-UA-Mobile"),
+                                                 headers.get("Sec-CH-UA"))
         ctx = Context(received_at=self.now_ms(),
-                      app=request.headers.get("X-Rumgate-App") or query.get("app"),
-                      release=request.headers.get("X-Rumgate-Release") or query.get("release"),
-                      country=self._country(request))
+                      app=headers.get("X-Rumgate-App") or query.get("app"),
+                      release=headers.get("X-Rumgate-Release") or query.get("release"),
+                      country=self._country(request), device=device, browser=browser)
         canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
         if canonical is not None and not self._room_for_apps(canonical):
             canonical = None  # the general path rejects the apps beyond the caps, with the reason
@@ -280,6 +298,27 @@ class Ingestor:
         if status == 400:
             result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
         return _json(result, status, cors)
+
+    async def _body(self, request: web.Request, query: dict[str, str]) -> bytes:
+        """The request's body, inflated, within ``max_body``; :class:`BodyError` when refused.
+
+        A ``Content-Encoding`` is undone here when the server leaves bodies as sent
+        (``auto_decompress=False``, :func:`ingest_application`); a server that inflates them
+        itself (aiohttp's default, e.g. the worker's) says so on the payload
+        (``total_compressed_bytes`` is set once aiohttp decodes it), and then the body is
+        taken as it comes. Datadog's deflate, which no header names, is inflated either way.
+        """
+        limit = self.config.max_body
+        header = request.headers.get("Content-Encoding")
+        if header is not None:
+            if getattr(request.content, "total_compressed_bytes", None) is not None:  # aiohttp inflated it
+                return await read_body(request.content, "identity", limit)
+            return await read_body(request.content, coding_of(header), limit)
+        if query and "dd-evp-encoding" in request.query_string:
+            coding = datadog_coding(query)
+            if coding is not None:
+                return await read_body(request.content, coding, limit, "dd-evp-encoding")
+        return await read_body(request.content, "identity", limit)
 
     async def _waited(self, answer: Awaitable[dict]) -> dict | str:
         """The request's counts once Kafka has its records, or why not: not acknowledged
@@ -783,7 +822,8 @@ def ingest_config(settings) -> IngestConfig:
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
     return IngestConfig(
         beacons_topic=settings.topics.beacons, dlq_topic=settings.topics.dlq,
-        cors_origins=split(settings.ingest_cors_origins), max_body=settings.ingest_max_body,
+        cors_origins=split(settings.ingest_cors_origins), cors_headers=split(settings.ingest_cors_headers),
+        max_body=settings.ingest_max_body,
         rate_per_s=settings.ingest_rate_limit, burst=max(1, int(2 * settings.ingest_rate_limit)),
         dedupe_ttl_s=settings.ingest_dedupe_ttl_s, dedupe_slots=settings.ingest_dedupe_slots,
         country_header=settings.ingest_country_header or None,
@@ -793,6 +833,15 @@ def ingest_config(settings) -> IngestConfig:
         client_header=settings.ingest_client_header or None, trusted_hops=settings.ingest_trusted_hops,
         client_views=settings.ingest_client_views, client_window_s=settings.ingest_client_window_s,
         releases=settings.ingest_releases)
+
+
+def ingest_application(**kwargs) -> web.Application:
+    """An aiohttp application for the ingest routes: request bodies reach the handler as sent
+    (``auto_decompress=False``), for :mod:`streams.ingest.inflate` to inflate within the limit
+    and refuse with a JSON answer what it cannot (aiohttp's own decoding answers in plain text
+    before any handler runs, and knows no Datadog deflate). ``kwargs`` go to ``web.Application``.
+    """
+    return web.Application(handler_args={"auto_decompress": False}, **kwargs)
 
 
 def add_ingest_routes(app: web.Application, ingestor: Ingestor) -> None:

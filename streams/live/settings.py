@@ -74,6 +74,9 @@ class Settings:
     webhook_urls: str = ""  # comma-separated: POSTed the verdict when a rollout's verdict changes
     webhook_secret: str = ""  # HMAC-SHA256 key for the X-Rumgate-Signature header
     ingest_cors_origins: str = "*"  # comma-separated origins allowed to POST beacons
+    # comma-separated request headers a preflight allows: by default what every SDK rumgate reads sends
+    ingest_cors_headers: str = "Content-Type, Content-Encoding, X-Rumgate-App, X-Rumgate-Release, " \
+                               "X-Faro-Session-Id, Idempotency-Key"
     ingest_max_body: int = 64 * 1024  # bytes (the browsers' keepalive cap)
     ingest_rate_limit: float = 20.0  # requests/s per client
     ingest_dedupe_ttl_s: float = 1800.0  # beacon ids remembered this long

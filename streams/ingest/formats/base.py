@@ -26,6 +26,9 @@ from enum import StrEnum
 from typing import Any
 
 from detectors.beacon import _MAX_STR, _TS_MAX, _TS_MIN
+# ua_device, ua_browser and brands_browser (for UA fields of payloads) are the request headers' own
+# parser and cache, kept importable from here: streams/ingest/useragent.py says which library, and why
+from streams.ingest.useragent import brands_browser, ua_browser, ua_device
 
 __all__ = [
     "Context",
@@ -57,17 +60,23 @@ class Context:
         when the payload names none.
     country
         From a configured header (e.g. ``CF-IPCountry``). The client IP is never used here.
+    device, browser
+        From the request's ``User-Agent`` and UA Client Hints
+        (:func:`~streams.ingest.useragent.request_device_browser`); used when the payload
+        names none.
     """
 
     received_at: int
     app: str | None = None
     release: str | None = None
     country: str | None = None
+    device: str | None = None
+    browser: str | None = None
 
     def __post_init__(self) -> None:
         if type(self.received_at) is not int or not _TS_MIN <= self.received_at <= _TS_MAX:
             raise ValueError(f"received_at: must be epoch milliseconds, got {self.received_at!r}")
-        for name in ("app", "release", "country"):
+        for name in ("app", "release", "country", "device", "browser"):
             value = getattr(self, name)
             if value is not None and type(value) is not str:
                 raise ValueError(f"{name}: must be a string or None, got {type(value).__name__}")
@@ -180,66 +189,6 @@ def device_class(x: Any) -> str | None:
     return _DEVICE_WORDS.get(x.strip().lower(), "unknown")
 
 
-_TABLET = re.compile(r"iPad|Tablet|PlayBook|Kindle|Silk/|Android(?!.*Mobile)")
-_MOBILE = re.compile(r"Mobi|iPhone|iPod|Android|BlackBerry|Opera Mini|Windows Phone")
-_DESKTOP = re.compile(r"Windows NT|Macintosh|X11|CrOS|Linux x86_64")
-
-
-def ua_device(ua: Any) -> str | None:
-    """The device class of a User-Agent string, or None when it does not say."""
-    if type(ua) is not str:
-        return None
-    for pattern, device in ((_TABLET, "tablet"), (_MOBILE, "mobile"), (_DESKTOP, "desktop")):
-        if pattern.search(ua):
-            return device
-    return None
-
-
-# Order matters: Edge, Opera and Samsung Internet also name Chrome and Safari.
-_BROWSERS = (
-    (re.compile(r"Edg(?:e|A|iOS)?/"), "Edge"),
-    (re.compile(r"OPR/|Opera"), "Opera"),
-    (re.compile(r"SamsungBrowser/"), "Samsung Internet"),
-    (re.compile(r"Firefox/|FxiOS/"), "Firefox"),
-    (re.compile(r"CriOS/|Chrome/"), "Chrome"),
-    (re.compile(r"Version/[\d.]+.*Safari/"), "Safari"),
-    (re.compile(r"Trident/|MSIE "), "Internet Explorer"),
-)
-
-
-def ua_browser(ua: Any) -> str | None:
-    """The browser family of a User-Agent string, or None."""
-    if type(ua) is not str:
-        return None
-    for pattern, name in _BROWSERS:
-        if pattern.search(ua):
-            return name
-    return None
-
-
-_BRANDS = {"Google Chrome": "Chrome", "Microsoft Edge": "Edge", "Opera": "Opera",
-           "Brave": "Brave", "Samsung Internet": "Samsung Internet", "Chromium": "Chromium"}
-_GREASE = re.compile(r"not.?a.?brand", re.IGNORECASE)
-
-
-def brands_browser(brands: Any) -> str | None:
-    """The browser of a UA Client Hints brand list (``["Chromium 130", "Google Chrome 130"]``).
-
-    The specific brand wins over ``Chromium``; GREASE entries (``Not?A_Brand``) are skipped.
-    """
-    if not isinstance(brands, list):
-        return None
-    found = None
-    for entry in brands:
-        name = entry.get("brand") if isinstance(entry, dict) else entry
-        if type(name) is not str or _GREASE.search(name):
-            continue
-        name = re.sub(r"\s+[\d.]+$", "", name.strip())
-        if name in _BRANDS and (found is None or found == "Chromium"):
-            found = _BRANDS[name]
-    return found
-
-
 def make_beacon(
     ctx: Context,
     *,
@@ -259,10 +208,17 @@ def make_beacon(
     """A canonical beacon dict stamped with the context.
 
     ``ts`` is always ``ctx.received_at``; ``app`` and ``release`` fall back to the context
-    when the payload gives none (None or a blank string); ``country`` is the context's;
-    ``page`` keeps its path only; ``metrics`` is always there (maybe empty). Other absent
-    fields are left out. Nothing is validated here:
+    when the payload gives none (None or a blank string), and so do ``device`` and
+    ``browser`` (a browser that is not a string of at most 512 characters counts as none);
+    ``country`` is the context's; ``page`` keeps its path only; ``metrics`` is always there
+    (maybe empty). Other absent fields are left out. Nothing is validated here:
     :func:`detectors.beacon.validate_beacon` does that on the result.
+
+    >>> ctx = Context(received_at=1763856000123, app="a", release="r", device="mobile", browser="Chrome")
+    >>> make_beacon(ctx, device="", browser=None)
+    {'ts': 1763856000123, 'app': 'a', 'release': 'r', 'device': 'mobile', 'browser': 'Chrome', 'metrics': {}}
+    >>> make_beacon(ctx, device="tablet", browser="Safari")["device"]
+    'tablet'
     """
 
     # Built key by key (absent fields left out) rather than filtered from a full dict: this
@@ -289,10 +245,14 @@ def make_beacon(
     page = page_path(page)
     if page is not None:
         out["page"] = page
+    if ctx.device is not None and not _given(device):
+        device = ctx.device
     if device is not None:
         out["device"] = device
     if ctx.country is not None:
         out["country"] = ctx.country
+    if ctx.browser is not None and not (type(browser) is str and browser.strip() and len(browser) <= _MAX_STR):
+        browser = ctx.browser
     if type(browser) is str and len(browser) <= _MAX_STR:
         out["browser"] = browser
     out["metrics"] = {} if metrics is None else metrics

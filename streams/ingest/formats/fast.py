@@ -136,7 +136,25 @@ def canonical_items(body: bytes, content_type: str, ctx: Context) -> list[Canoni
     for item in items:
         if not _stamp(item, ctx):
             return None
+    # apart from _stamp: a relay's requests (most of this path's) carry no browser's UA, and skip it
+    if ctx.device is not None or ctx.browser is not None:
+        _fill_device_browser(items, ctx)
     return items
+
+
+def _fill_device_browser(items: list[CanonicalItem], ctx: Context) -> None:
+    """The request's device and browser on the stamped beacons that name none, as
+    :func:`~streams.ingest.formats.base.make_beacon` fills them.
+
+    msgspec has refused every other value already: a device is one of the words or ``""``, a
+    browser a string of at most 512 characters.
+    """
+    device, browser = ctx.device, ctx.browser
+    for item in items:
+        if device is not None and not item.device:
+            item.device = device
+        if browser is not None and (item.browser is None or not item.browser.strip()):
+            item.browser = browser
 
 
 def _stamp(item: CanonicalItem, ctx: Context) -> bool:
