@@ -144,11 +144,13 @@ def _is_envelope(body: bytes) -> bool:
     JavaScript SDK sets both) and no ``type``: item headers have one, and so have the NDJSON
     lines of Datadog; no other format's line has ``dsn`` or ``sent_at``.
     """
-    first, newline, rest = body.partition(b"\n")
-    if not newline or not rest.strip() or (b'"dsn"' not in first and b'"sent_at"' not in first):
+    end = body.find(b"\n")
+    if end < 0 or (body.find(b'"dsn"', 0, end) < 0 and body.find(b'"sent_at"', 0, end) < 0):
+        return False  # found without copying the body: most bodies end here
+    if not body[end:].strip():
         return False
     try:
-        header = orjson.loads(first)
+        header = orjson.loads(body[:end])
     except orjson.JSONDecodeError:
         return False
     return (isinstance(header, dict) and "type" not in header
@@ -187,8 +189,9 @@ def _envelope(body: bytes) -> list[Any]:
             raise FormatError(f"sentry envelope: line {line_no}: item {n}'s header is not valid JSON "
                               f"({exc.msg} at column {exc.colno})") from None
         if not isinstance(item_header, dict) or type(item_header.get("type")) is not str:
+            got = _kind(item_header) if not isinstance(item_header, dict) else "none"
             raise FormatError(f"sentry envelope: line {line_no}: item {n}'s header must be an object with a "
-                              f"string type, got {_kind(item_header) if not isinstance(item_header, dict) else 'none'}")
+                              f"string type, got {got}")
         length = item_header.get("length")
         if length is None:
             payload, pos = _envelope_line(body, after)
@@ -259,7 +262,7 @@ def parse_body(body: bytes, content_type: str, query: Mapping[str, str] = _NO_QU
         if media == _FORM:
             return _form(body)
         if media == _ENVELOPE:
-            return _envelope(body)
+            return _envelope(body.lstrip())
         if media in _NDJSON:
             return _ndjson(body)
         if media in _JSON or media.endswith("+json"):

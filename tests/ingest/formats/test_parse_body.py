@@ -101,3 +101,15 @@ def test_malformed_bodies(body, content_type, query_, message):
         parse_body(body, content_type, query_)
     assert str(info.value) == message
     assert type(info.value) is FormatError  # not a private subclass
+
+
+def test_a_sentry_envelope_by_content_type_or_by_its_first_line():
+    """The framing itself is tested in test_sentry.py; here, which bodies are taken for one."""
+    envelope = (b'{"sent_at":"2026-12-07T11:27:33.220Z","sdk":{"name":"sentry.javascript.browser"}}\n'
+                b'{"type":"session"}\n{"sid":"9dd9","errors":0}')
+    for content_type in ("application/x-sentry-envelope", "text/plain;charset=UTF-8", "", "application/octet-stream"):
+        for body in (envelope, b"\xef\xbb\xbf" + envelope, b"\n " + envelope + b"\n"):
+            [item] = parse_body(body, content_type)
+            assert (item["sentry_item"], item["payload"]) == ({"type": "session"}, {"sid": "9dd9", "errors": 0})
+    # as JSON it is three NDJSON lines: only the sniffed types and the envelope type are read as envelopes
+    assert len(parse_body(envelope, "application/json")) == 3
