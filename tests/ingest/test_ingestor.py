@@ -10,10 +10,13 @@ import asyncio
 
 import orjson
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from streams.ingest.formats import Context, parse_body
 from streams.ingest.formats.fast import canonical_items
-from streams.ingest.endpoint import IngestConfig, Ingestor, json_arrays
+from streams.ingest.endpoint import CORS_HEADERS, IngestConfig, Ingestor, add_ingest_routes, ingest_application
+from streams.ingest.endpoint import ingest_config, json_arrays
+from streams.live.settings import Settings
 
 T = 1_763_856_000_000
 
@@ -311,3 +314,67 @@ def test_items_that_are_not_ours_are_counted_by_their_kind_not_dead_lettered() -
     assert dlq == [(orjson.dumps([{"item": items[4], "reason": reason}]), [
         ("rumgate-reason", f"1 items rejected at ingest, the first: {reason}".encode()),
         ("rumgate-items", b"1"), ("rumgate-source", b"ingest")])]
+
+
+# -- request headers: CORS preflights, device and browser ----------------------------------------
+
+HEADLESS = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                          "HeadlessChrome/156.0.0.0 Safari/537.36",
+            "Sec-CH-UA": '"Not:A-Brand";v="8", "Chromium";v="156"', "Sec-CH-UA-Mobile": "?0"}
+
+
+def through_handler(config: IngestConfig, requests: list[tuple[str, bytes, dict]]) -> tuple[list, Recorder]:
+    """(method, body, headers) through the real handler on aiohttp's test server."""
+    sink = Recorder()
+
+    async def go():
+        app = ingest_application()
+        add_ingest_routes(app, Ingestor(config, sink))
+        out = []
+        async with TestClient(TestServer(app)) as client:
+            for method, raw, headers in requests:
+                response = await client.request(method, "/v1/beacons", data=raw, headers=headers)
+                out.append((response.status, dict(response.headers), await response.read()))
+        return out
+
+    return asyncio.run(go()), sink
+
+
+def test_a_preflight_allows_every_supported_sdks_headers_by_default() -> None:
+    assert ingest_config(Settings()).cors_headers == CORS_HEADERS  # the setting's default is the endpoint's
+    preflight = {"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type,idempotency-key,x-faro-session-id"}
+    [(status, headers, _)], _ = through_handler(IngestConfig(), [("OPTIONS", b"", preflight)])
+    allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
+    # Faro's session and idempotency key, Elastic's gzip, the snippet's and relays' app and release
+    assert {"content-type", "content-encoding", "x-faro-session-id", "idempotency-key", "x-rumgate-app",
+            "x-rumgate-release"} <= allowed
+    assert status == 204 and headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_the_allowed_headers_are_a_setting() -> None:
+    config = ingest_config(Settings.from_env({"RUMGATE_INGEST_CORS_HEADERS": "Content-Type, X-Tenant"}))
+    [(status, headers, _)], _ = through_handler(config, [("OPTIONS", b"", {"Origin": "https://a.example"})])
+    assert status == 204 and headers["Access-Control-Allow-Headers"] == "Content-Type, X-Tenant"
+
+
+@pytest.mark.parametrize("content_type", ["application/x-ndjson", "text/plain"], ids=["fast path", "general path"])
+def test_device_and_browser_come_from_the_request_when_the_beacon_names_none(content_type: str) -> None:
+    """Both paths give the same beacons: the request's device and browser where the beacon has none."""
+    bare = beacon(1, device=None)
+    del bare["device"]
+    named = beacon(2, device="tablet", browser="Firefox")
+    [(status, _, answer)], sink = through_handler(IngestConfig(linger_ms=1), [
+        ("POST", body(bare, named), {"Content-Type": content_type, **HEADLESS})])
+    assert status == 202, answer
+    got = {b["id"]: (b.get("device"), b.get("browser")) for b in sink.beacons()}
+    assert got == {"pv-1": ("desktop", "Chromium"), "pv-2": ("tablet", "Firefox")}
+
+
+def test_a_relays_own_user_agent_describes_no_beacon() -> None:
+    bare = beacon(1)
+    del bare["device"]
+    [(status, _, _)], sink = through_handler(IngestConfig(linger_ms=1), [
+        ("POST", body(bare), {"Content-Type": "application/x-ndjson", "User-Agent": "Go-http-client/1.1"})])
+    [stored] = sink.beacons()
+    assert status == 202 and "device" not in stored and "browser" not in stored

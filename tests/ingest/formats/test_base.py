@@ -88,3 +88,23 @@ def test_make_beacon_falls_back_to_the_context_for_blank_values_only():
     assert "client_ts" not in make_beacon(ctx, client_ts=17638560001230)  # not epoch ms
     assert "id" not in make_beacon(ctx, id="x" * 513)
     assert "client_ts" not in make_beacon(ctx, client_ts=True)
+
+
+def test_the_requests_device_and_browser_fill_only_what_the_payload_lacks():
+    """The request's User-Agent and client hints (Context.device/browser) stand in for a payload
+    that names no device or browser, never for one that does."""
+    ctx = Context(received_at=1763856000123, app="a", release="r", device="tablet", browser="Chrome")
+    for device, browser in ((None, None), ("", ""), ("  ", "  "), (None, 42), (None, "x" * 513)):
+        beacon = make_beacon(ctx, device=device, browser=browser)
+        assert (beacon["device"], beacon["browser"]) == ("tablet", "Chrome"), (device, browser)
+    beacon = make_beacon(ctx, device="unknown", browser="Firefox")
+    assert (beacon["device"], beacon["browser"]) == ("unknown", "Firefox")
+    bare = make_beacon(Context(received_at=1763856000123), device="", browser=None)
+    assert bare["device"] == "" and "browser" not in bare  # no request headers: as before
+    assert list(make_beacon(ctx, page="/p")) == ["ts", "app", "release", "page", "device", "browser", "metrics"]
+
+
+@pytest.mark.parametrize("name", ["device", "browser"])
+def test_context_device_and_browser_are_strings_or_none(name):
+    with pytest.raises(ValueError, match=f"{name}: must be a string or None, got int"):
+        Context(received_at=1763856000123, **{name: 1})

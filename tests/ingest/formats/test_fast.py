@@ -138,6 +138,31 @@ def test_stamps_like_the_general_path() -> None:
     assert agree(orjson.dumps(item), "application/json", CTX)
 
 
+HEADERS_CTX = Context(received_at=RECEIVED_AT, app="ctx-app", release="ctx-release", device="tablet",
+                      browser="Samsung Internet")
+
+
+@pytest.mark.parametrize("fields, device, browser", [
+    ({"device": ..., "browser": ...}, "tablet", "Samsung Internet"),  # the payload names neither
+    ({"device": None, "browser": None}, "tablet", "Samsung Internet"),
+    ({"device": "", "browser": ""}, "tablet", "Samsung Internet"),  # blank: none
+    ({"browser": "  "}, "mobile", "Samsung Internet"),
+    ({"device": "desktop", "browser": "Firefox"}, "desktop", "Firefox"),  # the payload's win
+    ({"device": "unknown", "browser": "Chrome"}, "unknown", "Chrome"),
+])
+def test_the_requests_device_and_browser_fill_only_what_the_payload_lacks(fields, device, browser) -> None:
+    body = ndjson([valid_beacon(0, **fields), valid_beacon(1)])
+    first, second = fast(body, "application/x-ndjson", HEADERS_CTX)
+    assert (first.get("device"), first.get("browser")) == (device, browser)
+    assert (second["device"], second["browser"]) == ("mobile", "Samsung Internet")  # valid_beacon is a phone's
+    assert agree(body, "application/x-ndjson", HEADERS_CTX)
+
+
+def test_without_the_requests_device_and_browser_nothing_is_filled() -> None:
+    [beacon] = fast(ndjson([valid_beacon(0, device="", browser=...)]), "application/x-ndjson", CTX)
+    assert beacon["device"] == "" and "browser" not in beacon
+
+
 PAGE_EDGES = ["/p", "/", "/a//b", "//h", "//h/p", "/p?", "/p?q=1", "/p#", "/p#f", "/p ", "/p\t", "/p\u3000",
               " /p", "/" + "x" * 511, "/" + "x" * 512, "https://a.example//b"]
 TS_EDGES = [999_999_999_999, 1_000_000_000_000, 9_999_999_999_999, 10_000_000_000_000, 1_763_855_999_000.0,
@@ -194,7 +219,7 @@ field_values = {
             | anything,
     "device": st.sampled_from(["mobile", "desktop", "tablet", "unknown", "", "phone"]) | anything,
     "country": st.sampled_from(["FR", "", "x" * 65]) | anything,
-    "browser": st.sampled_from(["Chrome"]) | anything,
+    "browser": st.sampled_from(["Chrome", "", " ", "\t"]) | anything,
     "metrics": st.dictionaries(metric_names, metric_values, max_size=4) | anything,
     "errors": st.integers(-2, 1_000_002) | anything,
     "name": anything, "type": anything, "value": anything, "ip": anything,
@@ -216,7 +241,10 @@ def items(draw) -> dict:
 contexts = st.builds(Context, received_at=st.just(RECEIVED_AT),
                      app=st.none() | st.sampled_from(["ctx-app", "", " "]),
                      release=st.none() | st.just("ctx-release"),
-                     country=st.none() | st.just("DE"))
+                     country=st.none() | st.just("DE"),
+                     # the request's User-Agent and client hints (streams/ingest/useragent.py)
+                     device=st.none() | st.sampled_from(["mobile", "tablet", "desktop"]),
+                     browser=st.none() | st.sampled_from(["Chrome", "Samsung Internet"]))
 
 
 @SETTINGS
