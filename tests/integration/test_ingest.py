@@ -207,3 +207,59 @@ def test_large_beacons_sharing_a_batch_are_all_stored(busy_endpoint):
         time.sleep(0.2)
     assert sorted(b["id"] for b in got) == sorted(f"b{i}" for i in range(1000, 1300))
     assert len(stored) > 1 and max(len(r.value) for r in stored) <= 512 * 1024
+
+
+def _captured(name: str) -> list[dict]:
+    import json
+
+    return json.loads((REPO / "tests/sdks/captures" / f"{name}.json").read_text())
+
+
+def test_compressed_bodies_are_inflated_by_the_endpoint_and_other_codings_refused(endpoint):
+    """`rumgate ingest` reads bodies as sent (auto_decompress off) and inflates them itself:
+    gzip, deflate, and Datadog's deflate that only its ddforward parameter names."""
+    import base64
+    import gzip
+    import zlib
+
+    url, pipeline = endpoint
+    status, body, _ = post(url + "/v1/beacons", gzip.compress(orjson.dumps(beacon(300))),
+                           headers={"Content-Encoding": "gzip"})
+    assert (status, body["accepted"]) == (202, 1), body
+    time.sleep(0.25)  # under the rate limit
+    status, body, _ = post(url + "/v1/beacons", zlib.compress(orjson.dumps(beacon(301))),
+                           headers={"Content-Encoding": "deflate"})
+    assert (status, body["accepted"]) == (202, 1), body
+    time.sleep(0.25)
+    [compressed, _] = _captured("datadog-compressed")
+    status, body, _ = post(url + "/v1/beacons?" + compressed["query"], base64.b64decode(compressed["body_b64"]),
+                           "text/plain", headers={"X-Rumgate-Release": "r2"})
+    assert status == 202 and body["rejected"] == 0 and body["accepted"] + body["ignored"] >= 1, body
+    time.sleep(0.25)
+    status, body, _ = post(url + "/v1/beacons", orjson.dumps(beacon(302)), headers={"Content-Encoding": "br"})
+    assert status == 415 and "'br' is not supported" in body["error"], body
+    time.sleep(0.25)
+    bomb = zlib.compress(b"[" + b" " * 20_000_000 + b"]", 9)
+    status, body, _ = post(url + "/v1/beacons", bomb, headers={"Content-Encoding": "deflate"})
+    assert status == 413 and "once inflated" in body["error"], body
+    got = {b["id"] for r in records(pipeline, pipeline.topics.beacons, 2) for b in orjson.loads(r.value)}
+    assert {"b300", "b301"} <= got
+
+
+def test_preflights_allow_the_sdks_headers_and_requests_name_device_and_browser(endpoint):
+    url, pipeline = endpoint
+    status, _, headers = post(url + "/v1/beacons", b"", method="OPTIONS", headers={
+        "Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-encoding,content-type,idempotency-key,x-faro-session-id"})
+    allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
+    assert status == 204 and {"content-encoding", "content-type", "idempotency-key", "x-faro-session-id"} <= allowed
+    [request] = _captured("datadog")  # its User-Agent and client hints, as Chromium sent them
+    hints = {k: v for k, v in request["headers"].items() if k in ("user-agent", "sec-ch-ua", "sec-ch-ua-mobile")}
+    time.sleep(0.25)
+    bare = beacon(310)
+    del bare["device"]
+    status, body, _ = post(url + "/v1/beacons", orjson.dumps(bare), headers=hints)
+    assert (status, body["accepted"]) == (202, 1), body
+    [stored] = [b for r in records(pipeline, pipeline.topics.beacons, 1) for b in orjson.loads(r.value)
+                if b["id"] == "b310"]
+    assert (stored["device"], stored["browser"]) == ("desktop", "Chromium")
