@@ -202,11 +202,15 @@ def inflate(body: bytes, coding: str, limit: int, source: str = "Content-Encodin
 
 async def read_body(content, coding: str, limit: int, source: str = "Content-Encoding") -> bytes:
     """Read an aiohttp request's body (``request.content``) as it arrives, inflating it."""
+    chunk = await content.readany()
+    if coding == "identity" and (not chunk or content.at_eof()):  # the usual body: plain, and whole at once
+        if len(chunk) > limit:
+            raise Inflater(coding, limit, source)._too_large(inflated=False)
+        return chunk
     inflater = Inflater(coding, limit, source)
-    while True:
-        chunk = await content.readany()
-        if not chunk:
-            return inflater.finish()
+    while chunk:
         inflater.feed(chunk)
-        if content.at_eof():  # the usual small body came whole: no second wait
-            return inflater.finish()
+        if content.at_eof():  # no second wait for a body that came whole
+            break
+        chunk = await content.readany()
+    return inflater.finish()

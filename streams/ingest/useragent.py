@@ -91,7 +91,6 @@ _BROWSER_NAMES = {
 }
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
 def ua_device_browser(ua: str) -> tuple[str | None, str | None]:
     """(device class, browser) of a User-Agent string; None where it does not say.
 
@@ -101,9 +100,13 @@ def ua_device_browser(ua: str) -> tuple[str | None, str | None]:
     >>> ua_device_browser("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
     (None, None)
     """
+    return _ua_device_browser(ua[:MAX_UA])  # cut first: the cache then holds at most MAX_UA per entry
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _ua_device_browser(ua: str) -> tuple[str | None, str | None]:
     if not ua.startswith(("Mozilla/", "Opera/")):  # not a browser: a library, an app's client, a bot
         return None, None
-    ua = ua[:MAX_UA]
     result = _PARSER(ua, Domain.ALL)
     device = result.device
     if device is not None and device.family == "Spider":
@@ -175,7 +178,6 @@ def parse_brands(header: str) -> list[dict[str, str]]:
     return [{"brand": m.group(1)} for m in _BRAND_ITEM.finditer(header[:MAX_UA])]
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
 def request_device_browser(ua: str | None, mobile_hint: str | None, brands: str | None) -> tuple[str | None, str | None]:
     """(device class, browser) of a request's ``User-Agent``, ``Sec-CH-UA-Mobile`` and ``Sec-CH-UA``.
 
@@ -189,6 +191,14 @@ def request_device_browser(ua: str | None, mobile_hint: str | None, brands: str 
     >>> request_device_browser(None, "?1", None), request_device_browser(None, None, None)
     (('mobile', None), (None, None))
     """
+    # cut first: headers may be 8 KB each, and the cache then holds at most MAX_UA of each per entry
+    return _request_device_browser(ua[:MAX_UA] if ua else None, mobile_hint[:8] if mobile_hint else None,
+                                   brands[:MAX_UA] if brands else None)
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _request_device_browser(ua: str | None, mobile_hint: str | None, brands: str | None
+                            ) -> tuple[str | None, str | None]:
     device, browser = ua_device_browser(ua) if ua else (None, None)
     hint = mobile_hint.strip() if mobile_hint else None
     if hint == "?1":

@@ -169,13 +169,24 @@ def test_long_user_agents_are_cut_before_parsing() -> None:
 
 
 def test_answers_are_cached_per_user_agent() -> None:
-    ua_device_browser.cache_clear()
+    cache = useragent._ua_device_browser
+    cache.cache_clear()
     for _ in range(3):
         for ua, _, _ in CASES:
             ua_device_browser(ua)
-    info = ua_device_browser.cache_info()
+    info = cache.cache_info()
     assert (info.misses, info.hits) == (len({ua for ua, _, _ in CASES}), 2 * len(CASES))
     assert info.maxsize == useragent.CACHE_SIZE
+
+
+def test_the_caches_hold_no_more_than_max_ua_of_a_header() -> None:
+    """Headers may be 8 KB each: an attacker filling the caches with fresh ones gets MAX_UA kept."""
+    useragent._request_device_browser.cache_clear()
+    long_ua, long_brands = "Mozilla/5.0 (X11; Linux x86_64) " + "x" * 8000, '"Chromium";v="1", ' * 400
+    request_device_browser(long_ua, "?0" + " " * 100, long_brands)
+    request_device_browser(long_ua + "different after the cut", "?0" + " " * 100, long_brands)
+    info = useragent._request_device_browser.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
 
 
 def test_a_new_user_agent_costs_microseconds_not_milliseconds() -> None:
