@@ -36,7 +36,7 @@ from streams.http.webhooks import Notifier
 from streams.ingest.endpoint import json_arrays
 from streams.live.broker import broker_servers
 from streams.live.settings import Settings
-from streams.live.topics import read_to_end, windows_partition_for
+from streams.live.topics import read_range, read_to_end, windows_partition_for
 
 __all__ = ["Runtime", "Stage1", "Stage2", "dead_letter_records", "now_ms"]
 
@@ -176,7 +176,6 @@ class Stage1:
         self.resume_at: dict[int, int] = {}  # rebuilt after a failed send: events before this offset are stale
         self.failures: dict[int, int] = {}  # failed sends in a row, per partition (the backoff)
         self.unconfirmed: dict[int, list] = defaultdict(list)  # sends whose delivery is not yet confirmed
-        self.rewound: set[int] = set()  # read back from their checkpoint's views_from already
         self.lock = asyncio.Lock()
 
     async def load_checkpoints(self) -> None:
@@ -200,11 +199,32 @@ class Stage1:
             s = self.rt.settings
             agg = self.aggs[p] = PartitionAggregator(
                 p, s.window_ms, s.lateness_ms, checkpoint, max_cohorts=s.max_cohorts_per_window,
-                max_views_per_session=s.max_views_per_session, protected_releases=RolloutReleases(self.rt.stage2.rollouts))
+                max_views_per_session=s.max_views_per_session, protected_releases=RolloutReleases(self.rt.stage2.rollouts),
+                view_horizon_ms=round(s.view_horizon_s * 1000), view_slots=s.view_slots)
             if checkpoint:
                 log.info("partition %d: resuming at offset %d (watermark %s)", p, checkpoint.offset,
                          checkpoint.watermark)
+                try:
+                    await self._read_back(p, agg, checkpoint)
+                except BaseException:
+                    del self.aggs[p]  # half read: the next batch starts it again
+                    raise
         return agg
+
+    async def _read_back(self, p: int, agg: PartitionAggregator, checkpoint: Checkpoint) -> None:
+        """Read the records from the checkpoint's ``views_from`` to its offset, which the
+        aggregator takes for the page views they began and counts nothing of, so that those
+        page views' later beacons join them rather than count again. With a reader of its
+        own: the worker's consumer goes on from the checkpoint as ever. (Raises when the
+        broker cannot be read: the caller rebuilds, as for an unread checkpoint.)"""
+        if checkpoint.read_from >= checkpoint.offset:
+            return
+        log.info("partition %d: reading offsets %d to %d for the page views begun before the checkpoint",
+                 p, checkpoint.read_from, checkpoint.offset)
+        servers = broker_servers(self.rt.settings.broker or "")
+        async for records in read_range(servers, self.rt.settings.topics.beacons, p, checkpoint.read_from,
+                                        checkpoint.offset):
+            agg.process([(r.offset, r.value) for r in records])
 
     def revoke(self, partitions: set[int]) -> None:
         self.saved = None  # another worker may move them on: read again on the next assignment
@@ -217,7 +237,6 @@ class Stage1:
             self.failures.pop(p, None)
             _forget(self.unconfirmed.pop(p, ()))
             self.rt.backend.failing.pop(p, None)
-            self.rewound.discard(p)
         self.assigned -= partitions
 
     async def process(self, p: int, events: list) -> None:
@@ -232,11 +251,6 @@ class Stage1:
         except Exception as exc:  # noqa: BLE001 - its checkpoint unread (the broker away): nothing counted yet
             await self.rebuild(p, exc, "checkpoint read failed")
             return
-        if p not in self.rewound:
-            self.rewound.add(p)
-            if events[0].message.offset > agg.warm_from >= 0:
-                await self._rewind(p, events[-1].message.offset, agg.warm_from)
-                return
         step = agg.process([(e.message.offset, e.message.value) for e in events])
         self.rt.stats["beacons"] += step.beacons
         self.rt.stats["records"] += len(events)
@@ -244,15 +258,6 @@ class Stage1:
         self.rt.backend.metrics.records.inc(len(events))
         self.last_record_at[p] = time.monotonic()
         await self.publish(p, agg, step)
-
-    async def _rewind(self, p: int, last: int, offset: int) -> None:
-        """Go back to ``offset`` (a restored checkpoint's ``views_from``): the records from
-        there to the checkpoint are read again, for the page views they began, before the
-        partition counts on. The events held so far come again, and are never acked."""
-        self.held.pop(p, None)
-        self.resume_at[p] = last
-        log.info("partition %d: reading back from offset %d for the page views begun before its checkpoint", p, offset)
-        await self.rt.app.consumer.seek(TP(self.rt.settings.topics.beacons, p), offset)
 
     def _fresh(self, p: int, events: list) -> list:
         """The events to count. After a rebuild, the stream may still hold events fetched
@@ -299,7 +304,6 @@ class Stage1:
         agg = self.aggs.pop(p, None)
         held = self.held.pop(p, None)
         self.reported.pop(p, None)
-        self.rewound.discard(p)
         _forget(self.unconfirmed.pop(p, ()))
         seen = [o for o in (agg.last_offset if agg else None, held[-1].message.offset if held else None)
                 if o is not None]
@@ -309,7 +313,7 @@ class Stage1:
         if not seen:
             return  # this aggregator had read nothing yet: the consumer is where it starts
         self.resume_at[p] = max(seen)
-        offset = checkpoint.read_from if checkpoint is not None else 0
+        offset = checkpoint.offset if checkpoint is not None else 0
         await rt.app.consumer.seek(TP(rt.settings.topics.beacons, p), offset)
 
     def _backoff(self, attempt: int) -> float:

@@ -99,6 +99,26 @@ async def partition_count(servers: str, topic: str) -> int:
         await consumer.stop()
 
 
+async def read_range(servers: str, topic: str, partition: int, start: int, end: int) -> AsyncIterator[list]:
+    """The records of one partition from offset ``start`` up to ``end`` (excluded), in
+    batches; joins no group, commits nothing. Records the log no longer holds (deleted by
+    retention) are skipped."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < end:
+            records = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+            records = [r for r in records if r.offset < end]
+            if records:
+                yield records
+    finally:
+        await consumer.stop()
+
+
 async def read_to_end(servers: str, topic: str, idle_ms: int = 300,
                       from_timestamp: int | None = None) -> AsyncIterator[list]:
     """Every record of ``topic`` present now, in batches; joins no group, commits nothing.
