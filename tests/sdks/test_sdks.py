@@ -272,32 +272,18 @@ def gaps(sdk: Sdk, o: Outcome) -> list[str]:
     return found
 
 
-_NO_UA = "the endpoint reads neither the User-Agent nor the Sec-CH-UA headers"
-
 #: What rumgate does not count yet, per configuration: the reason of its strict xfail.
 GAPS: dict[str, str] = {
-    "web-vitals-each": "one sendBeacon per metric makes 5 page views (a request of bare metrics is one page "
-                       f"view; nothing ties the 5 metric ids together); device unknown and no browser: {_NO_UA}",
-    "web-vitals-batched": f"device unknown and no browser: {_NO_UA}, and web-vitals metrics name neither",
-    "boomerang": "2 page views: the page-load beacon (n=1) and the unload beacon (n=3, rt.quit) become "
-                 "boomr-<pid>-1 and boomr-<pid>-3; the error beacon (http.initiator=error, which carries err "
-                 "and the page's c.cls) is ignored, so 0 page views with an error and CLS 0; device unknown "
-                 f"(ua.plt=Linux) and no browser: {_NO_UA}",
-    "datadog": "device unknown and no browser: the view event's device has no type (locale and time zone "
-               f"only) and {_NO_UA}",
-    "datadog-compressed": "the request holding the deflate-compressed events (text/plain, no Content-Encoding) "
-                          "gets 400 'body: not valid UTF-8', its events are lost (the view came in the "
-                          f"uncompressed rest); device unknown and no browser: {_NO_UA}",
-    "faro": "CORS: the endpoint's preflight answer does not allow the x-faro-session-id header, so the browser "
-            "sends nothing (and there is no Faro adapter)",
-    "sentry": "no Sentry adapter: 4 of 5 envelopes get 400 (their items unrecognised, dead-lettered), and the "
-              "error event, with its top-level release, is taken as a canonical beacon: one page view without "
-              f"metrics or error; device unknown and no browser: {_NO_UA}",
-    "elastic": "CORS: the endpoint's preflight answer does not allow the Content-Encoding header (the SDK "
-               "gzips), so the browser sends nothing (and there is no Elastic adapter)",
-    "otel": "2 page views: each OTLP export (FCP and TTFB while open, LCP and CLS on hide) is grouped into a "
-            "page view of its own; the exception log record is skipped, so 0 page views with an error; device "
-            f"unknown and no browser: the export has no user_agent.original and {_NO_UA}",
+    "web-vitals-each": "one sendBeacon per metric makes 5 page views: nothing ties a page's 5 requests "
+                       "together (each Metric id is the metric's own; navigationId counts documents of one "
+                       "tab, not page views), so each is a page view; the page can add a view of its own",
+    "boomerang": "CLS 0: c.cls restarts at every beacon, so the page's CLS is the sum over its beacons, and the "
+                 "banner's shift is on the error beacon; stage 1 counts a metric's first value, which cannot "
+                 "rebuild a sum, and the adapter sends the page-load beacon's",
+    "faro": "2 page views: Faro 2.12's exceptions-only request names no navigation id (its meta has the "
+            "session, not the page load), so the error is a beacon without a view, a page view of its own",
+    "otel": "2 page views: nothing ties a page's two OTLP exports (FCP and TTFB at load, LCP, CLS and INP on "
+            "hide): the resource names the service only and there is no session or page-view attribute",
 }
 
 
