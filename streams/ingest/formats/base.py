@@ -36,6 +36,7 @@ __all__ = [
     "RejectKind",
     "Converted",
     "make_beacon",
+    "field_at",
     "number",
     "text",
     "epoch_ms",
@@ -125,6 +126,19 @@ class Converted:
             self.rejects.append((index, reason))
         else:
             self.ignored.append((index, reason, kind))
+
+
+def field_at(obj: Any, *path: str) -> Any:
+    """``obj[path[0]][path[1]]…``, or None where a step is missing or not an object.
+
+    >>> field_at({"meta": {"app": {"name": "shop-web"}}}, "meta", "app", "name"), field_at({"meta": 3}, "meta", "app")
+    ('shop-web', None)
+    """
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
 
 
 def number(x: Any) -> float | None:

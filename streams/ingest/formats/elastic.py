@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.ingest.formats.base import Context, Converted, FormatError, RejectKind, make_beacon, number
+from streams.ingest.formats.base import Context, Converted, FormatError, RejectKind, field_at, make_beacon, number
 
 __all__ = ["NAME", "detect", "convert"]
 
@@ -71,14 +71,6 @@ def detect(item: Any) -> bool:
     return (key in _EVENTS or key in _V3) and isinstance(value, dict)
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _id(x: Any) -> str | None:
     return x if type(x) is str and 0 < len(x) <= 128 else None
 
@@ -90,7 +82,7 @@ def _long(key: str, event: dict) -> tuple[str, dict]:
     """
     if key not in _V3:
         return key, event
-    g = lambda *path: _get(event, *path)  # noqa: E731
+    g = lambda *path: field_at(event, *path)  # noqa: E731
     if key == "m":
         return "metadata", {"service": {"name": g("se", "n"), "version": g("se", "ve")}}
     if key == "x":
@@ -106,7 +98,7 @@ def _long(key: str, event: dict) -> tuple[str, dict]:
 
 
 def _value(obj: dict, where: str, *path: str) -> float | None:
-    raw = _get(obj, *path)
+    raw = field_at(obj, *path)
     if raw is None:
         return None
     value = number(raw)
@@ -133,24 +125,24 @@ def _page_load(tx: dict, metadata: dict | None, ctx: Context) -> dict[str, Any]:
         ctx,
         id=f"elastic-{tx_id}",
         view=tx_id,
-        app=_get(metadata, "service", "name"),
-        release=_get(metadata, "service", "version"),
-        session=_get(tx, "session", "id"),
-        page=_get(tx, "context", "page", "url"),
+        app=field_at(metadata, "service", "name"),
+        release=field_at(metadata, "service", "version"),
+        session=field_at(tx, "session", "id"),
+        page=field_at(tx, "context", "page", "url"),
         metrics={k: v for k, v in metrics.items() if v is not None},
     )
 
 
 def _error(error: dict, metadata: dict | None, ctx: Context) -> dict[str, Any]:
     error_id = _id(error.get("id"))
-    in_page_load = _get(error, "transaction", "type") == _PAGE_LOAD
+    in_page_load = field_at(error, "transaction", "type") == _PAGE_LOAD
     return make_beacon(
         ctx,
         id=f"elastic-{error_id}" if error_id else None,
         view=_id(error.get("transaction_id")) if in_page_load else None,
-        app=_get(metadata, "service", "name"),
-        release=_get(metadata, "service", "version"),
-        page=_get(error, "context", "page", "url"),
+        app=field_at(metadata, "service", "name"),
+        release=field_at(metadata, "service", "version"),
+        page=field_at(error, "context", "page", "url"),
         errors=1,
     )
 

@@ -57,6 +57,7 @@ from streams.ingest.formats.base import (
     Converted,
     FormatError,
     RejectKind,
+    field_at,
     make_beacon,
     number,
     ua_browser,
@@ -83,14 +84,6 @@ def detect(item: Any) -> bool:
             and any(part in item for part in _PARTS))
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _id(x: Any) -> str | None:
     """A navigation id Faro really gave: a short string, not ``unknown``."""
     return x if type(x) is str and 0 < len(x) <= 128 and x != _UNKNOWN else None
@@ -109,16 +102,16 @@ def _navigation_id(payload: dict) -> str | None:
     """The navigation event's ``faroNavigationId`` (the last, should there be several)."""
     found = None
     for event in _list(payload, "events"):
-        if _get(event, "name") == _NAVIGATION_EVENT:
-            found = _id(_get(event, "attributes", "faroNavigationId")) or found
+        if field_at(event, "name") == _NAVIGATION_EVENT:
+            found = _id(field_at(event, "attributes", "faroNavigationId")) or found
     return found
 
 
 def _device(browser: Any) -> str | None:
-    mobile = _get(browser, "mobile")
+    mobile = field_at(browser, "mobile")
     if mobile is True:
         return "mobile"
-    device = ua_device(_get(browser, "userAgent"))  # a tablet says mobile: false
+    device = ua_device(field_at(browser, "userAgent"))  # a tablet says mobile: false
     return device or ("desktop" if mobile is False else None)
 
 
@@ -127,7 +120,7 @@ def convert_payload(payload: dict, ctx: Context) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     first_id = view = None
     for i, measurement in enumerate(_list(payload, "measurements")):
-        if _get(measurement, "type") != "web-vitals":
+        if field_at(measurement, "type") != "web-vitals":
             continue  # custom measurements: not web vitals
         values = measurement.get("values")
         if not isinstance(values, dict):
@@ -141,26 +134,26 @@ def convert_payload(payload: dict, ctx: Context) -> dict[str, Any]:
                                   f"got {type(values[name]).__name__}")
             # a metric reported twice (reportAllChanges) only grows: keep the largest
             metrics[canonical] = max(value, metrics.get(canonical, value))
-        first_id = first_id or _get(measurement, "context", "id")
-        view = _id(_get(measurement, "context", "navigation_entry_id")) or view
+        first_id = first_id or field_at(measurement, "context", "id")
+        view = _id(field_at(measurement, "context", "navigation_entry_id")) or view
     errors = len(_list(payload, "exceptions"))
     if not metrics and not errors:
         raise FormatError("no web-vitals measurement and no exception (events, logs or traces only)",
                           RejectKind.NOT_A_PAGE_VIEW)
     meta = payload["meta"]
     browser = meta.get("browser")
-    name = _get(browser, "name")
+    name = field_at(browser, "name")
     first_id = first_id if type(first_id) is str and 0 < len(first_id) <= 128 else None
     return make_beacon(
         ctx,
         id=f"faro-{first_id}" if first_id else None,
         view=_navigation_id(payload) or view,
-        app=_get(meta, "app", "name"),
-        release=_get(meta, "app", "version"),
-        session=_get(meta, "session", "id"),
-        page=_get(meta, "page", "url"),
+        app=field_at(meta, "app", "name"),
+        release=field_at(meta, "app", "version"),
+        session=field_at(meta, "session", "id"),
+        page=field_at(meta, "page", "url"),
         device=_device(browser),
-        browser=name if type(name) is str and name.strip() else ua_browser(_get(browser, "userAgent")),
+        browser=name if type(name) is str and name.strip() else ua_browser(field_at(browser, "userAgent")),
         metrics=metrics,
         errors=errors or None,
     )

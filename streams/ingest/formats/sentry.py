@@ -57,6 +57,7 @@ from streams.ingest.formats.base import (
     Converted,
     FormatError,
     RejectKind,
+    field_at,
     make_beacon,
     number,
     ua_browser,
@@ -80,14 +81,6 @@ def detect(item: Any) -> bool:
     return isinstance(item, dict) and isinstance(item.get("sentry_item"), dict) and "metrics" not in item
 
 
-def _get(obj: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def _text(x: Any, limit: int = 128) -> str | None:
     return x if type(x) is str and 0 < len(x) <= limit else None
 
@@ -95,8 +88,8 @@ def _text(x: Any, limit: int = 128) -> str | None:
 def _attribute(span: dict, name: str) -> Any:
     """A span attribute's value: v2's ``attributes`` (``{"value": ..., "type": ...}``), else
     v1's ``data`` (plain values), or None."""
-    value = _get(span, "attributes", name, "value")
-    return _get(span, "data", name) if value is None else value
+    value = field_at(span, "attributes", name, "value")
+    return field_at(span, "data", name) if value is None else value
 
 
 def _measurements(obj: dict, where: str, metrics: dict[str, float]) -> None:
@@ -105,7 +98,7 @@ def _measurements(obj: dict, where: str, metrics: dict[str, float]) -> None:
     if not isinstance(found, dict):
         return
     for name, canonical in _VITALS.items():
-        raw = _get(found, name, "value")
+        raw = field_at(found, name, "value")
         if raw is None:
             continue
         value = number(raw)
@@ -118,22 +111,22 @@ def _event_beacon(item: dict, ctx: Context) -> dict[str, Any]:
     event = item.get("payload")
     if not isinstance(event, dict):
         raise FormatError(f"payload: an event must be a JSON object, got {type(event).__name__}")
-    values = _get(event, "exception", "values")
+    values = field_at(event, "exception", "values")
     if not isinstance(values, list) or not values:
         raise FormatError("exception: none (a message or another event, not a JS error)", RejectKind.NOT_A_PAGE_VIEW)
-    trace_id = _get(event, "contexts", "trace", "trace_id")
+    trace_id = field_at(event, "contexts", "trace", "trace_id")
     if trace_id is None:
-        trace_id = _get(item.get("sentry_envelope"), "trace", "trace_id")
+        trace_id = field_at(item.get("sentry_envelope"), "trace", "trace_id")
     if _text(trace_id) is None:
         raise FormatError("contexts.trace.trace_id: missing (an error must name its page view)")
-    ua = _get(event, "request", "headers", "User-Agent")
+    ua = field_at(event, "request", "headers", "User-Agent")
     event_id = _text(event.get("event_id"), 64)
     return make_beacon(
         ctx,
         id=f"sentry-{event_id}" if event_id else None,
         view=trace_id,
-        release=event.get("release") or _get(item.get("sentry_envelope"), "trace", "release"),
-        page=_get(event, "request", "url"),
+        release=event.get("release") or field_at(item.get("sentry_envelope"), "trace", "release"),
+        page=field_at(event, "request", "url"),
         device=ua_device(ua),
         browser=ua_browser(ua),
         errors=1,
@@ -145,24 +138,24 @@ def _transaction_beacon(item: dict, ctx: Context) -> dict[str, Any]:
     event = item.get("payload")
     if not isinstance(event, dict):
         raise FormatError(f"payload: a transaction must be a JSON object, got {type(event).__name__}")
-    op = _get(event, "contexts", "trace", "op")
+    op = field_at(event, "contexts", "trace", "op")
     if type(op) is not str or op not in _PAGE_VIEW_OPS:
         shown = repr(op[:40]) if type(op) is str else "none"
         raise FormatError(f"contexts.trace.op: {shown} transactions are not page views (only pageload and navigation)",
                           RejectKind.NOT_A_PAGE_VIEW)
-    trace_id = _get(event, "contexts", "trace", "trace_id")
+    trace_id = field_at(event, "contexts", "trace", "trace_id")
     if _text(trace_id) is None:
         raise FormatError("contexts.trace.trace_id: missing (a page view must have its view)")
     metrics: dict[str, float] = {}
     _measurements(event, "", metrics)
-    ua = _get(event, "request", "headers", "User-Agent")
+    ua = field_at(event, "request", "headers", "User-Agent")
     event_id = _text(event.get("event_id"), 64)
     return make_beacon(
         ctx,
         id=f"sentry-{event_id}" if event_id else None,
         view=trace_id,
-        release=event.get("release") or _get(item.get("sentry_envelope"), "trace", "release"),
-        page=_get(event, "request", "url"),
+        release=event.get("release") or field_at(item.get("sentry_envelope"), "trace", "release"),
+        page=field_at(event, "request", "url"),
         device=ua_device(ua),
         browser=ua_browser(ua),
         metrics=metrics,
@@ -221,7 +214,7 @@ def _span_beacons(item: dict, ctx: Context) -> list[dict[str, Any]]:
         if trace is None:
             trace = traces[trace_id] = _Trace(span.get("span_id"))
         _read_span(span, f"payload.items[{i}]", trace)
-    release = _get(item.get("sentry_envelope"), "trace", "release")
+    release = field_at(item.get("sentry_envelope"), "trace", "release")
     beacons = []
     for trace_id, trace in traces.items():
         if not trace.page_view:
