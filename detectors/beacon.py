@@ -38,6 +38,7 @@ __all__ = [
     "BeaconBatch",
     "CohortKey",
     "beacon_reason",
+    "send_id",
     "validate_beacon",
 ]
 
@@ -104,11 +105,13 @@ class Beacon:
     ``session`` (optional) lets the sample-ratio check count users, not page views: the
     split is per user, so page views of one user move together. ``view`` (optional) is the
     page view's id: beacons of one app with the same view are one page view, which stage 1
-    counts once (:mod:`detectors.views`), however many beacons its SDK split it into; a
-    beacon without one is a page view of its own. Other descriptive fields
-    (``id``, ``page``, ``country``, ``browser``) are the ingestion gateway's business (it
-    dedupes by id and reduces pages to routes); the core neither reads nor checks them, so
-    a sender may add any fields of its own.
+    counts once (:mod:`detectors.views`), however many beacons its SDK split it into. ``id``
+    names the beacon (one send): a beacon without a view is a page view of its own, and
+    copies of it with its id (a retry stored twice, by two ingestion replicas or after the
+    producer gave up on a record that landed anyway) are that one page view. Other
+    descriptive fields (``page``, ``country``, ``browser``) are the ingestion gateway's
+    business; the core neither reads nor checks them, so a sender may add any fields of its
+    own.
     """
 
     ts: int
@@ -120,6 +123,7 @@ class Beacon:
     cohort: str | None = None
     session: str | None = None
     view: str | None = None
+    id: str | None = None
 
     @property
     def key(self) -> CohortKey:
@@ -215,6 +219,16 @@ def beacon_reason(obj: Any) -> str | None:
     return None
 
 
+def send_id(value: Any) -> str | None:
+    """A beacon's ``id`` as stage 1 uses it: a string of at most 512 characters, else none
+    (an id is descriptive and never makes a beacon invalid).
+
+    >>> send_id("v5-1-2"), send_id(42), send_id("")
+    ('v5-1-2', None, None)
+    """
+    return value if type(value) is str and 0 < len(value) <= _MAX_STR else None
+
+
 def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
     """Validate one decoded JSON value as a canonical beacon.
 
@@ -237,6 +251,7 @@ def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
             cohort=obj.get("cohort"),
             session=obj.get("session"),
             view=obj.get("view") or None,
+            id=send_id(obj.get("id")),
         ),
         None,
     )
@@ -256,7 +271,7 @@ class BeaconBatch:
     metrics: dict[str, np.ndarray]  # float64, NaN = absent
     errors: np.ndarray  # int64
     session: list | None = None  # per row, any hashable; None = no sessions known
-    view: list | None = None  # per row, the page view's id or None; None = no view ids known
+    view: list | None = None  # per row, what stage 1 joins it by (its view, else its id) or None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -286,5 +301,5 @@ class BeaconBatch:
             },
             errors=np.array([b.errors for b in beacons], np.int64),
             session=[b.session for b in beacons],
-            view=[b.view for b in beacons],
+            view=[b.view or b.id for b in beacons],
         )

@@ -45,9 +45,10 @@ def with_metrics(**metrics) -> dict:
     # Only the three required fields: no metrics, no errors, device unknown.
     (MINIMAL, Beacon(TS, "shop-web", "2026.11.23-abc")),
     # The architecture doc's example: the session is kept (the sample-ratio check counts
-    # users), other descriptive fields are dropped, all five metrics kept.
+    # users) and the id (stage 1 counts copies of a beacon once), other descriptive fields
+    # are dropped, all five metrics kept.
     (FULL, Beacon(TS, "shop-web", "2026.11.23-abc", dict(FULL["metrics"]), 0, "mobile", None,
-                  FULL["session"])),
+                  FULL["session"], id=FULL["id"])),
     # Integer metric values become floats; a null metric counts as absent (INP never measured).
     (with_metrics(LCP=2480, INP=None), Beacon(TS, "shop-web", "2026.11.23-abc", {"LCP": 2480.0})),
     # An explicit cohort (feature-flag arm) is kept, and errors counted.

@@ -162,3 +162,16 @@ def test_the_table_has_a_fixed_size_and_counts_views_forgotten_early():
 def test_a_horizon_must_be_positive_whole_ms(bad):
     with pytest.raises(ValueError, match="horizon_ms"):
         PageViews(horizon_ms=bad)
+
+
+def test_copies_of_a_beacon_without_a_view_are_one_page_view():
+    """A retry stored twice (two ingestion replicas, or a record the producer gave up on
+    that landed anyway beside its retry) carries the same id: it counts once."""
+    first = {"ts": T, "app": APP, "release": RELEASE, "id": "b-1", "metrics": {"LCP": 900.0}, "errors": 1}
+    other = {**first, "id": "b-2"}
+    records = list(enumerate(orjson.dumps(b) for b in (first, first, other, {**first, "id": 7})))
+    agg = PartitionAggregator(0, 5000, 0, view_horizon_ms=600_000, view_slots=1024)
+    agg.process(records)
+    (summary,) = agg.flush().closed
+    # b-1 once, b-2, and the beacon whose id is no string (a page view of its own)
+    assert (summary.page_views, summary.error_views, summary.sketches["LCP"].count) == (3, 3, 3)
