@@ -38,6 +38,7 @@ __all__ = [
     "BeaconBatch",
     "CohortKey",
     "beacon_reason",
+    "part_column",
     "send_id",
     "validate_beacon",
 ]
@@ -108,7 +109,11 @@ class Beacon:
     counts once (:mod:`detectors.views`), however many beacons its SDK split it into. ``id``
     names the beacon (one send): a beacon without a view is a page view of its own, and
     copies of it with its id (a retry stored twice, by two ingestion replicas or after the
-    producer gave up on a record that landed anyway) are that one page view. Other
+    producer gave up on a record that landed anyway) are that one page view. ``part`` marks a
+    beacon without a view that is a part of a page view another beacon counts (an SDK that
+    sends a page view's metrics in separate requests naming none: the one with TTFB is the
+    page view): it adds its metrics and errors to its session's latest page view, or to the
+    window when none is known, but is no page view of its own. Other
     descriptive fields (``page``, ``country``, ``browser``) are the ingestion gateway's
     business; the core neither reads nor checks them, so a sender may add any fields of its
     own.
@@ -124,6 +129,7 @@ class Beacon:
     session: str | None = None
     view: str | None = None
     id: str | None = None
+    part: bool = False
 
     @property
     def key(self) -> CohortKey:
@@ -216,6 +222,9 @@ def beacon_reason(obj: Any) -> str | None:
         errors = 0
     if type(errors) is not int or not 0 <= errors <= _MAX_ERRORS:
         return f"errors: must be an integer in [0, {_MAX_ERRORS}], got {errors!r}"
+    part = obj.get("part")
+    if part is not None and type(part) is not bool:
+        return f"part: must be true or false, got {part!r}"
     return None
 
 
@@ -252,6 +261,7 @@ def validate_beacon(obj: Any) -> tuple[Beacon | None, str | None]:
             session=obj.get("session"),
             view=obj.get("view") or None,
             id=send_id(obj.get("id")),
+            part=obj.get("part") is True,
         ),
         None,
     )
@@ -272,6 +282,7 @@ class BeaconBatch:
     errors: np.ndarray  # int64
     session: list | None = None  # per row, any hashable; None = no sessions known
     view: list | None = None  # per row, what stage 1 joins it by (its view, else its id) or None
+    part: np.ndarray | None = None  # bool per row: a part of a page view, without a view; None = none are
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -302,4 +313,10 @@ class BeaconBatch:
             errors=np.array([b.errors for b in beacons], np.int64),
             session=[b.session for b in beacons],
             view=[b.view or b.id for b in beacons],
+            part=part_column([b.part and not b.view for b in beacons]),
         )
+
+
+def part_column(flags: list[bool]) -> np.ndarray | None:
+    """The ``part`` column of a batch: None when no row is one (the usual case)."""
+    return np.array(flags, bool) if any(flags) else None

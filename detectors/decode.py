@@ -42,6 +42,7 @@ from detectors.beacon import (
     BeaconBatch,
     CohortKey,
     has_control,
+    part_column,
     send_id,
     validate_beacon,
 )
@@ -168,7 +169,7 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
     columns = _columns(raw)
     if columns is None:  # a column of unexpected types: take the item-by-item path
         return _slow([item(i) for i in range(len(raw[0]))])
-    ts, app, release, device, cohort, metrics, errors, session, view, ids, suspect = columns
+    ts, app, release, device, cohort, metrics, errors, session, view, ids, part, suspect = columns
     bad: list[tuple[int, str]] = []
     if suspect.any():
         for row in np.flatnonzero(suspect):
@@ -185,6 +186,7 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
         session = [session[i] for i in idx]
         view = [view[i] for i in idx]
         ids = [ids[i] for i in idx]
+        part = [part[i] for i in idx]
         device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
     codes: dict[tuple, int] = {}
     if "" in device or None in device:
@@ -193,10 +195,11 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
     keys = [CohortKey(*k) for k in codes]
     # what stage 1 joins a row by: its view, else its id (see Beacon)
     joined = view if all(view) else [v or send_id(i) for v, i in zip(view, ids)]
-    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session, joined), bad
+    parts = part_column([p is True and not v for p, v in zip(part, view)]) if True in part else None
+    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session, joined, parts), bad
 
 
-_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session", "view", "id")
+_FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session", "view", "id", "part")
 
 
 def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
@@ -208,7 +211,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
     if not records:
         return None
     columns = tuple([] for _ in _FIELDS)
-    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err, a_ses, a_view, a_id = (c.append for c in columns)
+    a_ts, a_app, a_rel, a_dev, a_coh, a_met, a_err, a_ses, a_view, a_id, a_part = (c.append for c in columns)
     loads = orjson.loads
     try:
         for record in records:
@@ -226,6 +229,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
             a_ses(get("session"))
             a_view(get("view"))
             a_id(get("id"))
+            a_part(get("part"))
     except orjson.JSONDecodeError:
         return None
     return columns
@@ -233,7 +237,7 @@ def _stream_columns(records: Sequence[bytes]) -> tuple[list, ...] | None:
 
 def _columns(raw: tuple[list, ...]):
     """Column arrays plus a mask of rows that need a closer look; None if types are off."""
-    ts_list, app, release, device, cohort, ms, err_list, session, view, ids = raw
+    ts_list, app, release, device, cohort, ms, err_list, session, view, ids, part = raw
     n = len(ts_list)
     get = dict.get
     if set(map(type, ts_list)) != {int}:
@@ -290,7 +294,9 @@ def _columns(raw: tuple[list, ...]):
         return None
     if max(map(len, filter(None, session)), default=0) > _MAX_STR:
         suspect |= np.fromiter((s is not None and len(s) > _MAX_STR for s in session), bool, n)
-    return ts, app, release, device, cohort, metrics, errors, session, view, ids, suspect
+    if not set(map(type, part)) <= {bool, type(None)}:
+        suspect |= np.fromiter((p is not None and type(p) is not bool for p in part), bool, n)
+    return ts, app, release, device, cohort, metrics, errors, session, view, ids, part, suspect
 
 
 _DEVICE_VALUES = frozenset((*SEGMENTS, None))

@@ -12,6 +12,11 @@ view, what has been counted already, so that stage 1 counts
   or stop changing it; see ``docs/rum-formats.md``);
 * the page view as erroring at most once, with the first beacon that reports an error.
 
+Where an SDK names no page view, the beacon with TTFB is the page view and its adapter
+marks the others (``part``): a part joins the latest page view its session started within
+the horizon, as a beacon of that view would, and without one counts what it carries but no
+page view (its copies once, by its id).
+
 A view is remembered for ``horizon_ms`` of event time after its first beacon: a beacon
 whose view was first seen longer ago than that, by the watermark before it, starts a page
 view again. Which beacon counts what depends only on the beacons' order and their
@@ -24,7 +29,9 @@ fit, the oldest in a bucket is forgotten early and :attr:`evicted_early` counts 
 next beacon would count as a new page view): size the table by views per second × horizon.
 The table is allocated zeroed and untouched, so an idle partition's costs no memory.
 Fingerprints are Python's 64-bit ``hash`` of the view XOR a salt of its app: two distinct
-views sharing a bucket and a fingerprint (about 1 in 2⁶¹ per lookup) would merge.
+views sharing a bucket and a fingerprint (about 1 in 2⁶¹ per lookup) would merge. Sessions
+have a table of their own, laid out alike (24 bytes a slot: the session's fingerprint, its
+latest page view's and that view's start), touched only by beacons that name a session.
 
 >>> views = PageViews(horizon_ms=60_000, capacity=64)
 >>> LCP, CLS = 1, 4                                    # metric bits, in METRICS order
@@ -49,14 +56,15 @@ __all__ = ["DEFAULT_VIEW_HORIZON_MS", "DEFAULT_VIEW_SLOTS", "METRIC_BITS", "Page
 #: How long, in event time, a page view's later beacons still join it. web-vitals reports
 #: CLS and INP when the page is hidden, which for most page views is within minutes.
 DEFAULT_VIEW_HORIZON_MS = 30 * 60_000
-#: Slots per partition: 16 MiB once touched, room for about 550 page views a second on one
-#: partition over the default horizon.
+#: Slots per partition: 16 MiB once touched (and 24 MiB for sessions), room for about 550
+#: page views a second on one partition over the default horizon.
 DEFAULT_VIEW_SLOTS = 1 << 20
 WAYS = 4
 #: Bit of each metric in a row's ``bits`` (METRICS order): LCP 1, INP 2, CLS 4, FCP 8, TTFB 16.
 METRIC_BITS: dict[str, int] = {m: 1 << i for i, m in enumerate(METRICS)}
 _ERRORED = 1 << 5  # the page view has been counted as erroring
 _CAPPED = 1 << 6  # its first beacon was over its session's cap: none of it is counted
+_PART = 1 << 7  # a part that joined no page view: it counts what it carries, never a page view
 _FLAGS = 8  # the state is first_ts << _FLAGS | flags
 
 
@@ -75,42 +83,65 @@ class PageViews:
         # per bucket: WAYS fingerprints, then their WAYS states (0: empty)
         self._words = np.zeros(2 * self.capacity, np.int64)
         self._table = memoryview(self._words)
+        # per bucket: WAYS session fingerprints, their latest views' fingerprints, their start times
+        self._session_words = np.zeros(3 * self.capacity, np.int64)
+        self._sessions = memoryview(self._session_words)
         self.evicted_early = 0
 
     def observe(self, apps: Sequence[str], views: Sequence[str], ts: Sequence[int], seen: Sequence[int],
-                bits: Sequence[int], errors: Sequence[bool]) -> tuple[list[bool], list[int], list[bool]]:
+                bits: Sequence[int], errors: Sequence[bool], parts: Sequence[bool] | None = None,
+                sessions: Sequence[str | None] | None = None) -> tuple[list[bool], list[int], list[bool]]:
         """Take beacons in order: ``apps``/``views`` name their page view, ``ts`` is each one's
         event time and ``seen`` the watermark before it, ``bits`` the metrics it carries
-        (:data:`METRIC_BITS`) and ``errors`` whether it reports a JS error.
+        (:data:`METRIC_BITS`) and ``errors`` whether it reports a JS error. ``parts`` marks
+        beacons that are a part of a page view counted by another beacon (their ``views``
+        entry is their own id, or None), ``sessions`` names each beacon's session (or None).
 
         Returns, per beacon: whether it starts a page view, the bits of its metrics already
         counted for that view (to leave out), and whether it makes the view erroring. A
-        beacon of a view whose first beacon was capped (:meth:`cap`) returns all its bits.
+        beacon of a view whose first beacon was capped (:meth:`cap`) returns all its bits. A
+        part joins the latest page view its session started here within the horizon; a
+        part with no such view never starts one, and counts what it carries once.
         """
         table, mask, horizon = self._table, self._mask, self.horizon_ms
+        n = len(views)
+        parts = parts if parts is not None else [False] * n
+        sessions = sessions if sessions is not None else [None] * n
         salts: dict[str, int] = {}
         new, repeated, erroring = [], [], []
-        for app, view, t, wm, b, err in zip(apps, views, ts, seen, bits, errors):
+        for app, view, t, wm, b, err, part, session in zip(apps, views, ts, seen, bits, errors, parts, sessions):
             salt = salts.get(app)
             if salt is None:
                 salt = salts[app] = hash((app,))
-            fingerprint = (hash(view) ^ salt) or 1
-            base = (fingerprint & mask) << 3  # 2 * WAYS words a bucket
             slot = -1
-            for s in range(base, base + WAYS):
-                if table[s] == fingerprint:
-                    slot = s
-                    break
+            if part and session is not None:
+                slot = self._session_view(session, salt, wm)
+            if slot >= 0:
+                fingerprint = table[slot]
+            elif view is None:  # a part with no id that joined no page view: it counts once, as it is
+                new.append(False)
+                repeated.append(0)
+                erroring.append(bool(err))
+                continue
+            else:
+                fingerprint = (hash(view) ^ salt) or 1
+                base = (fingerprint & mask) << 3  # 2 * WAYS words a bucket
+                for s in range(base, base + WAYS):
+                    if table[s] == fingerprint:
+                        slot = s
+                        break
             state = table[slot + WAYS] if slot >= 0 else 0
-            if slot < 0 or (state >> _FLAGS) < wm - horizon:  # a new page view
+            if slot < 0 or (state >> _FLAGS) < wm - horizon:  # a new page view, or a part alone
                 if slot < 0:
                     slot = min(range(base, base + WAYS), key=lambda s: table[s + WAYS])  # empty or oldest
                     oldest = table[slot + WAYS]
                     if oldest and (oldest >> _FLAGS) >= wm - horizon:
                         self.evicted_early += 1
                     table[slot] = fingerprint
-                table[slot + WAYS] = int(t) << _FLAGS | b | (_ERRORED if err else 0)
-                new.append(True)
+                table[slot + WAYS] = int(t) << _FLAGS | b | (_ERRORED if err else 0) | (_PART if part else 0)
+                if session is not None and not part:
+                    self._latest(session, salt, fingerprint, t)
+                new.append(not part)
                 repeated.append(0)
                 erroring.append(bool(err))
                 continue
@@ -127,6 +158,34 @@ class PageViews:
             erroring.append(first_error)
         return new, repeated, erroring
 
+    def _latest(self, session: str, salt: int, view: int, t: int) -> None:
+        """Note ``view`` (a fingerprint), started at ``t``, as the latest page view of ``session``."""
+        sessions = self._sessions
+        fingerprint = (hash(session) ^ salt) or 1
+        base = (fingerprint & self._mask) * 3 * WAYS  # WAYS fingerprints, views, start times
+        slot = next((s for s in range(base, base + WAYS) if sessions[s] == fingerprint), -1)
+        if slot < 0:
+            slot = min(range(base, base + WAYS), key=lambda s: sessions[s + 2 * WAYS])  # empty or oldest
+            sessions[slot] = fingerprint
+        sessions[slot + WAYS] = view
+        sessions[slot + 2 * WAYS] = max(int(t), 1)
+
+    def _session_view(self, session: str, salt: int, wm: int) -> int:
+        """The table slot of the latest page view ``session`` started, while it is within the
+        horizon; else -1."""
+        sessions, table = self._sessions, self._table
+        fingerprint = (hash(session) ^ salt) or 1
+        base = (fingerprint & self._mask) * 3 * WAYS
+        for s in range(base, base + WAYS):
+            if sessions[s] == fingerprint:
+                view = sessions[s + WAYS]
+                vbase = (view & self._mask) << 3
+                for v in range(vbase, vbase + WAYS):
+                    if table[v] == view:
+                        return v if (table[v + WAYS] >> _FLAGS) >= wm - self.horizon_ms else -1
+                return -1
+        return -1
+
     def cap(self, apps: Sequence[str], views: Sequence[str]) -> None:
         """Mark page views whose first beacon was not counted: their later beacons are not either."""
         table, mask = self._table, self._mask
@@ -141,7 +200,7 @@ class PageViews:
     @property
     def nbytes(self) -> int:
         """Memory of the table (allocated once; its pages become resident as views arrive)."""
-        return self._words.nbytes
+        return self._words.nbytes + self._session_words.nbytes
 
 
 def metric_bits(metrics: dict[str, np.ndarray], rows: np.ndarray) -> list[int]:

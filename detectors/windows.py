@@ -324,6 +324,7 @@ def _rows(batch: BeaconBatch, mask: np.ndarray) -> BeaconBatch:
         metrics={m: v[mask] for m, v in batch.metrics.items()}, errors=batch.errors[mask],
         session=None if batch.session is None else [s for s, k in zip(batch.session, mask.tolist()) if k],
         view=None if batch.view is None else [v for v, k in zip(batch.view, mask.tolist()) if k],
+        part=None if batch.part is None else batch.part[mask],
     )
 
 
@@ -411,12 +412,14 @@ class TumblingWindows:
         joined = None
         if self.views is not None and batch.view is not None:
             batch, joined = self._join(batch, seen, keep)
+        if joined is None and batch.part is not None:  # parts are no page views, joined or not
+            joined = _Joined(~batch.part, batch.errors > 0, np.zeros(len(batch), bool))
         capped = self._cap_sessions(batch, starts, keep if joined is None else keep & joined.starts)
         count = keep & ~capped
         if capped.any():
             for row in np.flatnonzero(capped).tolist():
                 self._summary(int(starts[row]), batch.keys[batch.key[row]]).capped += 1
-            if joined is not None:
+            if joined is not None and self.views is not None:
                 self._cap_views(batch, capped, joined)
         if joined is not None:
             count &= ~joined.nothing
@@ -434,15 +437,21 @@ class TumblingWindows:
     def _join(self, batch: BeaconBatch, seen: np.ndarray, keep: np.ndarray) -> tuple[BeaconBatch, _Joined | None]:
         """The batch with the metrics its page views have counted already left out (NaN),
         and which rows start a page view or make it erroring (:mod:`detectors.views`)."""
-        has_view = np.fromiter((v is not None for v in batch.view), bool, len(batch)) & keep
-        rows = np.flatnonzero(has_view)
+        joins = np.fromiter((v is not None for v in batch.view), bool, len(batch))
+        if batch.part is not None:
+            joins |= batch.part
+        rows = np.flatnonzero(joins & keep)
         if rows.size == 0:
             return batch, None
         row_list = rows.tolist()
         bits = metric_bits(batch.metrics, rows)
+        parts = None if batch.part is None else batch.part[rows].tolist()
+        # every page view's session is noted, for the parts of later batches to join it
+        sessions = None if batch.session is None else [batch.session[r] for r in row_list]
         new, repeated, erroring = self.views.observe(
             [batch.keys[code].app for code in batch.key[rows].tolist()], [batch.view[r] for r in row_list],
-            batch.ts[rows].tolist(), seen[rows].tolist(), bits, (batch.errors[rows] > 0).tolist())
+            batch.ts[rows].tolist(), seen[rows].tolist(), bits, (batch.errors[rows] > 0).tolist(),
+            parts, sessions)
         starts = np.ones(len(batch), bool)
         starts[rows] = new
         error_view = batch.errors > 0
@@ -457,7 +466,8 @@ class TumblingWindows:
             if drop.any():
                 metrics[m] = np.where(drop, np.nan, values)
         nothing = ~starts & (repeated_bits == row_bits) & (batch.errors == 0)  # errors all count
-        joined = BeaconBatch(batch.ts, batch.key, batch.keys, metrics, batch.errors, batch.session, batch.view)
+        joined = BeaconBatch(batch.ts, batch.key, batch.keys, metrics, batch.errors, batch.session, batch.view,
+                             batch.part)
         return joined, _Joined(starts, error_view, nothing)
 
     def _cap_views(self, batch: BeaconBatch, capped: np.ndarray, joined: _Joined) -> None:

@@ -60,7 +60,7 @@ class Settings:
     max_cohorts_per_window: int = DEFAULT_MAX_COHORTS  # cohort keys per app per window per partition; more: DLQ
     max_views_per_session: int = DEFAULT_MAX_VIEWS_PER_SESSION  # page views per session per window; more: capped
     view_horizon_s: float = DEFAULT_VIEW_HORIZON_MS / 1000  # a page view's later beacons join it this long
-    view_slots: int = DEFAULT_VIEW_SLOTS  # page views remembered per partition: 16 bytes a slot
+    view_slots: int = DEFAULT_VIEW_SLOTS  # page views (and sessions) remembered per partition: 40 bytes a slot
     judge_history_mb: int = 256  # encoded window summaries the judge keeps for rollouts known late
     idle_after_s: float = 10.0  # a partition without records this long is idle
     stage1_retry_s: float = 0.5  # first wait before a stage-1 partition whose send failed is rebuilt; doubles

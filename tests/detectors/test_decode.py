@@ -36,12 +36,15 @@ def ndjson(*lines: bytes | dict) -> bytes:
 
 
 def rows(batch) -> list[tuple]:
-    """One comparable tuple per row: (ts, CohortKey, metrics with NaN as None, errors, session)."""
+    """One comparable tuple per row: (ts, CohortKey, metrics with NaN as None, errors, session,
+    what stage 1 joins it by, whether it is a part)."""
     return [
         (int(batch.ts[i]), batch.keys[batch.key[i]],
          tuple(None if math.isnan(batch.metrics[m][i]) else float(batch.metrics[m][i])
                for m in METRICS),
-         int(batch.errors[i]), batch.session[i] if batch.session is not None else None)
+         int(batch.errors[i]), batch.session[i] if batch.session is not None else None,
+         batch.view[i] if batch.view is not None else None,
+         bool(batch.part[i]) if batch.part is not None else False)
         for i in range(len(batch))
     ]
 
@@ -52,7 +55,8 @@ def expected_rows(objs: list) -> list[tuple]:
     for obj in objs:
         b, _ = validate_beacon(obj)
         if b is not None:
-            out.append((b.ts, b.key, tuple(b.metrics.get(m) for m in METRICS), b.errors, b.session))
+            out.append((b.ts, b.key, tuple(b.metrics.get(m) for m in METRICS), b.errors, b.session,
+                        b.view or b.id, b.part and not b.view))
     return out
 
 
@@ -270,6 +274,10 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
                        st.one_of(st.sampled_from(["", "phone", "Mobile", "tv"]), long_text),
                        type_bad, missing_ok=True),
         "cohort": pick(st.sampled_from(COHORTS), st.one_of(long_text, name_text(64)), type_bad, missing_ok=True),
+        "view": pick(st.sampled_from(["v1", "v2", None]), st.one_of(long_text, name_text(128)), type_bad,
+                     missing_ok=True),
+        "part": pick(st.sampled_from([True, False, None]), st.sampled_from([0, 1, "true"]), type_bad,
+                     missing_ok=True),
         # The session is checked too: the sample-ratio test counts users by it.
         "session": pick(st.one_of(st.text(max_size=8), st.none()), long_text, type_bad, missing_ok=True),
         "errors": pick(st.one_of(st.integers(0, 1_000_000), st.none()),

@@ -17,9 +17,9 @@ APP, RELEASE = "shop-web", "r2"
 
 
 def beacon(ts: int, view: str | None, metrics: dict | None = None, errors: int = 0,
-           session: str | None = None) -> Beacon:
+           session: str | None = None, id: str | None = None, part: bool = False) -> Beacon:  # noqa: A002
     return Beacon(ts=T + ts, app=APP, release=RELEASE, metrics=metrics or {}, errors=errors, device="desktop",
-                  session=session, view=view)
+                  session=session, view=view, id=id, part=part)
 
 
 def totals(summaries) -> dict:
@@ -78,6 +78,67 @@ def test_the_later_beacons_of_a_capped_page_view_are_not_counted_either():
     beacons += [beacon(10 + i, f"v{i}", {"CLS": 0.2}, errors=1, session="bot") for i in range(3)]
     got = count(beacons, max_views_per_session=2)
     assert (got["page_views"], got["capped"], got["error_views"], got["counts"]) == (2, 1, 2, {"LCP": 2, "CLS": 2})
+
+
+def test_a_part_counts_in_its_sessions_latest_page_view():
+    """Faro's way: the page load's requests name its view, an exception alone names none."""
+    beacons = [beacon(0, "nav1", {"FCP": 900.0, "TTFB": 5.0}, session="s1"),
+               beacon(400, None, errors=1, session="s1", id="e1", part=True),
+               beacon(900, None, errors=1, session="s1", id="e2", part=True),  # a second error request
+               beacon(2000, "nav1", {"LCP": 216.0}, session="s1")]
+    assert count(beacons) == {"page_views": 1, "error_views": 1, "sessions": 1, "late": 0, "capped": 0,
+                              "counts": {"LCP": 1, "FCP": 1, "TTFB": 1}}
+
+
+def test_a_part_joins_the_sessions_page_view_it_follows_not_an_earlier_one():
+    beacons = [beacon(0, "v1", {"TTFB": 5.0}, session="s1"), beacon(5000, "v2", {"TTFB": 5.0}, session="s1"),
+               beacon(6000, None, {"CLS": 0.2}, errors=1, session="s1", id="p", part=True),
+               beacon(7000, "v2", {"CLS": 0.3}, session="s1")]  # v2's CLS was counted: the part's
+    got = count(beacons)
+    assert (got["page_views"], got["error_views"], got["counts"]) == (2, 1, {"CLS": 1, "TTFB": 2})
+
+
+def test_parts_without_a_session_count_what_they_carry_once_and_are_no_page_views():
+    """web-vitals one metric per request: the TTFB beacon is the page view, the others parts."""
+    page = [beacon(0, None, {"TTFB": 4.0}, id="t"), beacon(1, None, {"FCP": 104.0}, id="f", part=True),
+            beacon(2, None, {"LCP": 252.0}, id="l", part=True), beacon(9000, None, {"CLS": 0.09}, id="c", part=True)]
+    retried = beacon(9001, None, {"CLS": 0.09}, id="c", part=True)  # a copy of the CLS send
+    assert count(page + [retried]) == {"page_views": 1, "error_views": 0, "sessions": 1, "late": 0, "capped": 0,
+                                       "counts": {"LCP": 1, "CLS": 1, "FCP": 1, "TTFB": 1}}
+
+
+def test_a_part_whose_sessions_page_view_is_past_the_horizon_joins_none():
+    beacons = [beacon(0, "v1", {"TTFB": 5.0}, session="s1"),
+               beacon(70_000, None, {"CLS": 0.2}, errors=1, session="s1", id="p", part=True),
+               beacon(75_000, "v1", {"CLS": 0.2}, errors=1, session="s1")]
+    got = count(beacons, horizon_ms=60_000)  # v1 is forgotten: the part counts alone, v1 starts again
+    assert (got["page_views"], got["error_views"], got["counts"]) == (2, 2, {"CLS": 2, "TTFB": 1})
+    got = count(beacons, horizon_ms=80_000)  # the part is v1's
+    assert (got["page_views"], got["error_views"], got["counts"]) == (1, 1, {"CLS": 1, "TTFB": 1})
+
+
+def test_parts_are_no_page_views_without_a_view_table_either():
+    w = TumblingWindows(5000, 0)
+    w.add(BeaconBatch.from_beacons([beacon(0, None, {"TTFB": 5.0}, id="t"),
+                                    beacon(1, None, {"LCP": 9.0}, errors=1, id="l", part=True)]))
+    (summary,) = w.flush()
+    assert (summary.page_views, summary.error_views, summary.sketches["LCP"].count) == (1, 1, 1)
+
+
+parts_of = st.lists(st.tuples(st.integers(0, 60_000), st.sampled_from(["a", "b", None]),
+                              st.sampled_from(["s1", "s2", None]), st.sampled_from(["p1", "p2", "p3", None]),
+                              st.sampled_from(["LCP", "CLS", "TTFB"]), st.booleans()), min_size=1, max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts_of, st.integers(1, 20))
+def test_how_beacons_and_parts_are_batched_never_changes_what_is_counted(rows, chunk):
+    beacons = [beacon(t, v if p is None else None, {m: 100.0 + t}, errors=int(e), session=s, id=p, part=p is not None)
+               for t, v, s, p, m, e in sorted(rows, key=lambda r: r[0])]
+    got = count(beacons, chunk=chunk)
+    assert got == count(beacons, chunk=len(beacons))
+    assert got["page_views"] == len({b.view for b in beacons if b.view}) + sum(
+        1 for b in beacons if b.view is None and not b.part)
 
 
 views_of = st.lists(st.tuples(st.integers(0, 60_000), st.sampled_from(["a", "b", "c", "d", None]),
@@ -155,7 +216,7 @@ def test_the_table_has_a_fixed_size_and_counts_views_forgotten_early():
     views = PageViews(horizon_ms=600_000, capacity=8)
     n = 200
     views.observe(["a"] * n, [f"v{i}" for i in range(n)], list(range(n)), list(range(n)), [1] * n, [False] * n)
-    assert views.nbytes == 8 * 16 and views.evicted_early >= n - 8
+    assert views.nbytes == 8 * (16 + 24) and views.evicted_early >= n - 8
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5])

@@ -274,16 +274,9 @@ def gaps(sdk: Sdk, o: Outcome) -> list[str]:
 
 #: What rumgate does not count yet, per configuration: the reason of its strict xfail.
 GAPS: dict[str, str] = {
-    "web-vitals-each": "one sendBeacon per metric makes 5 page views: nothing ties a page's 5 requests "
-                       "together (each Metric id is the metric's own; navigationId counts documents of one "
-                       "tab, not page views), so each is a page view; the page can add a view of its own",
     "boomerang": "CLS 0: c.cls restarts at every beacon, so the page's CLS is the sum over its beacons, and the "
                  "banner's shift is on the error beacon; stage 1 counts a metric's first value, which cannot "
                  "rebuild a sum, and the adapter sends the page-load beacon's",
-    "faro": "2 page views: Faro 2.12's exceptions-only request names no navigation id (its meta has the "
-            "session, not the page load), so the error is a beacon without a view, a page view of its own",
-    "otel": "2 page views: nothing ties a page's two OTLP exports (FCP and TTFB at load, LCP, CLS and INP on "
-            "hide): the resource names the service only and there is no session or page-view attribute",
 }
 
 

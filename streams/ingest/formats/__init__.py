@@ -35,16 +35,16 @@ and no ``resourceLogs``, ``type`` or ``name``: such an item is plainly canonical
 A reason starts with the format's name, then the field:
 
 >>> ctx = Context(received_at=1763856000123, app="shop-web", release="r2")
->>> items = parse_body(b'[{"name":"LCP","value":2140.3,"id":"v5-1-2"},'
+>>> items = parse_body(b'[{"name":"TTFB","value":412.6,"id":"v5-1-1"},{"name":"LCP","value":2140.3,"id":"v5-1-2"},'
 ...                    b'{"name":"CLS","value":0.043,"id":"v5-1-4"},'
 ...                    b'{"name":"INP","value":-8,"id":"v5-1-3"}, 42]', "text/plain;charset=UTF-8")
 >>> beacons, rejects = to_canonical(items, ctx)
 >>> beacons
-[{'id': 'v5-1-2', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'LCP': 2140.3, 'CLS': 0.043}}]
+[{'id': 'v5-1-2', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'TTFB': 412.6, 'LCP': 2140.3, 'CLS': 0.043}}]
 >>> for index, reason in rejects:
 ...     print(index, reason)
-2 web-vitals: value: must be >= 0, got -8
-3 unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, Datadog RUM view, OTLP log record, Sentry envelope, Elastic APM event or Faro payload
+3 web-vitals: value: must be >= 0, got -8
+4 unrecognised format: expected a canonical beacon, web-vitals metric, Boomerang, Datadog RUM view, OTLP log record, Sentry envelope, Elastic APM event or Faro payload
 """
 
 from __future__ import annotations

@@ -210,6 +210,7 @@ def make_beacon(
     release: Any = None,
     id: Any = None,  # noqa: A002 - the canonical field name
     view: Any = None,
+    part: Any = None,
     client_ts: Any = None,
     cohort: Any = None,
     session: Any = None,
@@ -242,6 +243,8 @@ def make_beacon(
         out["id"] = id
     if view is not None:
         out["view"] = view
+    if part is not None:
+        out["part"] = part
     out["ts"] = ctx.received_at
     client_ts = epoch_ms(client_ts)
     if client_ts is not None:

@@ -3,7 +3,7 @@
 The gateway still stamps them: ``ts`` becomes the receive time (the sender's ``ts`` is kept
 as ``client_ts``), ``app`` and ``release`` fall back to the request's, ``country`` is the
 request's when it names one, and ``page`` loses any query string or fragment. Only the
-canonical fields are kept (``id``, ``view``, ``ts``, ``client_ts``, ``app``, ``release``, ``cohort``,
+canonical fields are kept (``id``, ``view``, ``part``, ``ts``, ``client_ts``, ``app``, ``release``, ``cohort``,
 ``session``, ``page``, ``device``, ``country``, ``browser``, ``metrics``, ``errors``): a
 sender's other fields are dropped, so nothing unexpected (an IP, a full URL) travels on.
 Values are not repaired: :func:`detectors.beacon.validate_beacon` judges them.
@@ -27,7 +27,7 @@ NAME = "canonical"
 
 _KEYS = ("ts", "app", "release")
 #: What a canonical beacon may hold (``client_ts``: a relay's, read when there is no ``ts``).
-FIELDS = frozenset({"id", "view", "ts", "client_ts", "app", "release", "cohort", "session", "page",
+FIELDS = frozenset({"id", "view", "part", "ts", "client_ts", "app", "release", "cohort", "session", "page",
                     "device", "country", "browser", "metrics", "errors"})
 
 
@@ -58,6 +58,7 @@ def convert_beacon(obj: dict, ctx: Context) -> dict[str, Any]:
         ctx,
         id=obj.get("id"),
         view=obj.get("view"),
+        part=obj.get("part"),
         client_ts=client_ts,
         app=obj.get("app"),
         release=obj.get("release"),

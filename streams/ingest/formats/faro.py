@@ -9,6 +9,7 @@ metrics    ``measurements[]`` of ``type: "web-vitals"``: ``values.{lcp,fcp,ttfb,
            (ms, CLS a score; their ``delta`` and attribution values are not used)
 errors     the number of ``exceptions[]``
 view       the page load's ``faroNavigationId`` (below)
+part       true for a request with neither a view nor TTFB (exceptions alone)
 app        ``meta.app.name``, else the request's app
 release    ``meta.app.version``, else the request's release
 session    ``meta.session.id``
@@ -32,9 +33,9 @@ one.
 Faro sends a page load's data in whichever request is pending: FCP and TTFB with the
 navigation event, an exception alone, LCP later, CLS and INP on hide; stage 1 joins them by
 the view. Exceptions carry no navigation id, though (Faro 2.12), so a request of exceptions
-only names no page view: its beacon has no ``view`` and stage 1 counts it as a page view of
-its own. Dropping it would hide the JS error from the gate; an error counted against an
-extra page view still makes a regression visible.
+only names no page view: its beacon has no ``view`` and is a ``part`` (as is any beacon
+without a view and without TTFB), which stage 1 counts in its session's latest page view:
+the error makes that page view erroring, once.
 
 A request with neither a web-vitals measurement nor an exception (events, logs, traces
 only) is not a page view: it is counted, not stored.
@@ -136,6 +137,7 @@ def convert_payload(payload: dict, ctx: Context) -> dict[str, Any]:
             metrics[canonical] = max(value, metrics.get(canonical, value))
         first_id = first_id or field_at(measurement, "context", "id")
         view = _id(field_at(measurement, "context", "navigation_entry_id")) or view
+    view = _navigation_id(payload) or view
     errors = len(_list(payload, "exceptions"))
     if not metrics and not errors:
         raise FormatError("no web-vitals measurement and no exception (events, logs or traces only)",
@@ -147,7 +149,8 @@ def convert_payload(payload: dict, ctx: Context) -> dict[str, Any]:
     return make_beacon(
         ctx,
         id=f"faro-{first_id}" if first_id else None,
-        view=_navigation_id(payload) or view,
+        view=view,
+        part=True if view is None and "TTFB" not in metrics else None,
         app=field_at(meta, "app", "name"),
         release=field_at(meta, "app", "version"),
         session=field_at(meta, "session", "id"),

@@ -75,6 +75,7 @@ class CanonicalItem(Struct, kw_only=True, omit_defaults=True, gc=False):
 
     id: _Id | None = None
     view: _Text | None = None  # any string: _stamp declines what the general path refuses
+    part: bool | None = None
     ts: Any = None
     client_ts: Any = None
     app: _Text | None = None  # blank or absent: the request's (X-Rumgate-App)

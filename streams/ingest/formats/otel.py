@@ -35,8 +35,10 @@ vital of their resource makes a beacon of them alone (``errors``, no metrics).
 exception while the page is open, LCP and CLS when it is hidden), and no attribute names the
 page view: the resource has ``service.*`` only, a web vital's ``browser.web_vital.id`` is its
 own metric's (web-vitals ``v5-<ms>-<random>``), and ``session.id`` (when the session
-processor adds it) is the session. So no beacon has a ``view``, and each export is a page
-view of its own.
+processor adds it) is the session. So no beacon has a ``view``, and the page view is the
+beacon with TTFB (the export after load); a beacon without it (the export on hide, or
+exceptions alone) is a ``part``, as for bare web-vitals metrics: what it carries counts, in
+its session's latest page view when it names a session, but no page view of its own.
 
 >>> from streams.ingest.formats.base import Context
 >>> attr = lambda k, v: {"key": k, "value": {"doubleValue" if isinstance(v, float) else "stringValue": v}}
@@ -45,7 +47,7 @@ view of its own.
 ...     "timeUnixNano": "1732300014485000000", "attributes": [attr("browser.web_vital.name", "lcp"),
 ...     attr("browser.web_vital.value", 2140.3), attr("url.full", "https://shop.example/p/42?x=1")]}]}]}]}
 >>> convert([(0, export)], Context(received_at=1763856000123)).beacons
-[([0], {'ts': 1763856000123, 'client_ts': 1732300014485, 'app': 'shop-web', 'release': 'r2', 'page': '/p/42', 'metrics': {'LCP': 2140.3}})]
+[([0], {'part': True, 'ts': 1763856000123, 'client_ts': 1732300014485, 'app': 'shop-web', 'release': 'r2', 'page': '/p/42', 'metrics': {'LCP': 2140.3}})]
 >>> records = export["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
 >>> records.append({"eventName": "exception", "attributes": [attr("exception.message", "boom")]})
 >>> convert([(0, export)], Context(received_at=1763856000123)).beacons[0][1]["errors"]

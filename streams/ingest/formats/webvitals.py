@@ -24,9 +24,12 @@ total); ``delta`` and ``rating`` are not.
 Metric's ``id`` is its own (``v6-<Date.now() when that metric's observer started>-<13 random
 digits>``: one page's metrics share no part of it, the captured CLS id even has another
 time). ``navigationId`` is Chrome's ``PerformanceEntry.navigationId``, a small per-document
-counter (258 in the captured page load), not unique across page loads. So each such request
-is a page view of its own (its metric counted, the page view counted once per metric),
-unless the sender adds a ``view`` of its own to every metric.
+counter (258 in the captured page load), not unique across page loads. So the page view is
+the beacon with **TTFB**, which web-vitals reports once per page load (and once per bfcache
+restore, a page view too), as soon as the page has loaded; a beacon without TTFB and without
+a ``view`` is a ``part``: its metrics count, in the window it arrives in, but it is no page
+view of its own (and joins its session's latest page view when it names a session). A
+sender that gives every metric a ``view`` of its own is joined by it instead.
 
 Without an envelope id the beacon id is the LCP metric's id, else the first metric's, so a
 re-sent batch gets the same id and is deduplicated downstream. ``FID`` (v4) is read but not
@@ -42,6 +45,8 @@ kept: it is not a canonical metric.
 [([0, 1], {'id': 'v5-1-2', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'TTFB': 412.6, 'LCP': 2140.3}})]
 >>> out.rejects
 [(2, 'value: must be a number, got str')]
+>>> convert([(0, {"name": "CLS", "value": 0.02, "id": "v5-1-3"})], ctx).beacons   # no TTFB: a part
+[([0], {'id': 'v5-1-3', 'part': True, 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'CLS': 0.02}})]
 >>> convert([(0, {"id": "7c41", "view": "3f1c", "metrics": [{"name": "CLS", "value": 0.02}]})], ctx).beacons
 [([0], {'id': '7c41', 'view': '3f1c', 'ts': 1763856000123, 'app': 'shop-web', 'release': 'r2', 'metrics': {'CLS': 0.02}})]
 """
@@ -242,11 +247,13 @@ def group_beacon(
     stamps = [m.client_ts for m in metrics if m.client_ts is not None]
     if context is None:
         context = dict(metrics[0].context) if metrics else {}
+    values = {name: m.value for name, m in best.items() if name in METRIC_LIMITS}
     return make_beacon(
         ctx,
         id=beacon_id,
+        part=True if context.get("view") is None and "TTFB" not in values else None,
         client_ts=client_ts if client_ts is not None else max(stamps, default=None),
-        metrics={name: m.value for name, m in best.items() if name in METRIC_LIMITS},
+        metrics=values,
         errors=errors,
         **{k: context.get(k) for k in _CONTEXT_FIELDS},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import zlib
 from pathlib import Path
@@ -15,7 +16,7 @@ CAPTURES = Path(__file__).resolve().parents[2] / "sdks" / "captures"
 
 
 def requests(config: str) -> list[dict]:
-    """The capture's POSTs, each with its ``body`` bytes (a raw-deflate body inflated)."""
+    """The capture's POSTs, each with its ``body`` bytes (a gzip or zlib body inflated)."""
     out = []
     for request in json.loads((CAPTURES / f"{config}.json").read_text()):
         if request["method"] != "POST":
@@ -23,6 +24,8 @@ def requests(config: str) -> list[dict]:
         body = base64.b64decode(request["body_b64"])
         if body[:2] == b"\x78\x9c":  # the Datadog SDK's compressed part: no Content-Encoding says so
             body = zlib.decompress(body)
+        elif request["headers"].get("content-encoding") == "gzip":  # Elastic's
+            body = gzip.decompress(body)
         out.append({**request, "body": body})
     return out
 

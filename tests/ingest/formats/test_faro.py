@@ -42,8 +42,8 @@ def test_one_page_load_field_by_field():
     # the navigation event whose faroNavigationId is the view
     assert out[0].beacons == [{"id": "faro-v6-1796642848943-7747922680051", "view": NAVIGATION, **common,
                                "metrics": {"FCP": 140.0, "TTFB": 4.800000000745058}}]
-    # the exception alone: Faro names no navigation on it
-    assert out[1].beacons == [{**common, "metrics": {}, "errors": 1}]
+    # the exception alone: Faro names no navigation on it, so it is a part of its session's page view
+    assert out[1].beacons == [{"part": True, **common, "metrics": {}, "errors": 1}]
     assert out[2].beacons == [{"id": "faro-v6-1796642848944-2886971559354", "view": NAVIGATION, **common,
                                "metrics": {"LCP": 216.0}}]
     assert out[3].beacons == [{"id": "faro-v6-1796642848944-2457495441603", "view": NAVIGATION, **common,

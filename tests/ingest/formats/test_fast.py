@@ -105,6 +105,8 @@ def test_valid_json_takes_the_fast_path_and_matches(body: bytes) -> None:
     valid_beacon(browser="b" * 600),
     valid_beacon(country=""),
     valid_beacon(country="x" * 65),
+    valid_beacon(part="yes"),  # the general path words the refusal
+    valid_beacon(part=1),
 ])
 def test_declines_what_is_not_plainly_valid_canonical(item: dict) -> None:
     assert fast(orjson.dumps(item), "application/json", BARE) is None
@@ -222,6 +224,8 @@ field_values = {
     "browser": st.sampled_from(["Chrome", "", " ", "\t"]) | anything,
     "metrics": st.dictionaries(metric_names, metric_values, max_size=4) | anything,
     "errors": st.integers(-2, 1_000_002) | anything,
+    "view": st.sampled_from(["v1", "x" * 128, "x" * 129, "v\n"]) | anything,
+    "part": st.booleans() | anything,
     "name": anything, "type": anything, "value": anything, "ip": anything,
 }
 

@@ -36,6 +36,7 @@ def test_v5_single_metric_with_the_senders_context_fields():
     assert rejects == []
     assert beacons == [{
         "id": "v5-1732300012345-4821937465012",
+        "part": True,  # one metric, not TTFB, no view: a part of the page view its TTFB counts
         "ts": RECEIVED_AT,  # the server's receive time, never the client's
         "client_ts": 1732300014512,
         "app": "ctx-app",
