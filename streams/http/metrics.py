@@ -43,6 +43,10 @@ class Metrics:
             "Page views left out of the windows published by stage 1, their session being over "
             "MAX_VIEWS_PER_SESSION in that window (a window published again after a rebuild counts again)",
             registry=r)
+        self.views_forgotten_early = Gauge(
+            "rumgate_page_views_forgotten_early",
+            "Page views stage 1 forgot before RUMGATE_VIEW_HORIZON_S because RUMGATE_VIEW_SLOTS was full (their "
+            "later beacons count as new page views), since each partition's aggregator was built", registry=r)
         self.agent_crashes = Counter(
             "rumgate_agent_crashes",
             "Exceptions that ended an agent's run; Faust's supervisor then restarts the agent on the same stream",

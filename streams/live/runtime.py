@@ -76,6 +76,9 @@ class Runtime:
         self.stage2 = Stage2(self, self.notifier)
         failing = self.backend.failing
         self.backend.metrics.stage1_failing.set_function(lambda: len(failing))
+        aggs = self.stage1.aggs
+        self.backend.metrics.views_forgotten_early.set_function(
+            lambda: sum(a.windows.views.evicted_early for a in list(aggs.values()) if a.windows.views is not None))
         self._count_agent_crashes()
 
     def _count_agent_crashes(self) -> None:

@@ -131,3 +131,15 @@ def test_an_idle_partition_drops_its_answered_sends_and_a_refused_one_rebuilds_i
     answered = asyncio.run(go())
     assert answered <= 1  # not one per beat
     assert _sample(rt, "rumgate_stage1_send_failures_total") == 1 and rt.backend.failing
+
+
+def test_page_views_forgotten_early_are_a_gauge():
+    rt = runtime(view_slots=4)  # one bucket of 4 ways: a fifth page view alive forgets the oldest
+    views = [orjson.dumps({"ts": T0 + i, "app": "shop-web", "release": "r2", "view": f"v{i}"}) for i in range(10)]
+
+    async def go():
+        await rt.stage1.process(0, [Event(Message(i, v)) for i, v in enumerate(views)])
+
+    assert _sample(rt, "rumgate_page_views_forgotten_early") == 0
+    asyncio.run(go())
+    assert _sample(rt, "rumgate_page_views_forgotten_early") == 6
