@@ -64,7 +64,6 @@ WAYS = 4
 METRIC_BITS: dict[str, int] = {m: 1 << i for i, m in enumerate(METRICS)}
 _ERRORED = 1 << 5  # the page view has been counted as erroring
 _CAPPED = 1 << 6  # its first beacon was over its session's cap: none of it is counted
-_PART = 1 << 7  # a part that joined no page view: it counts what it carries, never a page view
 _FLAGS = 8  # the state is first_ts << _FLAGS | flags
 
 
@@ -138,7 +137,7 @@ class PageViews:
                     if oldest and (oldest >> _FLAGS) >= wm - horizon:
                         self.evicted_early += 1
                     table[slot] = fingerprint
-                table[slot + WAYS] = int(t) << _FLAGS | b | (_ERRORED if err else 0) | (_PART if part else 0)
+                table[slot + WAYS] = int(t) << _FLAGS | b | (_ERRORED if err else 0)
                 if session is not None and not part:
                     self._latest(session, salt, fingerprint, t)
                 new.append(not part)
