@@ -119,18 +119,7 @@ def _event_beacon(item: dict, ctx: Context) -> dict[str, Any]:
         trace_id = field_at(item.get("sentry_envelope"), "trace", "trace_id")
     if _text(trace_id) is None:
         raise FormatError("contexts.trace.trace_id: missing (an error must name its page view)")
-    ua = field_at(event, "request", "headers", "User-Agent")
-    event_id = _text(event.get("event_id"), 64)
-    return make_beacon(
-        ctx,
-        id=f"sentry-{event_id}" if event_id else None,
-        view=trace_id,
-        release=event.get("release") or field_at(item.get("sentry_envelope"), "trace", "release"),
-        page=field_at(event, "request", "url"),
-        device=ua_device(ua),
-        browser=ua_browser(ua),
-        errors=1,
-    )
+    return _payload_beacon(item, event, trace_id, ctx, errors=1)
 
 
 def _transaction_beacon(item: dict, ctx: Context) -> dict[str, Any]:
@@ -148,6 +137,11 @@ def _transaction_beacon(item: dict, ctx: Context) -> dict[str, Any]:
         raise FormatError("contexts.trace.trace_id: missing (a page view must have its view)")
     metrics: dict[str, float] = {}
     _measurements(event, "", metrics)
+    return _payload_beacon(item, event, trace_id, ctx, metrics=metrics)
+
+
+def _payload_beacon(item: dict, event: dict, trace_id: Any, ctx: Context, **counted: Any) -> dict[str, Any]:
+    """The beacon of an event or transaction payload: its page view is its trace."""
     ua = field_at(event, "request", "headers", "User-Agent")
     event_id = _text(event.get("event_id"), 64)
     return make_beacon(
@@ -158,7 +152,7 @@ def _transaction_beacon(item: dict, ctx: Context) -> dict[str, Any]:
         page=field_at(event, "request", "url"),
         device=ua_device(ua),
         browser=ua_browser(ua),
-        metrics=metrics,
+        **counted,
     )
 
 
