@@ -43,6 +43,7 @@ __all__ = [
     "PolicyError",
     "MetricPolicy",
     "Policy",
+    "DEFAULT_METRICS",
     "DEFAULT_POLICY",
     "parse_policy",
     "parse_duration",
@@ -147,13 +148,20 @@ def _default_metric(metric: str, statistic: str | None = None) -> MetricPolicy:
     return MetricPolicy(metric, statistic, rb, pr, min_canary)
 
 
+#: What the default policy guards: every web vital a beacon carries (the snippet collects
+#: them all: LCP, INP, CLS, FCP, TTFB) and JS errors, each with its §6 test and tolerances.
+#: Each more metric is one more hypothesis over which the rollback α is split (Bonferroni,
+#: :meth:`Policy.rollback_alpha`): six, so e ≥ 6/α = 120 for a rollback.
+DEFAULT_METRICS: tuple[str, ...] = (*METRICS, "errors")
+
+
 @dataclass(frozen=True)
 class Policy:
     """A resolved policy (durations in milliseconds)."""
 
     name: str = "default"
     metrics: tuple[MetricPolicy, ...] = field(
-        default_factory=lambda: tuple(_default_metric(m) for m in ("LCP", "INP", "CLS", "errors"))
+        default_factory=lambda: tuple(_default_metric(m) for m in DEFAULT_METRICS)
     )
     segments: tuple[str, ...] = ("all",)
     alpha: float = 0.05  # family-wise false-rollback budget over metrics × segments × looks

@@ -30,9 +30,9 @@ def test_the_default_policy_is_statistics_section_6():
     p = DEFAULT_POLICY
     assert (p.alpha, p.alpha_promote) == (0.05, 0.05)
     by_metric = {m.metric: m for m in p.metrics}
-    assert list(by_metric) == ["LCP", "INP", "CLS", "errors"]
-    # LCP and INP: p75 with the conditional-exceedance test, q_c <= 1.05 q_b / >= 1.10 q_b.
-    for name in ("LCP", "INP"):
+    assert list(by_metric) == ["LCP", "INP", "CLS", "FCP", "TTFB", "errors"]
+    # LCP, INP, FCP and TTFB: p75 with the conditional-exceedance test, q_c <= 1.05 q_b / >= 1.10 q_b.
+    for name in ("LCP", "INP", "FCP", "TTFB"):
         m = by_metric[name]
         assert (m.statistic, m.quantile) == ("p75", 0.75)
         assert (m.rollback_tolerance, m.promote_tolerance) == (0.05, 0.10)
@@ -63,7 +63,18 @@ def test_a_policy_of_defaults_is_the_default_policy(text):
 
 def test_metric_labels_name_what_is_measured():
     labels = [m.label for m in DEFAULT_POLICY.metrics]
-    assert labels == ["LCP p75", "INP p75", "CLS not-good share", "JS-error page views"]
+    assert labels == ["LCP p75", "INP p75", "CLS not-good share", "FCP p75", "TTFB p75", "JS-error page views"]
+
+
+def test_the_default_policy_judges_every_vital_a_beacon_carries_and_js_errors():
+    """What the snippet collects (a canonical beacon's metrics) is judged by default: a
+    release that slows the server (TTFB) or the first paint (FCP) is not waved through."""
+    from detectors.beacon import METRICS
+
+    assert set(METRICS) == {"LCP", "INP", "CLS", "FCP", "TTFB"}
+    assert [m.metric for m in DEFAULT_POLICY.metrics] == [*METRICS, "errors"]
+    # Each listed once, so each is one hypothesis of the family α is split over.
+    assert len({(m.metric, m.statistic) for m in DEFAULT_POLICY.metrics}) == len(DEFAULT_POLICY.metrics)
 
 
 # -- a full policy -------------------------------------------------------------------------------
@@ -293,8 +304,13 @@ def test_rollback_alpha_splits_alpha_over_metrics_and_segments_by_weight():
     assert math.isclose(sum(shares), p.alpha, rel_tol=1e-12)
     assert math.isclose(p.rollback_alpha(p.metrics[0]), 0.01 * 2 / 12, rel_tol=1e-12)
     assert math.isclose(p.rollback_alpha(p.metrics[1]), 0.01 * 1 / 12, rel_tol=1e-12)
-    # The default: four metrics, one segment, equal weights.
-    assert [DEFAULT_POLICY.rollback_alpha(m) for m in DEFAULT_POLICY.metrics] == [0.0125] * 4
+    # The default: six metrics, one segment, equal weights: α/6 each, e >= 120 to roll back,
+    # and the six shares add up to α again (the family-wise bound of statistics.md §5).
+    d = DEFAULT_POLICY
+    assert len(d.tests) == 6
+    assert all(math.isclose(d.rollback_alpha(m), 0.05 / 6, rel_tol=1e-12) for m in d.metrics)
+    assert math.isclose(sum(d.rollback_alpha(m) for m, _ in d.tests), d.alpha, rel_tol=1e-12)
+    assert all(math.isclose(1 / d.rollback_alpha(m), 120.0, rel_tol=1e-12) for m in d.metrics)
 
 
 @settings(max_examples=60, deadline=None)
