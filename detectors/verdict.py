@@ -8,12 +8,13 @@ the core leaves it to the caller; everything else is a pure function of the inpu
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
-__all__ = ["VERDICTS", "SEVERITIES", "EXIT_CODES", "VerdictKind", "MetricStatus", "Severity", "ReasonCode",
-           "MetricEvidence", "Verdict", "supersedes", "latest_by_key"]
+__all__ = ["VERDICTS", "SEVERITIES", "EXIT_CODES", "FINAL_HOLD_CODES", "VerdictKind", "HoldKind", "MetricStatus",
+           "Severity", "ReasonCode", "MetricEvidence", "Verdict", "hold_kind", "hold_of", "supersedes",
+           "latest_by_key"]
 
 
 class _Vocabulary(StrEnum):
@@ -91,12 +92,44 @@ class ReasonCode(_Vocabulary):
     OVERRIDE_ROLLBACK = "override_rollback"
     # before any window of the rollout was judged (the API's placeholder verdict)
     NO_VERDICT_YET = "no_verdict_yet"
+    # the verdict endpoint was asked about a release the rollout does not judge (streams.http.rollouts)
+    RELEASE_MISMATCH = "release_mismatch"
     # a reason of an event written before reason codes existed that no prefix below names
     UNKNOWN = "unknown"
 
     @classmethod
     def override(cls, action: str) -> ReasonCode:
         return cls(f"override_{action}")
+
+
+class HoldKind(_Vocabulary):
+    """Whether a hold lifts by itself or waits for a person.
+
+    Deployment tools act on the difference: a transient hold is waited through (Argo keeps
+    measuring, ``gate wait`` keeps waiting), a final one stops them at once (Argo pauses the
+    Rollout, ``gate wait`` exits 2), because waiting longer cannot change it.
+    """
+
+    FINAL = "final"  # nothing rumgate will see lifts it: a person must decide
+    TRANSIENT = "transient"  # lifts by itself once the data does (a mismatch ends, an incident closes, beacons arrive)
+
+
+#: The reason codes whose hold is final: the deadline passed undecided, a person holds the
+#: rollout, the deployment tool asks about a release the rollout does not judge (none of
+#: which the next window can change). Every other hold (sample-ratio mismatch, incident, no
+#: canary beacons yet, few sessions, and any code this version does not know) is transient.
+FINAL_HOLD_CODES = frozenset({ReasonCode.DEADLINE, ReasonCode.OVERRIDE_HOLD, ReasonCode.RELEASE_MISMATCH})
+
+
+def hold_kind(verdict: str | None, codes: list) -> HoldKind | None:
+    """The kind of a hold decided by ``codes[0]``; None for any other verdict.
+
+    >>> hold_kind("hold", ["deadline"]), hold_kind("hold", ["srm"]), hold_kind("promote", ["proven_not_worse"])
+    ('final', 'transient', None)
+    """
+    if verdict != VerdictKind.HOLD:
+        return None
+    return HoldKind.FINAL if codes and codes[0] in FINAL_HOLD_CODES else HoldKind.TRANSIENT
 
 
 VERDICTS = tuple(VerdictKind)
@@ -165,6 +198,11 @@ class Verdict:
     inputs: dict[str, Any] = field(default_factory=dict)
     emitted_at: int | None = None
     overrides: list[dict[str, Any]] = field(default_factory=list)  # on record, each with "active"
+    #: final / transient for a hold, None otherwise. Not a constructor argument: it follows
+    #: from the code that decided the verdict (:func:`hold_kind`), so that every way a
+    #: verdict is made (the gate, an override applied with ``dataclasses.replace``, the API's
+    #: release check) gets it right without repeating the rule.
+    hold: HoldKind | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         _coerce(self, "verdict", VerdictKind)
@@ -172,6 +210,7 @@ class Verdict:
         if len(self.reason_codes) != len(self.reasons):
             raise ValueError(f"a verdict needs one reason code per reason: {len(self.reason_codes)} codes "
                              f"for {len(self.reasons)} reasons")
+        object.__setattr__(self, "hold", hold_kind(self.verdict, self.reason_codes))
 
     @property
     def key(self) -> str:
@@ -187,14 +226,18 @@ class Verdict:
 
     @property
     def decided(self) -> bool:
-        """Whether this verdict ends the rollout's automatic phase (a watch keeps it going)."""
+        """Whether this verdict ends the rollout's automatic phase (a watch keeps it going).
+
+        Never for a transient hold, which the next windows may lift. Of the final holds only
+        the deadline's: a person's hold (an override) stops the deployment tool just the
+        same, but the judge must go on judging under it, so that its expiry, or the person's
+        next override, reaches a verdict.
+        """
         if self.watching:
             return False
         if self.verdict in (VerdictKind.PROMOTE, VerdictKind.ROLLBACK):
             return True
-        # A hold ends it only at the deadline; a hold for any other reason (an incident, a
-        # mismatch, a silent canary, an override) may yet change.
-        return self.verdict == VerdictKind.HOLD and self.reason_codes[:1] == [ReasonCode.DEADLINE]
+        return self.hold == HoldKind.FINAL and self.reason_codes[:1] == [ReasonCode.DEADLINE]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
@@ -202,22 +245,62 @@ class Verdict:
 
         Strings become the enums. An event written before reason codes existed has none:
         its codes, and so :attr:`decided`, are then derived from the reason texts of that
-        time (:func:`_legacy_code`), the one place that still reads them.
+        time (:func:`_legacy_code`), the one place that still reads them. An event without
+        ``hold`` (written before hold kinds) gets the kind of its codes; one with it keeps
+        what its writer said, which matters when the code is one this version does not
+        know. Fields this version does not know (an event of a newer rumgate) are left out,
+        as unknown codes are kept: reading an event must not fail on what it adds.
         """
-        d = {**d, "metrics": [MetricEvidence(**m) for m in d.get("metrics", ())]}
+        known = {f.name for f in fields(cls) if f.init}
+        has_hold, stored = "hold" in d, d.get("hold")
+        d = {k: v for k, v in d.items() if k in known}
+        d["metrics"] = [MetricEvidence(**m) for m in d.get("metrics", ())]
         if "reason_codes" in d:
             d["reason_codes"] = [_code(c) for c in d["reason_codes"]]
         else:
             d["reason_codes"] = [_legacy_code(r, d.get("verdict")) for r in d.get("reasons", ())]
-        return cls(**d)
+        v = cls(**d)
+        if has_hold:
+            _check_stored_hold(v, stored)
+            if stored is not None and stored != v.hold:
+                object.__setattr__(v, "hold", HoldKind(stored))
+        return v
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         # Field order of the published schema: identity, decision, evidence.
-        order = ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
+        order = ["rollout", "app", "canary", "baseline", "seq", "verdict", "hold", "severity", "at",
                  "emitted_at", "policy", "reasons", "reason_codes", "overrides", "metrics", "data_quality", "detectors",
                  "inputs"]
         return {k: out[k] for k in order}
+
+
+def _check_stored_hold(v: Verdict, stored: Any) -> None:
+    """Refuse an event's ``hold`` that cannot be: an unknown kind, or a kind on a verdict that
+    is not a hold (or none on one that is)."""
+    if stored is not None and stored not in tuple(HoldKind):
+        raise ValueError(f"hold: must be one of {', '.join(HoldKind)} or null, got {stored!r}")
+    if (stored is None) != (v.verdict != VerdictKind.HOLD):
+        raise ValueError(f"hold: {stored!r} on a {v.verdict} verdict (a hold has a kind, nothing else has)")
+
+
+def hold_of(event: Mapping[str, Any]) -> HoldKind | str | None:
+    """The hold kind of a verdict event as published (a mapping), also of one written before
+    hold kinds (from its codes) or before reason codes (from its texts): what the verdict
+    endpoint serves as ``hold``, so that a condition reading it never meets a missing key.
+
+    >>> hold_of({"verdict": "hold", "reason_codes": ["deadline"]}), hold_of({"verdict": "continue", "reasons": []})
+    ('final', None)
+    >>> hold_of({"verdict": "hold", "reasons": ["inconclusive after 120 min: a person must decide"]})
+    'final'
+    """
+    if event.get("hold") is not None:
+        return event["hold"]
+    verdict = event.get("verdict")
+    codes = event.get("reason_codes")
+    if codes is None:
+        codes = [_legacy_code(r, verdict) for r in event.get("reasons", ())]
+    return hold_kind(verdict, [_code(c) for c in codes])
 
 
 def _code(c: str) -> ReasonCode | str:
