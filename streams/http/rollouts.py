@@ -1,9 +1,20 @@
 """The rollout routes: list, start, one rollout, end, its verdict (Argo Rollouts' ``web``
 provider polls it), its verdict history, and its overrides.
 
-Argo polls ``GET /v1/rollouts/{id}/verdict`` with ``successCondition: result.verdict ==
-"promote"`` and ``failureCondition: result.verdict == "rollback"``; hold and continue are
-neither, hence Inconclusive.
+Argo polls ``GET /v1/rollouts/{id}/verdict?image=IMAGE`` twice (deploy/argo/): the step
+analysis with ``successCondition: result.verdict == "promote"`` and ``failureCondition:
+result.verdict == "rollback"`` (hold and continue are neither, hence Inconclusive, waited
+through up to its inconclusiveLimit), and a background analysis with ``successCondition:
+result.hold != "final"``, ``inconclusiveLimit: 0``, which pauses the Rollout at the first
+measurement of a final hold. So every body has ``hold`` (null when the verdict is no hold),
+also one written before hold kinds or the placeholder before the first verdict.
+
+``image`` (or ``release``) binds the answer to what is being deployed: the image's tag (or
+the release) must be the rollout's canary, or the answer is a final hold with code
+``release_mismatch`` that names both, never the promote or rollback of another release (an
+annotation still naming the previous release would otherwise be Successful at once). The
+comparison cannot change during an AnalysisRun (Argo resolves both args when it creates the
+run), hence final: the Rollout pauses for a person instead of measuring for two hours.
 
 A start body is checked whole before anything is published: ids and names have the alphabet
 and length of :mod:`detectors.rollout` (so an id can always be put in a URL and ended), at
@@ -22,11 +33,12 @@ from aiohttp import web
 from detectors.override import OverrideError, parse_override
 from detectors.policy import DEFAULT_POLICY, PolicyError, parse_policy
 from detectors.rollout import MAX_DRY_RUN_POLICIES, MAX_ID, Rollout, RolloutError, name_problem
+from detectors.verdict import ReasonCode, hold_kind, hold_of
 from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
 from streams.http.replies import BadRequest, error, json, read_body, shown
 
-__all__ = ["ROUTES", "summary"]
+__all__ = ["MAX_IMAGE", "ROUTES", "image_tag", "summary"]
 
 _TS_MAX = 9_999_999_999_999  # epoch ms (the year 2286), as beacons and overrides
 _START_FIELDS = {"id", "app", "canary", "baseline", "policy", "expected_share", "started_at", "dry_run_policies"}
@@ -80,12 +92,98 @@ async def get_rollout(request: web.Request) -> web.Response:
     return json(out)
 
 
+#: The longest ``image`` or ``release`` the verdict endpoint takes (an image reference with a
+#: registry, a path, a tag and a digest fits; a longer one is a 400).
+MAX_IMAGE = 512
+
+
+def image_tag(image: str) -> str | None:
+    """The tag of an OCI image reference, None without one.
+
+    >>> image_tag("ghcr.io/acme/shop-web:2026.11.23-abc"), image_tag("registry:5000/shop-web:r2@sha256:ab")
+    ('2026.11.23-abc', 'r2')
+    >>> image_tag("registry:5000/shop-web"), image_tag("shop-web@sha256:ab"), image_tag("nginx:1.27")
+    (None, None, '1.27')
+    """
+    name = image.partition("@")[0].rsplit("/", 1)[-1]  # a registry's :port is not in the last part
+    _, colon, tag = name.rpartition(":")
+    return tag if colon and tag else None
+
+
+def _asked_release(request: web.Request) -> tuple[str, str] | None:
+    """``(parameter, value)`` of the release the caller deploys (``image`` or ``release``), or
+    None when it names none (the answer is then not bound to a release, as before)."""
+    given = [(name, request.query.getall(name)) for name in ("image", "release") if name in request.query]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise BadRequest("give image or release, not both")
+    (name, values), = given
+    if len(values) > 1:
+        raise BadRequest(f"{name}: given {len(values)} times, give it once")
+    value = values[0]
+    if not value.strip():
+        raise BadRequest(f"{name}: empty (did the analysis arg resolve?)")
+    if len(value) > MAX_IMAGE or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise BadRequest(f"{name}: at most {MAX_IMAGE} characters without control characters, got {shown(value)}")
+    return name, value
+
+
+def _mismatch(rollout: Rollout, asked: tuple[str, str]) -> str | None:
+    """Why the release asked about is not the rollout's canary; None when it is."""
+    name, value = asked
+    if name == "release":
+        if value == rollout.canary:
+            return None
+        return f"release {value!r} is not the canary {rollout.canary!r} of rollout {rollout.id!r}"
+    tag = image_tag(value)
+    if tag == rollout.canary:
+        return None
+    what = f"image {value!r} (tag {tag!r})" if tag else f"image {value!r}, which has no tag,"
+    return f"{what} is not the canary {rollout.canary!r} of rollout {rollout.id!r}"
+
+
+def _mismatch_body(rollout: Rollout, event: dict, asked: tuple[str, str], problem: str) -> dict:
+    """The verdict served for a release the rollout does not judge: a final hold, which Argo
+    measures Inconclusive (step) and pauses on (background), with the verdict of the release
+    the rollout does judge quoted, so a person sees both."""
+    said = event.get("verdict")
+    codes = event.get("reason_codes") or [ReasonCode.UNKNOWN]
+    reasons = [f"release mismatch: {problem}; no promote or rollback is given for a release that was not judged "
+               "(does the rollout id the deployment passes, e.g. its rumgate.io/rollout-id annotation, name the "
+               "release it deploys?)",
+               f"the verdict of {rollout.id!r} for {rollout.canary!r} is {said}"
+               + (f": {event['reasons'][0]}" if event.get("reasons") else "")]
+    reason_codes = [ReasonCode.RELEASE_MISMATCH, codes[0]]
+    name, value = asked
+    return {"rollout": rollout.id, "app": rollout.app, "canary": rollout.canary, "baseline": rollout.baseline,
+            "seq": event.get("seq", 0), "verdict": "hold", "hold": hold_kind("hold", reason_codes),
+            "severity": "none", "at": event.get("at"), "emitted_at": event.get("emitted_at"),
+            "policy": event.get("policy", {}), "reasons": reasons, "reason_codes": reason_codes,
+            "overrides": event.get("overrides", []), "metrics": [],
+            "release": {name: value, "canary": rollout.canary, "match": False,
+                        **({"tag": image_tag(value)} if name == "image" else {})},
+            "judged": {"seq": event.get("seq", 0), "verdict": said, "hold": hold_of(event),
+                       "reasons": event.get("reasons", [])}}
+
+
 @auth.read
 async def get_verdict(request: web.Request) -> web.Response:
+    """The latest verdict, with ``hold`` always present; bound to ``image``/``release`` when given."""
     rollout = _rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
-    return json(backend_of(request).verdict(rollout.id))
+    asked = _asked_release(request)
+    event = backend_of(request).verdict(rollout.id)
+    body = event if "hold" in event else {**event, "hold": hold_of(event)}
+    if asked is None:
+        return json(body)
+    problem = _mismatch(rollout, asked)
+    if problem is not None:
+        return json(_mismatch_body(rollout, event, asked, problem))
+    name, value = asked
+    return json({**body, "release": {name: value, "canary": rollout.canary, "match": True,
+                                     **({"tag": image_tag(value)} if name == "image" else {})}})
 
 
 @auth.read

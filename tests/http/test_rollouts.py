@@ -11,6 +11,7 @@ from detectors.override import Override
 from detectors.policy import DEFAULT_POLICY, parse_policy
 from streams.http.api import no_verdict
 from streams.http.replies import MAX_BODY, BadRequest
+from detectors.verdict import Verdict
 from streams.http.rollouts import rollout_from_body
 from tests.http.serve import AUTHZ, NOW, api, backend, rollout, verdict
 
@@ -57,16 +58,120 @@ def test_get_a_rollout_with_its_dry_run_verdicts_and_overrides():
 def test_the_verdict_endpoint_serves_the_latest_verdict(kind):
     b, _ = backend(rollout(), latest={"shop:r2": verdict("shop:r2", kind, seq=7)})
     answer = api(b).call("GET", "/v1/rollouts/shop:r2/verdict")
-    assert answer.status == 200 and answer.body == verdict("shop:r2", kind, seq=7)
+    # An event without a hold kind (written before them) is served with the kind of its codes,
+    # so that Argo's `result.hold` never meets a missing key.
+    hold = "transient" if kind == "hold" else None
+    assert answer.status == 200 and answer.body == {**verdict("shop:r2", kind, seq=7), "hold": hold}
+
+
+@pytest.mark.parametrize(("codes", "stored", "served"), [
+    (["deadline"], None, "final"), (["override_hold", "srm"], None, "final"), (["srm"], None, "transient"),
+    (["from_the_future"], "final", "final"), (["srm"], "transient", "transient"),
+])
+def test_the_verdict_endpoint_serves_the_hold_kind(codes, stored, served):
+    event = {**verdict("shop:r2", "hold", seq=7), "reasons": ["r"] * len(codes), "reason_codes": codes}
+    if stored is not None:
+        event["hold"] = stored
+    b, _ = backend(rollout(), latest={"shop:r2": event})
+    assert api(b).call("GET", "/v1/rollouts/shop:r2/verdict").body == {**event, "hold": served}
 
 
 def test_the_verdict_endpoint_before_the_first_verdict_and_for_an_unknown_rollout():
     b, _ = backend(rollout())
     first, unknown = api(b).calls([("GET", "/v1/rollouts/shop:r2/verdict", None, AUTHZ, None),
                                    ("GET", "/v1/rollouts/nope/verdict", None, AUTHZ, None)])
-    assert first.status == 200 and first.body == no_verdict("shop:r2")
+    assert first.status == 200 and first.body == {**no_verdict("shop:r2"), "hold": None}
     assert first.body["verdict"] == "continue" and first.body["seq"] == 0
     assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
+
+
+# -- the verdict bound to the release being deployed (issue 17's stale cases) -------------------
+
+IMAGE = "ghcr.io/acme/shop:r2"
+
+
+def _full(rid: str, kind: str, seq: int = 7) -> dict:
+    """A verdict event as the judge writes it (with codes and kind), for a rollout of app shop."""
+    code = {"continue": "collecting", "promote": "proven_not_worse", "hold": "deadline", "rollback": "worse"}[kind]
+    app, _, canary = rid.partition(":")
+    return {"rollout": rid, "app": app, "canary": canary, "baseline": "r1", "seq": seq, "verdict": kind,
+            "hold": "final" if kind == "hold" else None, "severity": "none", "at": NOW - 5000,
+            "emitted_at": NOW - 4000, "policy": {"name": "default", "hash": "sha256:00", "dry_run": False},
+            "reasons": [f"sample {kind}"], "reason_codes": [code], "overrides": [], "metrics": []}
+
+
+@pytest.mark.parametrize(("query", "release"), [
+    ("image=ghcr.io/acme/shop:r2", {"image": IMAGE, "tag": "r2"}),
+    ("image=registry.local:5000/acme/shop:r2@sha256:0123", {"image": "registry.local:5000/acme/shop:r2@sha256:0123",
+                                                             "tag": "r2"}),
+    ("release=r2", {"release": "r2"}),
+])
+@pytest.mark.parametrize("kind", ["promote", "rollback", "continue"])
+def test_the_release_deployed_is_the_canary_the_verdict_is_served(query, release, kind):
+    b, _ = backend(rollout("shop:r2"), latest={"shop:r2": _full("shop:r2", kind)})
+    answer = api(b).call("GET", f"/v1/rollouts/shop:r2/verdict?{query}")
+    assert answer.status == 200
+    assert answer.body == {**_full("shop:r2", kind), "release": {**release, "canary": "r2", "match": True}}
+
+
+@pytest.mark.parametrize("kind", ["promote", "rollback", "continue", "hold"])
+def test_an_annotation_naming_the_previous_release_gets_no_promote_and_no_rollback(kind):
+    """The Rollout deploys r2, but its rumgate.io/rollout-id still names shop:r1 (``kubectl argo
+    rollouts set image``, or a patch that leaves the annotation out): shop:r1's verdict, promote
+    since its own rollout, must not pass r2 at t = 0. A final hold naming both instead."""
+    b, _ = backend(rollout("shop:r1"), latest={"shop:r1": _full("shop:r1", kind, seq=240)})
+    answer = api(b).call("GET", f"/v1/rollouts/shop:r1/verdict?image={IMAGE}")
+    assert answer.status == 200
+    body = answer.body
+    assert (body["verdict"], body["hold"], body["reason_codes"][0]) == ("hold", "final", "release_mismatch")
+    assert body["reasons"][0].startswith(
+        "release mismatch: image 'ghcr.io/acme/shop:r2' (tag 'r2') is not the canary 'r1' of rollout 'shop:r1'; "
+        "no promote or rollback is given for a release that was not judged")
+    assert body["reasons"][1] == f"the verdict of 'shop:r1' for 'r1' is {kind}: sample {kind}"
+    assert body["release"] == {"image": IMAGE, "tag": "r2", "canary": "r1", "match": False}
+    assert body["judged"] == {"seq": 240, "verdict": kind, "hold": "final" if kind == "hold" else None,
+                              "reasons": [f"sample {kind}"]}
+    assert body["metrics"] == []  # the evidence is about another release
+    # A verdict event like any other: it reads back, a final hold, and ends no automatic phase.
+    v = Verdict.from_dict(body)
+    assert v.hold == "final" and not v.decided and v.reason_codes[1] == _full("shop:r1", kind)["reason_codes"][0]
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("release=r3", "release 'r3' is not the canary 'r2' of rollout 'shop:r2'"),
+    ("image=ghcr.io/acme/shop", "image 'ghcr.io/acme/shop', which has no tag, is not the canary 'r2'"),
+    ("image=ghcr.io/acme/shop@sha256:0123", "image 'ghcr.io/acme/shop@sha256:0123', which has no tag,"),
+    ("image=ghcr.io/acme/shop:r2-hotfix", "image 'ghcr.io/acme/shop:r2-hotfix' (tag 'r2-hotfix') is not"),
+    ("image=ghcr.io/r2/shop:latest", "(tag 'latest') is not the canary 'r2'"),
+])
+def test_every_other_release_is_a_final_hold_that_says_what_did_not_match(query, reason):
+    b, _ = backend(rollout("shop:r2"), latest={"shop:r2": _full("shop:r2", "promote")})
+    body = api(b).call("GET", f"/v1/rollouts/shop:r2/verdict?{query}").body
+    assert (body["verdict"], body["hold"]) == ("hold", "final")
+    assert reason in body["reasons"][0], body["reasons"]
+
+
+def test_a_mismatch_before_the_first_verdict():
+    b, _ = backend(rollout("shop:r1"))
+    body = api(b).call("GET", f"/v1/rollouts/shop:r1/verdict?image={IMAGE}").body
+    assert (body["verdict"], body["hold"], body["seq"]) == ("hold", "final", 0)
+    assert body["reason_codes"] == ["release_mismatch", "no_verdict_yet"]
+    assert body["judged"] == {"seq": 0, "verdict": "continue", "hold": None,
+                              "reasons": ["no verdict yet: no window of this rollout has been judged"]}
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    (f"image={IMAGE}&release=r2", "give image or release, not both"),
+    (f"image={IMAGE}&image={IMAGE}", "image: given 2 times, give it once"),
+    ("image=", "image: empty (did the analysis arg resolve?)"),
+    ("release=%20", "release: empty"),
+    ("image=" + "a" * 513, "image: at most 512 characters without control characters, got 'aaaa"),
+    ("release=r2%0A", "release: at most 512 characters without control characters, got 'r2\\n'"),
+])
+def test_a_release_that_cannot_be_one_is_a_400(query, message):
+    b, _ = backend(rollout("shop:r2"), latest={"shop:r2": _full("shop:r2", "promote")})
+    answer = api(b).call("GET", f"/v1/rollouts/shop:r2/verdict?{query}")
+    assert answer.status == 400 and answer.error.startswith(message), answer.error
 
 
 def test_the_history_is_read_for_the_rollout():
