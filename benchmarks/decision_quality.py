@@ -21,6 +21,12 @@ threshold  Flagger / Argo style: every minute, the canary's last-minute p75 (or 
 
 Run ``python benchmarks/decision_quality.py --help``; the full run is
 ``python benchmarks/decision_quality.py --runs 1000 --power-runs 300 --markdown docs/benchmarks.md``.
+
+``--policy`` judges with another policy than the default (``previous-default``: the four
+metrics LCP, INP, CLS and errors that were the default before FCP and TTFB joined it, or a
+policy file). ``--compare A B`` runs the gate under two policies on the same traffic (the
+same seeds, window for window) and prints them side by side, without the other judges:
+what a change of policy costs or buys, free of simulation noise between the two.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from detectors.gate import _rate_counts, arm_of  # noqa: E402
 from detectors.pipeline.run import Run  # noqa: E402
-from detectors.policy import DEFAULT_POLICY, Policy  # noqa: E402
+from detectors.policy import DEFAULT_POLICY, Policy, parse_policy  # noqa: E402
 from detectors.rollout import Rollout  # noqa: E402
 from detectors.sketch import LogSketch  # noqa: E402
 from detectors.verdict import Verdict  # noqa: E402
@@ -56,9 +62,26 @@ POWER_SCENARIOS = {  # name: (regressions, other scenario settings)
     "LCP p75 +25 %": ([Regression("LCP", 1.25)], {}),
     "INP +30 % (mobile only)": ([Regression("INP", 1.30, "mobile")], {}),
     "error page views ×1.5": ([Regression("errors", 1.5)], {}),
+    # A server 35 % slower: TTFB only (the simulator moves no other metric with it).
+    "TTFB 35 % slower": ([Regression("TTFB", 1.35)], {}),
     # The default traffic's LCP is narrower (log-s.d. 0.48) than one real site's (0.65).
     "LCP p75 +10 %, site-like LCP spread": ([Regression("LCP", 1.10)], {"lcp_spread": 0.65}),
 }
+
+
+#: The default policy before FCP and TTFB were judged (statistics.md §6 then): four metrics.
+PREVIOUS_DEFAULT = parse_policy("name: previous-default\nmetrics:\n  - metric: LCP\n  - metric: INP\n"
+                                "  - metric: CLS\n  - metric: errors\n")
+
+
+def policy_named(name: str) -> Policy:
+    """``default``, ``previous-default`` or the path of a policy file."""
+    if name == "default":
+        return DEFAULT_POLICY
+    if name == "previous-default":
+        return PREVIOUS_DEFAULT
+    with open(name, encoding="utf-8") as f:
+        return parse_policy(f.read(), source=name)
 
 
 # -- the comparison judges -----------------------------------------------------------------
@@ -222,17 +245,31 @@ def _split(run: Run, share: float) -> None:
         run.update_rollout(replace(run.rollout, expected_share=share))
 
 
-def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> dict[str, dict]:
-    """First rollback / promote / hold time (seconds) of each judge over one rollout."""
-    scenario, seed, policy, limits, to_horizon = args
-    rollout = Rollout(f"{scenario.app}:{scenario.canary}", scenario.app, scenario.canary, scenario.baseline,
-                      started_at=scenario.start_ms, policy=policy)
-    run = Run(rollout, window_ms=WINDOW_MS, lateness_ms=0, stop_at_decision=False)
-    kayenta, threshold = KayentaJudge(policy), ThresholdJudge(policy, limits)
+def gate_names(policies: tuple[Policy, ...]) -> list[str]:
+    """The result keys of the gates: ``gate`` alone, ``gate:NAME`` for each of several."""
+    return ["gate"] if len(policies) == 1 else [f"gate:{p.name}" for p in policies]
+
+
+def run_rollout(args: tuple) -> dict[str, dict]:
+    """First rollback / promote / hold time (seconds) of each judge over one rollout.
+
+    ``args``: (scenario, seed, policy or policies, threshold limits, to_horizon[, others]).
+    Several policies: one gate each, on the same windows; ``others`` False leaves out the
+    Kayenta-style and threshold judges (then ``limits`` is unused)."""
+    scenario, seed, policies, limits, to_horizon, *rest = args
+    others = rest[0] if rest else True
+    policies = (policies,) if isinstance(policies, Policy) else tuple(policies)
+    policy = policies[0]
+    runs = {}
+    for name, p in zip(gate_names(policies), policies):
+        rollout = Rollout(f"{scenario.app}:{scenario.canary}", scenario.app, scenario.canary, scenario.baseline,
+                          started_at=scenario.start_ms, policy=p)
+        runs[name] = Run(rollout, window_ms=WINDOW_MS, lateness_ms=0, stop_at_decision=False)
+    kayenta, threshold = (KayentaJudge(policy), ThresholdJudge(policy, limits)) if others else (None, None)
     # First time of each verdict kind (any time: A/A rollbacks count even after a promote),
     # and each judge's first decision (what a deploy tool would have acted on).
     out = {j: {"rollback": None, "promote": None, "hold": None, "first": None}
-           for j in ("gate", "kayenta", "threshold")}
+           for j in (*runs, *(("kayenta", "threshold") if others else ()))}
 
     def record(judge: str, verdict: str, t: float) -> None:
         if out[judge][verdict] is None:
@@ -240,16 +277,24 @@ def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> d
         if verdict in ("rollback", "promote") and out[judge]["first"] is None:
             out[judge]["first"] = (verdict, t)
 
-    def gate_verdict(v: Verdict) -> None:
-        if v.verdict != "continue":
-            record("gate", v.verdict, (v.at - scenario.start_ms) / 1000)
+    def gate_verdict(name: str):
+        def on_verdict(v: Verdict) -> None:
+            if v.verdict != "continue":
+                record(name, v.verdict, (v.at - scenario.start_ms) / 1000)
+        return on_verdict
 
-    run.on_verdict = gate_verdict
+    for name, run in runs.items():
+        run.on_verdict = gate_verdict(name)
     interval = _new_arms(WINDOW_MS)
     for i, (_, summaries) in enumerate(window_summaries(scenario, seed)):
         t = (i + 1) * WINDOW_MS / 1000
-        _split(run, expected_share(scenario, t))
-        run.add_windows(0, summaries)  # one source: the window is judged at once
+        for run in runs.values():
+            _split(run, expected_share(scenario, t))
+            run.add_windows(0, summaries)  # one source: the window is judged at once
+        if not others:
+            if not to_horizon and all(o["first"] is not None for o in out.values()):
+                break
+            continue
         _add(interval, summaries, scenario)
         if (i + 1) % CHECK_EVERY == 0:
             if out["kayenta"]["rollback"] is None and kayenta.judge(interval):
@@ -260,7 +305,7 @@ def run_rollout(args: tuple[Scenario, int, Policy, dict[str, float], bool]) -> d
             interval = _new_arms(WINDOW_MS)
         if not to_horizon and all(o["first"] is not None for o in out.values()):
             break
-    if out["kayenta"]["rollback"] is None:
+    if others and out["kayenta"]["rollback"] is None:
         record("kayenta", "promote", scenario.duration_s)  # passes at the end of its lifetime
     return out
 
@@ -290,9 +335,9 @@ def time_cell(times: list[float | None]) -> str:
     return f"{np.median(hit) / 60:.1f} / {np.percentile(hit, 90) / 60:.1f} min"
 
 
-def run_many(scenario: Scenario, runs: int, policy: Policy, limits: dict[str, float],
-             to_horizon: bool, workers: int, seed0: int) -> list[dict]:
-    jobs = [(scenario, seed0 + r, policy, limits, to_horizon) for r in range(runs)]
+def run_many(scenario: Scenario, runs: int, policy: Policy | tuple[Policy, ...], limits: dict[str, float],
+             to_horizon: bool, workers: int, seed0: int, others: bool = True) -> list[dict]:
+    jobs = [(scenario, seed0 + r, policy, limits, to_horizon, others) for r in range(runs)]
     if workers <= 1:
         return [run_rollout(j) for j in jobs]
     with ProcessPoolExecutor(workers) as pool:
@@ -340,16 +385,31 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="run only these scenario names")
+    ap.add_argument("--policy", default="default",
+                    help="the gate's policy: default, previous-default (LCP, INP, CLS, errors) or a policy file")
+    ap.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                    help="the gate under two policies (each as --policy) on the same traffic, side by side; "
+                         "no Kayenta-style or threshold judge")
     ap.add_argument("--markdown", help="also write the tables to this markdown file section")
     ap.add_argument("--check-agreement", action="store_true", help="only run the agreement check")
     args = ap.parse_args()
     if args.check_agreement:
         sys.exit(0 if check_agreement() else 1)
 
-    policy = DEFAULT_POLICY
-    limits = threshold_limits(policy)
-    print(f"policy {policy.name} {policy.hash[:19]}…; threshold limits: "
-          + ", ".join(f"{k} {v:.4g}" for k, v in limits.items()), flush=True)
+    if args.compare:
+        policies = tuple(policy_named(n) for n in args.compare)
+        if len({p.name for p in policies}) < 2:
+            ap.error("--compare needs two policies with different names")
+        judges, others, limits = gate_names(policies), False, {}
+        for p in policies:
+            print(f"policy {p.name} {p.hash[:19]}…: {', '.join(m.label for m in p.metrics)}", flush=True)
+    else:
+        policies = (policy_named(args.policy),)
+        judges, others = ["gate", "kayenta", "threshold"], True
+        limits = threshold_limits(policies[0])
+        print(f"policy {policies[0].name} {policies[0].hash[:19]}…; threshold limits: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in limits.items()), flush=True)
+    gates = gate_names(policies)
     rows_aa, rows_power, rows_clean = [], [], []
     began = time.time()
 
@@ -361,19 +421,19 @@ def main() -> None:
             continue
         sc = replace(SCENARIOS[name], duration_s=args.horizon)
         t0 = time.time()
-        res = run_many(sc, args.runs, policy, limits, True, args.workers, args.seed)
-        row = [name] + [rate_cell([r[j]["rollback"] for r in res]) for j in ("gate", "kayenta", "threshold")]
-        row.append(rate_cell([r["gate"]["hold"] for r in res]))
+        res = run_many(sc, args.runs, policies, limits, True, args.workers, args.seed, others)
+        row = [name] + [rate_cell([r[j]["rollback"] for r in res]) for j in judges]
+        row += [rate_cell([r[g]["hold"] for r in res]) for g in gates]
         rows_aa.append(row)
         print(f"A/A {name}: {row[1:]} ({time.time() - t0:.0f} s)", flush=True)
     if want("clean"):
         sc = replace(SCENARIOS["clean"], duration_s=args.promote_horizon)
         t0 = time.time()
-        res = run_many(sc, args.promote_runs, policy, limits, False, args.workers, args.seed + 200_000)
+        res = run_many(sc, args.promote_runs, policies, limits, False, args.workers, args.seed + 200_000, others)
         promoted = {j: [r[j]["first"][1] if r[j]["first"] and r[j]["first"][0] == "promote" else None
-                        for r in res] for j in ("gate", "kayenta", "threshold")}
+                        for r in res] for j in judges}
         rows_clean.append([f"clean canary ({args.promote_horizon / 60:.0f} min)"] + [
-            f"{rate_cell(promoted[j])}; {time_cell(promoted[j])}" for j in ("gate", "kayenta", "threshold")])
+            f"{rate_cell(promoted[j])}; {time_cell(promoted[j])}" for j in judges])
         print(f"clean: {rows_clean[-1][1:]} ({time.time() - t0:.0f} s)", flush=True)
     for name, (regressions, settings) in POWER_SCENARIOS.items():
         if not want(name):
@@ -381,9 +441,9 @@ def main() -> None:
         sc = replace(SCENARIOS["stationary"], duration_s=args.horizon, regressions=tuple(regressions),
                      **settings)
         t0 = time.time()
-        res = run_many(sc, args.power_runs, policy, limits, False, args.workers, args.seed + 100_000)
+        res = run_many(sc, args.power_runs, policies, limits, False, args.workers, args.seed + 100_000, others)
         row = [name]
-        for j in ("gate", "kayenta", "threshold"):
+        for j in judges:
             # Detected = the judge's first decision was a rollback (not a promote first).
             times = [r[j]["first"][1] if r[j]["first"] and r[j]["first"][0] == "rollback" else None
                      for r in res]
@@ -391,14 +451,22 @@ def main() -> None:
         rows_power.append(row)
         print(f"power {name}: {row[1:]} ({time.time() - t0:.0f} s)", flush=True)
 
-    header = "| scenario | rumgate gate | Kayenta-style MW 98 % | fixed threshold |"
-    rule = "|---|---|---|---|"
+    if args.compare:
+        columns = [f"gate, {p.name} ({len(p.metrics)} metrics)" for p in policies]
+        header = "| scenario | " + " | ".join(columns) + " |"
+        rule = "|---|" + "---|" * len(columns)
+        hold_header = " | ".join(f"HOLD, {p.name}" for p in policies) + " |"
+    else:
+        header = "| scenario | rumgate gate | Kayenta-style MW 98 % | fixed threshold |"
+        rule = "|---|---|---|---|"
+        hold_header = "gate HOLD |"
     lines = [
         f"A/A: false-rollback rate over {args.runs} rollouts of {args.horizon / 60:.0f} min each, "
-        "judged every window (gate) or minute (others), with 95 % Wilson intervals. The last column is "
-        "the gate's HOLD rate (sample-ratio mismatch or silence), which is not a rollback.",
+        "judged every window (gate) or minute (others), with 95 % Wilson intervals. The last "
+        f"column{'s are' if len(gates) > 1 else ' is'} the gate's HOLD rate (sample-ratio mismatch or silence), "
+        "which is not a rollback.",
         "",
-        header + " gate HOLD |", rule + "---|",
+        header + " " + hold_header, rule + "---|" * len(gates),
         *["| " + " | ".join(r) + " |" for r in rows_aa],
         "",
         f"Regressions (canary only, from the start, 5 % share, 100 beacons/s): detection rate; median / p90 "
@@ -407,8 +475,8 @@ def main() -> None:
         header, rule,
         *["| " + " | ".join(r) + " |" for r in rows_power],
         "",
-        f"Clean canaries: promote rate; median / p90 time to promote, over {args.promote_runs} rollouts "
-        "(Kayenta-style passes at the end of its lifetime, the horizon).",
+        f"Clean canaries: promote rate; median / p90 time to promote, over {args.promote_runs} rollouts"
+        + ("." if args.compare else " (Kayenta-style passes at the end of its lifetime, the horizon)."),
         "",
         header, rule,
         *["| " + " | ".join(r) + " |" for r in rows_clean],
@@ -420,7 +488,6 @@ def main() -> None:
     if args.markdown:
         with open(args.markdown, "a", encoding="utf-8") as f:
             f.write("\n" + text + "\n")
-
 
 if __name__ == "__main__":
     main()
