@@ -3,8 +3,9 @@ its HTTP API and CLI, Argo Rollouts, Flagger, Kafka (KRaft) and the CI example h
 
 The Argo and Flagger checks send the manifests' own requests to the real API
 (``streams.http.api.make_api`` on a loopback port) and judge the answers the way the
-controllers do: Argo's ``web`` provider with a small evaluator of the two conditions,
-Flagger by the status code.
+controllers do: Argo's ``web`` provider with a port of ``utils/evaluate/evaluate.go``'s
+``EvaluateResult`` over the one condition form the templates use, Flagger by the status code.
+How whole AnalysisRuns end is in ``tests/http/test_argo_contract.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "kustomize" / "base"
 TEMPLATE = DEPLOY / "argo" / "analysis-template.yaml"
+HOLD_TEMPLATE = DEPLOY / "argo" / "hold-template.yaml"
 ROLLOUT = DEPLOY / "argo" / "rollout.yaml"
 CANARY = DEPLOY / "flagger" / "canary.yaml"
 COMPOSE = DEPLOY / "compose" / "docker-compose.yaml"
@@ -34,7 +36,7 @@ WORKFLOW = DEPLOY / "ci" / "github-actions.yaml"
 
 EXPECTED_FILES = [
     BASE / "kustomization.yaml", BASE / "deployment.yaml", BASE / "service.yaml", BASE / "pdb.yaml",
-    TEMPLATE, ROLLOUT, CANARY, COMPOSE, DOCKERFILE, WORKFLOW, DEPLOY / "README.md",
+    TEMPLATE, HOLD_TEMPLATE, ROLLOUT, CANARY, COMPOSE, DOCKERFILE, WORKFLOW, DEPLOY / "README.md",
 ]
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
 # Files whose documents are Kubernetes objects (kustomization.yaml is kustomize's own).
@@ -197,8 +199,8 @@ def test_service_and_pdb_select_the_worker_pods_and_reach_the_container_port():
 
 
 def service_urls() -> list[str]:
-    template = one(TEMPLATE, "AnalysisTemplate")
-    urls = [m["provider"]["web"]["url"] for m in template["spec"]["metrics"]]
+    urls = [m["provider"]["web"]["url"] for path in (TEMPLATE, HOLD_TEMPLATE)
+            for m in one(path, "AnalysisTemplate")["spec"]["metrics"]]
     urls += [w["url"] for w in one(CANARY, "Canary")["spec"]["analysis"]["webhooks"]]
     return urls
 
@@ -258,15 +260,23 @@ def call_api(backend, requests: list[tuple[str, str, dict, dict | None]], read_o
     return asyncio.run(run())
 
 
-# A condition of the form result.<field> == "<value>" (the only form the template uses);
-# anything else is refused rather than evaluated.
-CONDITION = re.compile(r'^\s*result\.([A-Za-z_][A-Za-z0-9_]*)\s*==\s*"([^"\\]*)"\s*$')
+# A condition of the form result.<field> == "<value>" or != (the only forms the templates
+# use); anything else is refused rather than evaluated.
+CONDITION = re.compile(r'^\s*result\.([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=)\s*"([^"\\]*)"\s*$')
 
 
 def condition_holds(condition: str, result) -> bool:
+    """expr-lang's value of ``condition`` (``EvalCondition``, utils/evaluate/evaluate.go) for the
+    form above: ``==``/``!=`` of a string with the field (JSON null is Go's nil, equal to no
+    string). A missing field is refused: what the templates read, rumgate always sends."""
     m = CONDITION.match(condition)
-    assert m, f"condition {condition!r} is not of the form result.<field> == \"<value>\""
-    return isinstance(result, dict) and result.get(m.group(1)) == m.group(2)
+    assert m, f"condition {condition!r} is not of the form result.<field> ==/!= \"<value>\""
+    field, op, value = m.groups()
+    if not isinstance(result, dict):
+        assert op == "==", f"{condition!r} on a result that is not an object"
+        return False
+    assert field in result, f"{condition!r}: the result has no {field!r} (Argo's expr would not say False)"
+    return (result[field] == value) == (op == "==")
 
 
 def json_path(expr: str, body):
@@ -278,17 +288,28 @@ def json_path(expr: str, body):
 
 
 def web_measurement(metric: dict, status: int, body) -> str:
-    """The phase Argo Rollouts' web provider gives one measurement (utils/evaluate)."""
+    """The phase Argo Rollouts' web provider gives one measurement: a non-2xx answer is an
+    Error (``Provider.Run``, metricproviders/webmetric/webmetric.go), the body's jsonPath
+    result is judged by ``EvaluateResult`` (utils/evaluate/evaluate.go), ported here whole:
+    a missing condition is the other one's negation, failure wins over success, neither
+    true is Inconclusive."""
     if not 200 <= status < 300:
         return "Error"
     result = json_path(metric["provider"]["web"].get("jsonPath", "{$}"), body)
-    success = condition_holds(metric["successCondition"], result)
-    failure = condition_holds(metric["failureCondition"], result)
+    success_if, failure_if = metric.get("successCondition", ""), metric.get("failureCondition", "")
+    success = condition_holds(success_if, result) if success_if else False
+    failure = condition_holds(failure_if, result) if failure_if else False
+    if not success_if and not failure_if:
+        return "Successful"
+    if success_if and not failure_if:
+        failure = not success
+    elif failure_if and not success_if:
+        success = not failure
     if failure:
         return "Failed"
-    if success:
-        return "Successful"
-    return "Inconclusive"
+    if not success:
+        return "Inconclusive"
+    return "Successful"
 
 
 def render(text: str, args: dict[str, str]) -> str:
@@ -298,9 +319,55 @@ def render(text: str, args: dict[str, str]) -> str:
 def test_the_evaluator_refuses_conditions_it_cannot_read():
     with pytest.raises(AssertionError):
         condition_holds('result.verdict in ["promote"]', {"verdict": "promote"})
+    with pytest.raises(AssertionError):
+        condition_holds('result.hold != "final"', {"verdict": "promote"})  # no hold: refused, not guessed
     assert condition_holds('result.verdict == "promote"', {"verdict": "promote"})
     assert not condition_holds('result.verdict == "promote"', {"verdict": "hold"})
     assert not condition_holds('result.verdict == "promote"', "promote")
+    assert condition_holds('result.hold != "final"', {"hold": None})
+    assert not condition_holds('result.hold != "final"', {"hold": "final"})
+
+
+def test_the_evaluator_combines_the_conditions_as_evaluate_result_does():
+    """The four branches of EvaluateResult (utils/evaluate/evaluate.go)."""
+    web = {"web": {"jsonPath": "{$}"}}
+    both = {"provider": web, "successCondition": 'result.a == "x"', "failureCondition": 'result.b == "y"'}
+    assert web_measurement(both, 200, {"a": "x", "b": "y"}) == "Failed"  # failure wins
+    assert web_measurement(both, 200, {"a": "x", "b": "n"}) == "Successful"
+    assert web_measurement(both, 200, {"a": "n", "b": "n"}) == "Inconclusive"
+    only_success = {"provider": web, "successCondition": 'result.a == "x"'}
+    assert web_measurement(only_success, 200, {"a": "n"}) == "Failed"  # never Inconclusive
+    only_failure = {"provider": web, "failureCondition": 'result.b == "y"'}
+    assert web_measurement(only_failure, 200, {"b": "n"}) == "Successful"
+    assert web_measurement({"provider": web}, 200, {}) == "Successful"
+    assert web_measurement(both, 404, None) == "Error"
+
+
+URL = re.compile(r"http://rumgate\.rumgate\.svc/v1/rollouts/\{\{args\.rollout-id\}\}/verdict\?image=\{\{args\.image\}\}")
+RID = "shop-web:2026.11.23-abc"
+IMAGE = "ghcr.io/acme/shop-web:2026.11.23-abc"
+
+
+def request_of(metric: dict, args: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The path (with its query) and headers of a metric's request once Argo put in ``args``."""
+    web = metric["provider"]["web"]
+    parts = urlsplit(render(web["url"], args))
+    return parts.path + (f"?{parts.query}" if parts.query else ""), \
+        {h["key"]: render(h["value"], args) for h in web["headers"]}
+
+
+def _common_web_shape(metric: dict) -> None:
+    web = metric["provider"]["web"]
+    assert list(metric["provider"]) == ["web"]
+    assert URL.fullmatch(web["url"]), web["url"]
+    assert web.get("method", "GET") == "GET"
+    assert {h["key"]: h["value"] for h in web["headers"]} == {"Authorization": "Bearer {{args.api-token}}"}
+    assert web["jsonPath"] == "{$}"
+    assert web["timeoutSeconds"] == 10
+    assert metric["interval"] == "30s"
+    assert metric["failureLimit"] == 0
+    assert metric["consecutiveErrorLimit"] == 10
+    assert "count" not in metric
 
 
 def test_analysis_template_shape():
@@ -308,84 +375,104 @@ def test_analysis_template_shape():
     assert t["apiVersion"] == "argoproj.io/v1alpha1"
     assert t["metadata"]["name"] == "rumgate-verdict"
     (metric,) = t["spec"]["metrics"]
-    web = metric["provider"]["web"]
-    assert list(metric["provider"]) == ["web"]
-    assert re.fullmatch(r"http://rumgate\.rumgate\.svc/v1/rollouts/\{\{args\.rollout-id\}\}/verdict", web["url"])
-    assert web.get("method", "GET") == "GET"
-    headers = {h["key"]: h["value"] for h in web["headers"]}
-    assert headers == {"Authorization": "Bearer {{args.api-token}}"}
-    assert web["jsonPath"] == "{$}"
-    assert web["timeoutSeconds"] == 10
+    _common_web_shape(metric)
     assert metric["successCondition"].strip() == 'result.verdict == "promote"'
     assert metric["failureCondition"].strip() == 'result.verdict == "rollback"'
-    assert metric["interval"] == "30s"
-    assert metric["failureLimit"] == 0
     # hold and continue must wait: many inconclusive measurements before the run gives up.
     assert metric["inconclusiveLimit"] >= 120
     # With an interval, a metric ends on success only by consecutiveSuccessLimit; a count
     # would end it Successful after all-Inconclusive measurements (a promote nobody gave).
     assert metric.get("consecutiveSuccessLimit") == 1
-    assert "count" not in metric
     args = {a["name"]: a for a in t["spec"]["args"]}
     ref = args["api-token"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == ("rumgate-api", "token")
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("promote", "Successful"), ("rollback", "Failed"), ("hold", "Inconclusive"), ("continue", "Inconclusive"),
-])
-def test_argo_measures_each_verdict_as_the_contract_says(kind, expected):
-    (metric,) = one(TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
-    rid = "shop-web:2026.11.23-abc"
-    # Offline: a response shaped like the contract's.
-    assert web_measurement(metric, 200, verdict_event(kind, rollout=rid)) == expected
-    # Online: the template's own request (URL, header) to the real API.
-    web = metric["provider"]["web"]
-    args = {"rollout-id": rid, "api-token": TOKEN}
-    path = urlsplit(render(web["url"], args)).path
-    headers = {h["key"]: render(h["value"], args) for h in web["headers"]}
-    ((status, body),) = call_api(backend_with(rid, verdict_event(kind, rollout=rid)), [("GET", path, headers, None)])
-    assert status == 200, body
-    assert web_measurement(metric, status, body) == expected
+def test_hold_template_shape():
+    """The background analysis: a final hold is Inconclusive and ends the run at once; it never
+    completes on success (no count, no consecutiveSuccessLimit), so it watches to the end."""
+    t = one(HOLD_TEMPLATE, "AnalysisTemplate")
+    assert t["apiVersion"] == "argoproj.io/v1alpha1" and t["metadata"]["name"] == "rumgate-hold"
+    (metric,) = t["spec"]["metrics"]
+    _common_web_shape(metric)
+    assert metric["successCondition"].strip() == 'result.hold != "final"'
+    assert metric["failureCondition"].strip() == 'result.verdict == "rollback"'
+    assert metric["inconclusiveLimit"] == 0
+    assert not metric.get("consecutiveSuccessLimit")
+    assert t["spec"]["args"] == one(TEMPLATE, "AnalysisTemplate")["spec"]["args"]
+
+
+def event_of(kind: str, code: str, rollout: str = RID) -> dict:
+    """``verdict_event`` with the reason code (and so the hold kind) the judge would give."""
+    return {**verdict_event(kind, rollout=rollout), "reason_codes": [code]}
+
+
+# (verdict, code) → (step measurement, background measurement)
+MEASURED = [
+    (("promote", "proven_not_worse"), ("Successful", "Successful")),
+    (("rollback", "worse"), ("Failed", "Failed")),
+    (("continue", "collecting"), ("Inconclusive", "Successful")),
+    (("hold", "no_canary"), ("Inconclusive", "Successful")),
+    (("hold", "srm"), ("Inconclusive", "Successful")),
+    (("hold", "deadline"), ("Inconclusive", "Inconclusive")),
+    (("hold", "override_hold"), ("Inconclusive", "Inconclusive")),
+]
+
+
+@pytest.mark.parametrize(("verdict", "expected"), MEASURED, ids=lambda x: "-".join(x))
+def test_argo_measures_each_verdict_as_the_contract_says(verdict, expected):
+    (step,) = one(TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
+    (background,) = one(HOLD_TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
+    args = {"rollout-id": RID, "image": IMAGE, "api-token": TOKEN}
+    requests = [("GET", *request_of(m, args), None) for m in (step, background)]
+    answers = call_api(backend_with(RID, event_of(*verdict)), requests)
+    assert [s for s, _ in answers] == [200, 200], answers
+    assert (web_measurement(step, *answers[0]), web_measurement(background, *answers[1])) == expected
+    assert answers[0][1]["release"] == {"image": IMAGE, "tag": "2026.11.23-abc", "canary": "2026.11.23-abc",
+                                        "match": True}
 
 
 def test_argo_before_the_first_verdict_and_on_errors():
     (metric,) = one(TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
-    web = metric["provider"]["web"]
-    rid = "shop-web:2026.11.23-abc"
-    good = {h["key"]: render(h["value"], {"api-token": TOKEN}) for h in web["headers"]}
-
-    def url(rollout_id: str) -> str:
-        return urlsplit(render(web["url"], {"rollout-id": rollout_id})).path
-
-    answers = call_api(backend_with(rid, None), [
-        ("GET", url(rid), good, None),                 # no verdict yet: continue
-        ("GET", url("shop-web:unknown"), good, None),  # never started: 404
-        ("GET", url(rid), {}, None),                   # no token: 401
+    (background,) = one(HOLD_TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
+    args = {"rollout-id": RID, "image": IMAGE, "api-token": TOKEN}
+    path, good = request_of(metric, args)
+    unknown, _ = request_of(metric, {**args, "rollout-id": "shop-web:unknown"})
+    answers = call_api(backend_with(RID, None), [
+        ("GET", path, good, None),     # no verdict yet: continue
+        ("GET", unknown, good, None),  # never started: 404
+        ("GET", path, {}, None),       # no token: 401
     ])
     (s0, b0), (s1, _), (s2, _) = answers
-    assert (s0, b0["verdict"], b0["seq"]) == (200, "continue", 0)
+    assert (s0, b0["verdict"], b0["seq"], b0["hold"]) == (200, "continue", 0, None)
     assert web_measurement(metric, s0, b0) == "Inconclusive"
+    assert web_measurement(background, s0, b0) == "Successful"
     assert web_measurement(metric, s1, None) == "Error" and s1 == 404
     assert web_measurement(metric, s2, None) == "Error" and s2 == 401
 
 
-def test_every_template_arg_is_declared_and_the_rollout_passes_the_required_ones():
-    t = one(TEMPLATE, "AnalysisTemplate")
-    declared = {a["name"]: a for a in t["spec"]["args"]}
-    used = set(re.findall(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}", json.dumps(t["spec"]["metrics"])))
-    assert used, "the template uses no argument"
-    assert used <= set(declared), f"used but not declared: {sorted(used - set(declared))}"
-    required = {n for n, a in declared.items() if "value" not in a and "valueFrom" not in a}
-    assert required == {"rollout-id"}
+def rollout_analyses(rollout: dict) -> list[dict]:
+    """The Rollout's step analyses and its background analysis."""
+    canary = rollout["spec"]["strategy"]["canary"]
+    return [s["analysis"] for s in canary["steps"] if "analysis" in s] + [canary["analysis"]]
 
+
+def test_every_template_arg_is_declared_and_the_rollout_passes_the_required_ones():
     rollout = one(ROLLOUT, "Rollout")
     assert rollout["apiVersion"] == "argoproj.io/v1alpha1"
-    steps = rollout["spec"]["strategy"]["canary"]["steps"]
-    analyses = [s["analysis"] for s in steps if "analysis" in s]
-    assert analyses, "the Rollout has no analysis step"
-    for analysis in analyses:
-        assert [x["templateName"] for x in analysis["templates"]] == [t["metadata"]["name"]]
+    templates = {one(p, "AnalysisTemplate")["metadata"]["name"]: one(p, "AnalysisTemplate")
+                 for p in (TEMPLATE, HOLD_TEMPLATE)}
+    step, background = rollout_analyses(rollout)
+    assert [x["templateName"] for x in step["templates"]] == ["rumgate-verdict"]
+    assert [x["templateName"] for x in background["templates"]] == ["rumgate-hold"]
+    for analysis in (step, background):
+        (ref,) = analysis["templates"]
+        t = templates[ref["templateName"]]
+        declared = {a["name"]: a for a in t["spec"]["args"]}
+        used = set(re.findall(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}", json.dumps(t["spec"]["metrics"])))
+        assert used == set(declared), f"declared and used differ: {sorted(used ^ set(declared))}"
+        required = {n for n, a in declared.items() if "value" not in a and "valueFrom" not in a}
+        assert required == {"rollout-id", "image"}
         passed = {a["name"]: a for a in analysis.get("args", [])}
         assert required <= set(passed), f"not passed: {sorted(required - set(passed))}"
         assert set(passed) <= set(declared)
@@ -394,33 +481,37 @@ def test_every_template_arg_is_declared_and_the_rollout_passes_the_required_ones
             # secretKeyRef here would be dropped (it belongs in the template's args).
             assert ("value" in a) != ("valueFrom" in a), a
             assert set(a.get("valueFrom", {})) <= {"fieldRef", "podTemplateHashValue"}, a
+        assert passed["image"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.template.spec.containers[0].image"
 
 
 def test_the_rollout_id_the_rollout_passes_names_its_release():
     rollout = one(ROLLOUT, "Rollout")
-    step = next(s["analysis"] for s in rollout["spec"]["strategy"]["canary"]["steps"] if "analysis" in s)
-    arg = next(a for a in step["args"] if a["name"] == "rollout-id")
-    if "value" in arg:
-        rollout_id = arg["value"]
-    else:
-        path = arg["valueFrom"]["fieldRef"]["fieldPath"]
-        m = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", path)
-        assert m, f"fieldRef {path!r}: expected metadata.annotations['...']"
-        rollout_id = rollout["metadata"]["annotations"][m.group(1)]
-    app, _, release = rollout_id.partition(":")
-    assert app == rollout["metadata"]["name"] and release, rollout_id
-    template = rollout["spec"]["template"]
-    assert template["metadata"]["labels"]["app.kubernetes.io/version"] == release
-    assert template["spec"]["containers"][0]["image"].endswith(":" + release)
+    for analysis in rollout_analyses(rollout):
+        arg = next(a for a in analysis["args"] if a["name"] == "rollout-id")
+        if "value" in arg:
+            rollout_id = arg["value"]
+        else:
+            path = arg["valueFrom"]["fieldRef"]["fieldPath"]
+            m = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", path)
+            assert m, f"fieldRef {path!r}: expected metadata.annotations['...']"
+            rollout_id = rollout["metadata"]["annotations"][m.group(1)]
+        app, _, release = rollout_id.partition(":")
+        assert app == rollout["metadata"]["name"] and release, rollout_id
+        template = rollout["spec"]["template"]
+        assert template["metadata"]["labels"]["app.kubernetes.io/version"] == release
+        assert template["spec"]["containers"][0]["image"].endswith(":" + release)
 
 
 def test_rollout_steps_start_small_and_analyse_before_widening():
-    steps = one(ROLLOUT, "Rollout")["spec"]["strategy"]["canary"]["steps"]
+    canary = one(ROLLOUT, "Rollout")["spec"]["strategy"]["canary"]
+    steps = canary["steps"]
     kinds = [next(iter(s)) for s in steps]
     assert kinds[:2] == ["setWeight", "analysis"] and steps[0]["setWeight"] == 5
     weights = [s["setWeight"] for s in steps if "setWeight" in s]
     assert weights == sorted(weights) and weights[-1] == 100 and 25 in weights
     assert "pause" in kinds[kinds.index("analysis"):]
+    # The background analysis watches from the analysis step on (startingStep is a step index).
+    assert canary["analysis"]["startingStep"] == kinds.index("analysis")
 
 
 # -- compose and the image -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from detectors.policy import MAX_POLICY_CHARS
 from detectors.rollout import ID_PATTERN, MAX_DRY_RUN_POLICIES, MAX_ID, MAX_NAME, NAME_PATTERN
 from detectors.verdict import ReasonCode
 from streams.http.replies import json
+from streams.http.rollouts import MAX_IMAGE
 
 __all__ = ["OPENAPI", "ROUTES"]
 
@@ -45,6 +46,12 @@ OPENAPI = {
                 "properties": {
                     "rollout": {"type": "string"}, "seq": {"type": "integer"},
                     "verdict": {"enum": ["continue", "promote", "hold", "rollback"]},
+                    "hold": {"enum": ["final", "transient", None],
+                             "description": "a hold's kind, null for any other verdict. final: waiting cannot "
+                                            "change it, a person must decide (the deadline, a person's hold, a "
+                                            "release mismatch); transient: it lifts by itself (no canary beacons "
+                                            "yet, split mismatch, incident, few sessions). Always present in the "
+                                            "verdict endpoint's answers"},
                     "severity": {"enum": ["none", "minor", "major", "critical"]},
                     "at": {"type": "integer"}, "emitted_at": {"type": "integer"},
                     "policy": {"type": "object"}, "reasons": {"type": "array", "items": {"type": "string"}},
@@ -54,6 +61,14 @@ OPENAPI = {
                     "metrics": {"type": "array", "items": {"type": "object"}},
                     "data_quality": {"type": "object"}, "detectors": {"type": "object"},
                     "inputs": {"type": "object"},
+                    "release": {"type": "object", "description": "only when the verdict endpoint was given image "
+                                                                 "or release: what was asked, its tag (image), the "
+                                                                 "rollout's canary, and whether they match",
+                                "properties": {"image": {"type": "string"}, "release": {"type": "string"},
+                                               "tag": {"type": ["string", "null"]}, "canary": {"type": "string"},
+                                               "match": {"type": "boolean"}}},
+                    "judged": {"type": "object", "description": "only on a release mismatch: the seq, verdict, "
+                                                                "hold and reasons of the release the rollout judges"},
                 }},
             "Rollout": {
                 "type": "object", "required": ["id", "app", "canary", "baseline", "started_at", "policy"],
@@ -139,11 +154,22 @@ OPENAPI = {
                                            "responses": {"200": _JSON("#/components/schemas/Rollout", "ended"),
                                                          "404": _ERROR, "409": _ERROR, **_AUTH}}},
         "/v1/rollouts/{id}/verdict": {"get": {
-            "parameters": _ID,
-            "summary": "Latest verdict (Argo Rollouts web provider: promote → Successful, rollback → Failed, "
-                       "continue/hold → Inconclusive)",
-            "responses": {"200": _JSON("#/components/schemas/Verdict", "the latest verdict, or continue"),
-                          "404": _ERROR, **_AUTH}}},
+            "parameters": [
+                *_ID,
+                {"name": "image", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IMAGE},
+                 "description": "the image being deployed (Argo: the pod template's); its tag must be the rollout's "
+                                "canary, or the answer is a final hold with code release_mismatch"},
+                {"name": "release", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IMAGE},
+                 "description": "the release being deployed, compared with the canary like image's tag (give one "
+                                "of image and release)"}],
+            "summary": "Latest verdict (Argo Rollouts web provider, step analysis: promote → Successful, rollback → "
+                       "Failed, continue/hold → Inconclusive; background analysis: hold final → Inconclusive, "
+                       "pausing the Rollout). With image or release, bound to that release",
+            "responses": {"200": _JSON("#/components/schemas/Verdict", "the latest verdict, or continue; with "
+                                                                       "hold always present"),
+                          "400": _ERROR, "404": _ERROR, **_AUTH}}},
         "/v1/rollouts/{id}/verdicts": {"get": {"parameters": _ID, "summary": "Every verdict (audit history)",
                                                "responses": {"200": {"description": "verdict events"},
                                                              "404": _ERROR, **_AUTH}}},

@@ -82,3 +82,21 @@ def test_every_string_the_control_plane_takes_is_bounded():
     for field in ("id", "app", "canary", "baseline"):
         assert start[field]["minLength"] == 1 and start[field]["pattern"].startswith("^[A-Za-z0-9]"), field
     assert start["dry_run_policies"]["maxItems"] == 8
+
+
+def test_the_verdict_endpoint_documents_the_hold_kind_and_the_release_it_is_bound_to():
+    """Issue 17's fields: ``hold`` (every kind, and null), ``image``/``release`` with the
+    limit the handler applies, the 400 a bad one gets, and what a mismatch adds."""
+    from detectors.verdict import HoldKind
+    from streams.http.rollouts import MAX_IMAGE
+
+    schema = OPENAPI["components"]["schemas"]["Verdict"]["properties"]
+    assert schema["hold"]["enum"] == [*HoldKind, None]
+    assert {"release", "judged"} <= set(schema)
+    assert set(schema["release"]["properties"]) == {"image", "release", "tag", "canary", "match"}
+    op = OPENAPI["paths"]["/v1/rollouts/{id}/verdict"]["get"]
+    query = {p["name"]: p for p in op["parameters"] if p["in"] == "query"}
+    assert set(query) == {"image", "release"}
+    assert all(p["schema"]["maxLength"] == MAX_IMAGE and not p["required"] for p in query.values())
+    assert "400" in op["responses"]
+    assert "release_mismatch" in OPENAPI["components"]["schemas"]["Verdict"]["properties"]["reason_codes"]["items"]["enum"]
