@@ -3,6 +3,8 @@
 - :mod:`~streams.http.api`       the application: routes, middleware, what each handler reaches
 - :mod:`~streams.http.rollouts`  rollouts, verdicts and overrides (the Argo Rollouts contract)
 - :mod:`~streams.http.flagger`   Flagger's webhooks
+- :mod:`~streams.http.pages`     the rollout pages (``/``, ``/rollouts/{id}``), charts in :mod:`~streams.http.charts`
+- :mod:`~streams.http.series`    the series behind the charts (``/v1/rollouts/{id}/series``)
 - :mod:`~streams.http.auth`      bearer-token checks (``RUMGATE_API_TOKEN``)
 - :mod:`~streams.http.backend`   what the API serves, handed in by the worker
 - :mod:`~streams.http.replies`   JSON answers, request bodies, the error middleware

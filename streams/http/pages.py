@@ -1,0 +1,348 @@
+"""The rollout pages every worker serves: ``GET /`` (the rollouts, each with its latest
+verdict) and ``GET /rollouts/{id}`` (one rollout, live).
+
+The page of a rollout shows, from its verdict history (:mod:`streams.http.series`, also
+served as JSON at ``/v1/rollouts/{id}/series``):
+
+* the latest verdict with its explanation exactly as the event states it (reasons and
+  their codes, overrides on record, the evidence per metric, data quality);
+* the verdict timeline of the enforcing policy and of each dry-run policy, with markers at
+  hold, promote, rollback and overrides, and the warm-up drawn apart;
+* per (metric, segment): the rollback, "worse at all" and promote e-values against their
+  thresholds on a log scale; the measured effect with the anytime-valid bracket as it
+  narrows, against the tolerances; the cumulative canary and baseline estimates;
+* the policy (name, hash, the resolved policy as YAML) and links to the JSON of every chart.
+
+Charts are SVG written here (:mod:`streams.http.charts` says why). The page updates itself
+with a few lines of plain JS: every :data:`REFRESH_S` seconds it fetches
+``/rollouts/{id}?fragment=1`` (the same HTML without the page around it) and swaps it in,
+until the rollout has ended or is decided. No framework, no CDN, nothing downloaded; the
+script and the styles are inline and allowed by their hashes in the page's
+Content-Security-Policy, which allows nothing else (no other script can run, even if some
+text escaped escaping).
+
+The pages are reads: they follow the API's rules (:mod:`streams.http.auth`), so a browser
+sees them when ``RUMGATE_API_READ_OPEN=true`` or through a proxy that adds the token.
+Every text shown is escaped (:func:`streams.http.charts.esc`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import yaml
+from aiohttp import web
+
+from detectors.rollout import MAX_ID, Rollout, name_problem
+from streams.http import auth
+from streams.http.backend import Backend, backend_of
+from streams.http.charts import VERDICT_COLOURS, Band, Chart, Line, Rule, esc, render, timeline_svg
+from streams.http.series import Series, dry_run_key, load
+
+__all__ = ["REFRESH_S", "ROUTES", "index_fragment", "rollout_fragment", "rollout_path"]
+
+REFRESH_S = 3
+
+_SCRIPT = """
+(function () {
+  var live = document.getElementById('live');
+  var status = document.getElementById('live-status');
+  var every = Number(live.getAttribute('data-every')) * 1000;
+  function schedule() {
+    if (live.querySelector('[data-live="1"]')) { setTimeout(tick, every); }
+    else { status.textContent = 'not updating: the rollout has ended or is decided'; }
+  }
+  function tick() {
+    fetch(live.getAttribute('data-src'), {cache: 'no-store', credentials: 'same-origin'})
+      .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.text(); })
+      .then(function (html) {
+        live.innerHTML = html;
+        status.textContent = 'updated ' + new Date().toISOString().slice(11, 19) + ' UTC';
+      })
+      .catch(function (e) { status.textContent = 'update failed (' + e.message + '); retrying'; })
+      .then(schedule);
+  }
+  schedule();
+})();
+"""
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1340px;padding:12px 20px;color:#212529}
+h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:8px 0}h3{font-size:15px;margin:14px 0 4px}
+small,.muted{color:#6c757d}code{font-size:12px}a{color:#1c7ed6}
+table{border-collapse:collapse;margin:6px 0}td,th{border-bottom:1px solid #e9ecef;padding:2px 8px;text-align:left}
+.charts{display:flex;flex-wrap:wrap;gap:6px}.charts figure{margin:0;flex:1 1 400px;max-width:640px}
+figcaption{font-size:12px;color:#495057}svg{width:100%;height:auto}
+.verdict{border-left:6px solid #adb5bd;padding:2px 12px;margin:8px 0;background:#f8f9fa}
+.v-rollback{border-color:#e03131}.v-promote{border-color:#2f9e44}.v-hold{border-color:#f59f00}
+.key span{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
+.k-continue{background:#adb5bd}.k-warmup{background:#a5d8ff}.k-hold{background:#f59f00}
+.k-promote{background:#2f9e44}.k-rollback{background:#e03131}
+pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
+"""
+
+
+def _hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+_CSP = (f"default-src 'none'; script-src {_hash(_SCRIPT)}; style-src {_hash(_STYLE)}; connect-src 'self'; "
+        "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def rollout_path(rollout_id: str) -> str:
+    """The page of a rollout (``/`` and ``+`` percent-encoded, as every route of the API takes them)."""
+    return "/rollouts/" + quote(rollout_id, safe=":@")
+
+
+def _api_path(rollout_id: str, tail: str = "", **query: str) -> str:
+    path = "/v1/rollouts/" + quote(rollout_id, safe=":@") + tail
+    return path + ("?" + urlencode(query) if query else "")
+
+
+def _html(body: str, status: int = 200) -> web.Response:
+    resp = web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+    resp.headers["Content-Security-Policy"] = _CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    return resp
+
+
+def _page(title: str, head: str, fragment: str, src: str, tail: str = "") -> web.Response:
+    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            '<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
+            f'<style>{_STYLE}</style></head><body>{head}'
+            f'<p class="muted" id="live-status">live: updated every {REFRESH_S} s</p>'
+            f'<div id="live" data-src="{esc(src)}" data-every="{REFRESH_S}">{fragment}</div>{tail}'
+            f'<script>{_SCRIPT}</script></body></html>')
+    resp = _html(body)
+    resp.enable_compression()
+    return resp
+
+
+def _when(ms: Any) -> str:
+    if not isinstance(ms, int) or isinstance(ms, bool) or not 0 <= ms <= 9_999_999_999_999:
+        return "–"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "–" if v is None else esc(v)
+    if pct:
+        return f"{v:+.1%}"
+    return f"{v:.4g}"
+
+
+# -- the list ---------------------------------------------------------------------------------
+
+
+def index_fragment(backend: Backend) -> str:
+    rows = []
+    for r in sorted(backend.rollouts.values(), key=lambda r: (-r.started_at, r.id)):
+        v = backend.latest.get(r.id)
+        verdict = v.get("verdict") if isinstance(v, dict) else None
+        reasons = v.get("reasons") if isinstance(v, dict) else None
+        reason = reasons[0] if isinstance(reasons, list) and reasons else "no verdict yet"
+        dry = ", ".join(f"{esc(p.name)}: {esc((backend.latest.get(dry_run_key(r.id, p.name)) or {}).get('verdict', '–'))}"
+                        for p in r.dry_run_policies)
+        rows.append(f'<tr data-rollout="{esc(r.id)}"><td><a href="{esc(rollout_path(r.id))}">{esc(r.id)}</a></td>'
+                    f'<td>{esc(r.app)}</td><td>{esc(r.canary)}</td><td>{esc(r.baseline)}</td>'
+                    f'<td>{_when(r.started_at)}</td><td>{"running" if r.ended_at is None else "ended " + _when(r.ended_at)}</td>'
+                    f'<td class="verdict-kind">{esc(verdict or "–")}</td><td>{esc(reason)}</td>'
+                    f'<td>{esc(r.policy.name)}</td><td>{dry or "–"}</td></tr>')
+    if not rows:
+        return '<div class="fragment" data-live="1"><p>No rollouts yet. Start one with <code>rumgate rollout start</code> ' \
+               'or <code>POST /v1/rollouts</code>.</p></div>'
+    return ('<div class="fragment" data-live="1"><table><thead><tr><th>rollout</th><th>app</th><th>canary</th>'
+            '<th>baseline</th><th>started</th><th>state</th><th>verdict</th><th>why</th><th>policy</th>'
+            f'<th>dry runs</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+@auth.read
+async def index(request: web.Request) -> web.Response:
+    fragment = index_fragment(backend_of(request))
+    if request.query.get("fragment") == "1":
+        return _html(fragment)
+    head = ('<h1>rumgate: rollouts</h1><p class="muted">Each with its latest verdict; the JSON is at '
+            '<a href="/v1/rollouts">/v1/rollouts</a>.</p>')
+    return _page("rumgate: rollouts", head, fragment, "/?fragment=1")
+
+
+# -- one rollout ------------------------------------------------------------------------------
+
+
+def _explanation(s: Series) -> str:
+    v = s.latest
+    if not isinstance(v, dict):
+        return ('<section class="verdict"><h2>continue <small>no verdict yet</small></h2>'
+                '<p>no verdict yet: no window of this rollout has been judged</p></section>')
+    kind = v.get("verdict") if isinstance(v.get("verdict"), str) else "?"
+    reasons = v.get("reasons") if isinstance(v.get("reasons"), list) else []
+    codes = v.get("reason_codes") if isinstance(v.get("reason_codes"), list) else []
+    items = "".join(f'<li><code>{esc(codes[i]) if i < len(codes) else ""}</code> {esc(r)}</li>'
+                    for i, r in enumerate(reasons))
+    elapsed = (v.get("inputs") or {}).get("elapsed_ms") if isinstance(v.get("inputs"), dict) else None
+    after = f" · after {elapsed / 60_000:.1f} min" if isinstance(elapsed, (int, float)) else ""
+    policy = v.get("policy") if isinstance(v.get("policy"), dict) else {}
+    out = [f'<section class="verdict v-{esc(kind)}" data-verdict="{esc(kind)}" data-seq="{esc(v.get("seq"))}">',
+           f'<h2>{esc(kind)} <small>severity {esc(v.get("severity", "–"))} · seq {esc(v.get("seq"))} · '
+           f'{_when(v.get("at"))}{after} · policy {esc(policy.get("name", "–"))} '
+           f'<code>{esc(str(policy.get("hash", ""))[:19])}…</code></small></h2>',
+           f'<ol class="reasons">{items}</ol>']
+    overrides = v.get("overrides") if isinstance(v.get("overrides"), list) else []
+    if overrides:
+        rows = "".join(f'<tr><td>{esc(o.get("action"))}</td><td>{esc(o.get("actor"))}</td><td>{esc(o.get("reason"))}</td>'
+                       f'<td>{esc(o.get("ticket") or "–")}</td><td>{_when(o.get("at"))}</td>'
+                       f'<td>{_when(o.get("expires_at")) if o.get("expires_at") else "never"}</td>'
+                       f'<td>{"active" if o.get("active") else "not active"}</td></tr>'
+                       for o in overrides if isinstance(o, dict))
+        out.append('<h3>Overrides</h3><table class="overrides"><tr><th>action</th><th>actor</th><th>reason</th>'
+                   f'<th>ticket</th><th>at</th><th>expires</th><th></th></tr>{rows}</table>')
+    metrics = v.get("metrics") if isinstance(v.get("metrics"), list) else []
+    rows = "".join(
+        f'<tr><td>{esc(m.get("name"))}</td><td>{esc(m.get("status"))}</td><td>{_fmt(m.get("canary"))}</td>'
+        f'<td>{_fmt(m.get("baseline"))}</td><td>{_fmt(m.get("ratio"))}</td>'
+        f'<td>{_fmt(m.get("worse_by_at_least"), True)} / {_fmt(m.get("not_worse_than"), True)}</td>'
+        f'<td>{_fmt(m.get("e_rollback"))} / {_fmt(m.get("threshold_rollback"))}</td>'
+        f'<td>{_fmt(m.get("e_promote"))} / {_fmt(m.get("threshold_promote"))}</td>'
+        f'<td>{_fmt(m.get("n_canary"))} / {_fmt(m.get("n_baseline"))}</td></tr>'
+        for m in metrics if isinstance(m, dict))
+    out.append('<table class="evidence"><tr><th>metric</th><th>status</th><th>canary</th><th>baseline</th><th>ratio</th>'
+               '<th>worse by at least / not worse than</th><th>e rollback / threshold</th>'
+               f'<th>e promote / threshold</th><th>n canary / baseline</th></tr>{rows}</table>')
+    dq = v.get("data_quality") if isinstance(v.get("data_quality"), dict) else {}
+    if dq:
+        cells = "".join(f"<td>{esc(k)}: {_fmt(val)}</td>" for k, val in dq.items())
+        out.append(f'<table class="quality"><tr><th>data quality</th>{cells}</tr></table>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def _decisions(tl: dict[str, list]) -> list[tuple[int, str]]:
+    """(time, verdict) of the first verdict of each run of promote or rollback."""
+    marks, last = [], None
+    for at, verdict in zip(tl["at"], tl["verdict"]):
+        if verdict in ("promote", "rollback") and verdict != last and at is not None:
+            marks.append((at, verdict))
+        last = verdict
+    return marks
+
+
+def _x_range(s: Series) -> tuple[int, int]:
+    ats = [a for a in s.timeline["at"] if a is not None]
+    ats += [a for tl in s.dry_runs.values() for a in tl["at"] if a is not None]
+    x0 = min([s.rollout.started_at, *(a - 5000 for a in ats)])
+    return x0, max([x0 + 60_000, *ats])
+
+
+def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> str:
+    key = f"{m['metric']}/{m['segment']}"
+    xs = m["at"]
+    rules = []
+    if m["threshold_rollback"] is not None:
+        rules.append(Rule("threshold_rollback", f"rollback threshold {m['threshold_rollback']:g}",
+                          m["threshold_rollback"], "#e03131"))
+    if m["threshold_promote"] is not None:
+        rules.append(Rule("threshold_promote", f"promote threshold {m['threshold_promote']:g}",
+                          m["threshold_promote"], "#2f9e44"))
+    evidence = Chart(f"{m['name']}: e-values against their thresholds (log scale)", xs, x0, log=True, rules=rules,
+                     marks=marks, name=f"{key}/evidence", lines=[
+                         Line("e_rollback", "rollback e-value (at the rollback tolerance)", m["e_rollback"], "#e03131"),
+                         Line("e_worse", "worse-at-all e-value (the fast path)", m["e_worse"], "#f76707", "4 3"),
+                         Line("e_promote", "promote e-value (at the promote tolerance)", m["e_promote"], "#2f9e44")])
+    tol = []
+    if m["rollback_tolerance"] is not None:
+        tol.append(Rule("rollback_tolerance", f"rollback tolerance {m['rollback_tolerance']:+.0%}",
+                        m["rollback_tolerance"], "#e03131"))
+    if m["promote_tolerance"] is not None:
+        tol.append(Rule("promote_tolerance", f"promote tolerance {m['promote_tolerance']:+.0%}",
+                        m["promote_tolerance"], "#2f9e44"))
+    effect = Chart(f"{m['name']}: canary against baseline, with the anytime-valid bracket", xs, x0, percent=True,
+                   rules=[Rule("zero", "no difference", 0.0, "#868e96"), *tol], marks=marks, name=f"{key}/effect",
+                   lines=[Line("effect", "measured effect (canary / baseline − 1, cumulative)", m["effect"], "#212529")],
+                   band=Band("bracket", "worse by at least … / not worse than … (proven, anytime-valid)",
+                             m["worse_by_at_least"], m["not_worse_than"], "#1c7ed6"))
+    estimates = Chart(f"{m['name']}: cumulative estimates", xs, x0, marks=marks, name=f"{key}/estimates", lines=[
+        Line("canary", "canary (all windows so far)", m["canary"], "#f76707"),
+        Line("baseline", "baseline (all windows so far)", m["baseline"], "#1c7ed6")])
+    status = next((st for st in reversed(m["status"]) if st), "–")
+    link = _api_path(s.rollout.id, "/series", metric=m["metric"], segment=m["segment"])
+    return (f'<section class="metric" data-metric="{esc(key)}" data-points="{len(xs)}"><h3>{esc(m["name"])} '
+            f'<small>{esc(status)} · <a href="{esc(link)}">JSON</a></small></h3><div class="charts">'
+            f'<figure>{render(evidence)}<figcaption>red: rollback e-value, orange dashed: worse at all, green: promote; '
+            'dashed lines: their thresholds</figcaption></figure>'
+            f'<figure>{render(effect)}<figcaption>black: measured effect; blue band: the bracket (no lower edge: not '
+            'proven worse at all; no upper edge: not yet proven within any tolerance); dashed: tolerances</figcaption>'
+            '</figure>'
+            f'<figure>{render(estimates)}<figcaption>orange: canary, blue: baseline ({esc(m["statistic"] or "")} over '
+            'every window so far; per-window values are not in the verdict history)</figcaption></figure>'
+            '</div></section>')
+
+
+def rollout_fragment(s: Series) -> str:
+    """The live part of a rollout's page (what ``?fragment=1`` serves)."""
+    r = s.rollout
+    x0, x1 = _x_range(s)
+    marks = _decisions(s.timeline)
+    strips = [timeline_svg("enforcing", f"{r.policy.name}", s.timeline, x0, x1)]
+    strips += [timeline_svg(f"dry-run:{name}", f"dry run: {name}", tl, x0, x1) for name, tl in s.dry_runs.items()]
+    key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
+    panels = "".join(_metric_panel(s, m, x0, marks) for m in s.metrics)
+    seq = (s.latest or {}).get("seq", 0)
+    return (f'<div class="fragment" data-live="{1 if s.live else 0}" data-seq="{esc(seq)}" '
+            f'data-windows="{len(s.events)}">{_explanation(s)}'
+            f'<h3>Verdicts over time <small>({len(s.events)} windows judged)</small></h3>{"".join(strips)}'
+            f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined)</p>'
+            f'{panels or "<p>No evidence yet: no window has been judged.</p>"}</div>')
+
+
+def _policy_section(r: Rollout) -> str:
+    text = yaml.safe_dump(r.policy.to_dict(), sort_keys=False, allow_unicode=True)
+    dry = "".join(f"<li>{esc(p.name)} <code>{esc(p.hash)}</code></li>" for p in r.dry_run_policies)
+    return (f'<h2>Policy</h2><p>{esc(r.policy.name)} <code>{esc(r.policy.hash)}</code>'
+            f'{" (dry run)" if r.policy.dry_run else ""}</p>'
+            + (f"<p>Dry-run policies:</p><ul>{dry}</ul>" if dry else "")
+            + f'<details><summary>resolved policy (YAML)</summary><pre>{esc(text)}</pre></details>')
+
+
+def _not_found(rid: str) -> web.Response:
+    problem = name_problem(rid, MAX_ID)
+    what = f"no rollout {rid!r}" if problem is None else f"no rollout: id: {problem}"
+    return _html(f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>not found</title>'
+                 f'<link rel="icon" href="data:,"></head><body><h1>404</h1><p>{esc(what)}</p>'
+                 '<p><a href="/">all rollouts</a></p></body></html>', status=404)
+
+
+@auth.read
+async def rollout_page(request: web.Request) -> web.Response:
+    rid = request.match_info["id"]
+    backend = backend_of(request)
+    rollout = backend.rollouts.get(rid)
+    if rollout is None:
+        return _not_found(rid)
+    s = await load(backend, rollout)
+    fragment = rollout_fragment(s)
+    if request.query.get("fragment") == "1":
+        resp = _html(fragment)
+        resp.enable_compression()
+        return resp
+    state = "running" if rollout.ended_at is None else f"ended {_when(rollout.ended_at)}"
+    head = (f'<p><a href="/">all rollouts</a></p><h1>{esc(rollout.id)}</h1>'
+            f'<p>app {esc(rollout.app)}: canary <b>{esc(rollout.canary)}</b> against baseline '
+            f'<b>{esc(rollout.baseline)}</b> · started {_when(rollout.started_at)} · {state}'
+            + (f" · expected canary share {rollout.expected_share:.1%}" if rollout.expected_share else "") + "</p>")
+    links = [("every chart's series", _api_path(rollout.id, "/series")), ("verdict history", _api_path(rollout.id, "/verdicts")),
+             ("latest verdict", _api_path(rollout.id, "/verdict")), ("rollout", _api_path(rollout.id))]
+    tail = (_policy_section(rollout) + "<h2>JSON</h2><ul>"
+            + "".join(f'<li><a href="{esc(u)}">{esc(label)}</a> <code>{esc(u)}</code></li>' for label, u in links)
+            + "</ul>")
+    return _page(f"rumgate: {rollout.id}", head, fragment, rollout_path(rollout.id) + "?fragment=1", tail)
+
+
+ROUTES = [web.get("/", index), web.get("/rollouts/{id}", rollout_page)]
