@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
 
 import click
 import orjson
@@ -88,6 +89,7 @@ def demo(scenario: str, seed: int, speed: float, duration_ms: int, policy_path: 
         _wait_for_worker(worker, api, logdir / "worker.log")
         rollout = Rollout(f"{sim.app}:{sim.canary}", sim.app, sim.canary, sim.baseline, sim.start_ms,
                           policy, sim.canary_share)
+        click.echo(f"  live page (while the demo runs): {api}/rollouts/{quote(rollout.id, safe=':@')}")
         click.echo(f"  verdicts also at {api}/v1/rollouts/{rollout.id}/verdict")
         final, beacons, wall = asyncio.run(_run(settings, rollout, sim, seed, speed, worker))
     except BrokerError as exc:

@@ -171,6 +171,14 @@ def _yscale(c: Chart) -> LinearScale | LogScale:
     return LinearScale(lo - pad, hi + pad, a, b)
 
 
+def _time_ticks(x0: float, x1: float, most: int = 7) -> list[float]:
+    """Ticks at whole steps of minutes (or half minutes) since ``x0``, at most ``most``."""
+    span = x1 - x0
+    step = next((m * 60_000 for m in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 240) if span / (m * 60_000) < most),
+                span / (most - 1) or 1.0)
+    return [x0 + i * step for i in range(int(span // step) + 1)]
+
+
 def _minutes(ms: float) -> str:
     m = ms / 60_000
     return f"{m:.0f} min" if m >= 10 or m == int(m) else f"{m:.1f} min"
@@ -202,7 +210,7 @@ def render(c: Chart) -> str:
         out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py}" y2="{py}" stroke="#f1f3f5"/>'
                    f'<text x="{LEFT - 4}" y="{py}" dy="3" text-anchor="end" font-size="10" fill="#495057">'
                    f'{esc(_label(v, c))}</text>')
-    for v in x.ticks(6):
+    for v in _time_ticks(x.lo, x.hi):
         px = _f(x(v))
         out.append(f'<text x="{px}" y="{HEIGHT - 6}" text-anchor="middle" font-size="10" fill="#495057">'
                    f'{esc(_minutes(v - c.x0))}</text>')
