@@ -1,4 +1,5 @@
-"""The token: reads and mutations, no token configured, read-open workers, Flagger's ?token=."""
+"""The token: reads and mutations, no token configured, read-open workers, Flagger's ?token=
+and metadata.token, the hook token (the hooks and nothing else)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from streams.http import auth, flagger, health, openapi, rollouts
 from streams.http.api import make_api
-from streams.http.auth import AUTH, Access, Auth
+from streams.http.auth import AUTH, Access, Auth, HookAccess
 from tests.http.serve import TOKEN, api, backend, rollout
 
 READS = ["/v1/rollouts", "/v1/rollouts/shop:r2", "/v1/rollouts/shop:r2/verdict", "/v1/rollouts/shop:r2/verdicts",
@@ -71,6 +72,42 @@ def test_a_hook_takes_the_token_from_the_query():
     assert auth.hook_refusal(request(auth_=Auth(TOKEN, read_open=True))) is None
     # With no token configured, an empty ?token= is not the token.
     assert auth.hook_refusal(request(query="?token=", auth_=Auth(""))).status == 403
+
+
+def test_hook_access_takes_the_hook_token_and_metadata_token():
+    a = Auth(TOKEN, hook_token="hook-only")
+    for given in (TOKEN, "hook-only"):
+        assert auth.hook_access(request(query=f"?token={given}", auth_=a)) is HookAccess.TOKEN
+        assert auth.hook_access(request(f"Bearer {given}", auth_=a)) is HookAccess.TOKEN
+        assert auth.hook_access(request(auth_=a), body={"metadata": {"token": given}}) is HookAccess.TOKEN
+    # Before the body is read, no header or query token is not yet a refusal.
+    assert auth.hook_access(request(auth_=a)) is HookAccess.UNCHECKED
+    missing = auth.hook_access(request(auth_=a), body={"metadata": {}})
+    assert missing.status == 401 and b"metadata.token" in missing.body
+    wrong = auth.hook_access(request(auth_=a), body={"metadata": {"token": "guess"}})
+    assert wrong.status == 403 and wrong.body == b'{"error":"wrong token (metadata.token)"}'
+    assert auth.hook_access(request(auth_=a), body={"metadata": {"token": 7}}).status == 403
+    # The hook token is not the API token: the middleware's refusal does not take it.
+    assert auth.refusal(a, request("Bearer hook-only"), mutation=False).body == b'{"error":"wrong token"}'
+    assert auth.refusal(a, request("Bearer hook-only"), mutation=True).status == 403
+
+
+def test_hook_access_with_a_hook_token_alone_and_on_read_open_workers():
+    hooks_only = Auth("", hook_token="hook-only")
+    assert auth.hook_access(request(query="?token=hook-only", auth_=hooks_only)) is HookAccess.TOKEN
+    assert auth.hook_access(request(query="?token=", auth_=hooks_only)).status == 403  # "" is never a token
+    assert auth.refusal(hooks_only, request("Bearer hook-only"), mutation=False).status == 403  # no API token
+    read_open = Auth(TOKEN, read_open=True)
+    assert auth.hook_access(request(auth_=read_open), body={}) is HookAccess.OPEN
+    assert auth.hook_access(request(query=f"?token={TOKEN}", auth_=read_open)) is HookAccess.TOKEN
+    # A token given and wrong is refused as wrong even where none is needed: its sender must know.
+    wrong = auth.hook_access(request(query="?token=nope", auth_=read_open))
+    assert wrong.status == 403 and wrong.body == b'{"error":"wrong token (?token=)"}'
+    nothing = Auth("", read_open=True)
+    assert auth.hook_access(request(auth_=nothing), body={}) is HookAccess.OPEN
+    none_configured = auth.hook_access(request(query="?token=x", auth_=nothing))
+    assert none_configured.status == 403 and b"no API token is configured" in none_configured.body
+    assert auth.hook_access(request(auth_=Auth("")), body={}).status == 403
 
 
 # -- the marks and the middleware ---------------------------------------------------------------
