@@ -170,6 +170,17 @@ OPENAPI = {
             "responses": {"200": _JSON("#/components/schemas/Verdict", "the latest verdict, or continue; with "
                                                                        "hold always present"),
                           "400": _ERROR, "404": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}/series": {"get": {
+            "parameters": [
+                *_ID,
+                {"name": "metric", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "one chart's series"},
+                {"name": "segment", "in": "query", "required": False,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "with metric"}],
+            "summary": "The rollout page's chart series, from the verdict history (columns aligned with at)",
+            "responses": {"200": {"description": "series"}, "400": _ERROR,
+                          "404": {**_ERROR, "description": "no such rollout, or no series for that metric/segment"},
+                          **_AUTH}}},
         "/v1/rollouts/{id}/verdicts": {"get": {"parameters": _ID, "summary": "Every verdict (audit history)",
                                                "responses": {"200": {"description": "verdict events"},
                                                              "404": _ERROR, **_AUTH}}},
@@ -180,6 +191,15 @@ OPENAPI = {
                      "requestBody": {"required": True, "content": {"application/json": {
                          "schema": {"$ref": "#/components/schemas/Override"}}}},
                      "responses": {"201": {"description": "recorded"}, "400": _ERROR, "404": _ERROR, **_AUTH}}},
+        "/": {"get": {"summary": "The rollouts page (HTML): each rollout with its latest verdict",
+                      "parameters": [{"name": "fragment", "in": "query", "required": False,
+                                      "schema": {"enum": ["1"]}, "description": "the page's live part only"}],
+                      "responses": {"200": {"description": "text/html"}, **_AUTH}}},
+        "/rollouts/{id}": {"get": {"summary": "One rollout's page (HTML): its verdict, timeline and evidence, live",
+                                   "parameters": [*_ID, {"name": "fragment", "in": "query", "required": False,
+                                                         "schema": {"enum": ["1"]},
+                                                         "description": "the page's live part only"}],
+                                   "responses": {"200": {"description": "text/html"}, "404": _ERROR, **_AUTH}}},
         **{f"/v1/flagger/{hook}": {"post": {
             "summary": summary,
             "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/FlaggerWebhook"}}}},
@@ -194,7 +214,8 @@ OPENAPI = {
                           "400": _ERROR, "404": _ERROR, **_AUTH}}}
            for hook, summary in (("confirm-promotion", "200 only when the verdict is promote"),
                                  ("rollback", "200 only when the verdict is rollback"),
-                                 ("rollout", "200 unless the verdict is rollback"))},
+                                 ("rollout", "200 unless the verdict is rollback"),
+                                 ("confirm-traffic-increase", "200 unless the verdict is rollback or a final hold"))},
     },
 }
 

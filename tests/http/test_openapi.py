@@ -34,7 +34,7 @@ def test_the_description_is_served_open():
 def test_every_route_of_the_api_is_described():
     app = api(backend()[0]).app()
     routes = served_routes(app)
-    assert len(routes) == 15, sorted(routes)
+    assert len(routes) == 19, sorted(routes)
     assert set(routes) - documented(OPENAPI) == set(), "routes missing from the OpenAPI description"
     # With ingestion on the same app (as the worker serves it), the description is exactly the routes.
     add_ingest_routes(app, Ingestor(IngestConfig(), sink=None))
@@ -74,7 +74,8 @@ def test_every_string_the_control_plane_takes_is_bounded():
                 inputs += [(f"{method} {path} ?{p['name']}", p["schema"]) for p in op.get("parameters", ())]
     # Not read by the API: Flagger's own fields, the path's rollout, a token compared and dropped.
     unread = {"Override.rollout", "FlaggerWebhook.name", "FlaggerWebhook.namespace", "FlaggerWebhook.phase",
-              *(f"post /v1/flagger/{h} ?token" for h in ("confirm-promotion", "rollback", "rollout"))}
+              *(f"post /v1/flagger/{h} ?token" for h in ("confirm-promotion", "rollback", "rollout",
+                                                  "confirm-traffic-increase"))}
     unbounded = [where for name, schema in inputs for where, s in _strings(schema, name)
                  if "maxLength" not in s and where not in unread]
     assert unbounded == []
