@@ -6,7 +6,7 @@ streams worker``) are started; an in-process aiohttp client posts NDJSON beacons
 ``POST /v1/beacons`` at ``--rate`` beacons/s, split between a baseline release and the
 canary of the rollout that is open; every ``--rollout-every`` seconds the open rollout is
 ended and a new one (a new canary release) is started through the API. Every
-``--sample-every`` seconds the worker's and the broker's RSS, the summed ``rum.beacons`` lag
+``--sample-every`` seconds the worker's and the broker's RSS and CPU, the summed ``rum.beacons`` lag
 and the mean window-close-to-verdict latency since the previous sample are recorded.
 
 The report gives a row per rollout period and compares the medians of the run's second
@@ -41,7 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.ingest_load import rss_mb  # noqa: E402
+from benchmarks.ingest_load import cpu_ticks, rss_mb  # noqa: E402
 from streams.live.broker import EmbeddedBroker, free_port  # noqa: E402
 from streams.live.settings import Settings  # noqa: E402
 from streams.live.topics import ensure_topics  # noqa: E402
@@ -58,6 +58,8 @@ class Sample:
     lag: float
     latency_s: float | None  # mean over the verdicts since the previous sample
     verdicts: float
+    worker_cpu: float | None = None  # % of one core since the previous sample
+    broker_cpu: float | None = None
 
 
 @dataclass
@@ -142,8 +144,13 @@ async def rollouts(http: str, every_s: float, deadline: float, load: Load) -> li
 async def sampler(http: str, worker_pid: int, broker_pid: int, every_s: float, deadline: float,
                   t0: float, samples: list[Sample]) -> None:
     before = None
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    ticks = (time.monotonic(), cpu_ticks(worker_pid), cpu_ticks(broker_pid))
     while time.monotonic() < deadline:
         await asyncio.sleep(every_s)
+        now = (time.monotonic(), cpu_ticks(worker_pid), cpu_ticks(broker_pid))
+        cpu = [100 * (b - a) * tick_s / (now[0] - ticks[0]) for a, b in zip(ticks[1:], now[1:])]
+        ticks = now
         try:
             m = await asyncio.to_thread(scrape, http)
         except OSError:
@@ -156,9 +163,10 @@ async def sampler(http: str, worker_pid: int, broker_pid: int, every_s: float, d
             latency = (total - before[1]) / verdicts
         before = (count, total)
         samples.append(Sample(time.monotonic() - t0, rss_mb(worker_pid), rss_mb(broker_pid),
-                              m.get("rumgate_consumer_lag", 0.0), latency, verdicts))
+                              m.get("rumgate_consumer_lag", 0.0), latency, verdicts, *cpu))
         s = samples[-1]
-        print(f"  {s.t_s / 60:5.1f} min  worker {s.worker_mb or 0:6.0f} MB  broker {s.broker_mb or 0:6.0f} MB  "
+        print(f"  {s.t_s / 60:5.1f} min  worker {s.worker_mb or 0:6.0f} MB {cpu[0]:4.0f} % CPU  "
+              f"broker {s.broker_mb or 0:6.0f} MB {cpu[1]:4.0f} % CPU  "
               f"lag {s.lag:6.0f}  verdict latency {'-' if latency is None else f'{latency:.2f} s'}", flush=True)
 
 
@@ -186,22 +194,24 @@ def report(samples: list[Sample], load: Load, args: argparse.Namespace, elapsed_
     kept = [s for s in samples if s.t_s >= 60]
     print(f"\nsoak: {elapsed_s / 60:.1f} min at {args.rate:g} beacons/s, a rollout every {args.rollout_every:g} s; "
           f"{load.sent:,} beacons sent, {load.accepted:,} accepted, {load.failed} requests not accepted")
-    print("\n| minutes | worker RSS MB | broker RSS MB | lag (records) | verdict latency s |")
-    print("|---|---|---|---|---|")
+    print("\n| minutes | worker RSS MB | worker CPU % | broker RSS MB | broker CPU % | lag (records) | verdict latency s |")
+    print("|---|---|---|---|---|---|---|")
     period = args.rollout_every
     for start in np.arange(60, elapsed_s, period):
         part = [s for s in kept if start <= s.t_s < start + period]
         if not part:
             continue
-        cells = [median([s.worker_mb for s in part]), median([s.broker_mb for s in part]),
+        cells = [median([s.worker_mb for s in part]), median([s.worker_cpu for s in part]),
+                 median([s.broker_mb for s in part]), median([s.broker_cpu for s in part]),
                  median([s.lag for s in part]), median([s.latency_s for s in part])]
         print(f"| {start / 60:.0f}–{min(elapsed_s, start + period) / 60:.0f} | "
-              + " | ".join("-" if c is None else f"{c:.2f}" if i == 3 else f"{c:.0f}" for i, c in enumerate(cells))
+              + " | ".join("-" if c is None else f"{c:.2f}" if i == 5 else f"{c:.0f}" for i, c in enumerate(cells))
               + " |")
     half = len(kept) // 2
     if half:
         print("\nsecond half / first half (medians; 1.00 is flat):")
-        for name, get in (("worker RSS", lambda s: s.worker_mb), ("broker RSS", lambda s: s.broker_mb),
+        for name, get in (("worker RSS", lambda s: s.worker_mb), ("worker CPU", lambda s: s.worker_cpu),
+                          ("broker RSS", lambda s: s.broker_mb), ("broker CPU", lambda s: s.broker_cpu),
                           ("lag", lambda s: s.lag), ("verdict latency", lambda s: s.latency_s)):
             a, b = median([get(s) for s in kept[:half]]), median([get(s) for s in kept[half:]])
             ratio = "-" if not a or b is None else f"{b / a:.2f}"
