@@ -32,6 +32,7 @@ from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
 from detectors.windows import RolloutReleases, WindowSummary
 from streams.http.backend import Backend
+from streams.http.health import Readiness
 from streams.http.webhooks import Notifier
 from streams.ingest.endpoint import json_arrays
 from streams.live.broker import broker_servers
@@ -64,12 +65,14 @@ class Runtime:
     sources: int  # partitions of rum.beacons, which every window waits for
     stats: dict[str, int] = field(default_factory=_stats)
     backend: Backend = field(init=False)  # what the HTTP API serves
+    readiness: Readiness = field(init=False)  # what /readyz knows of the broker and the judge
     notifier: Notifier = field(init=False)  # webhooks on a verdict change
     stage1: Stage1 = field(init=False)
     stage2: Stage2 = field(init=False)
 
     def __post_init__(self) -> None:
         self.backend = Backend()
+        self.readiness = Readiness()
         self.notifier = Notifier(self.settings.webhook_urls.split(","), self.settings.webhook_secret,
                                  on_give_up=self.backend.metrics.webhook_failures.inc)
         self.stage1 = Stage1(self)
@@ -80,6 +83,19 @@ class Runtime:
         self.backend.metrics.views_forgotten_early.set_function(
             lambda: sum(a.windows.views.evicted_early for a in list(aggs.values()) if a.windows.views is not None))
         self._count_agent_crashes()
+        self._feed_readiness()
+
+    def _feed_readiness(self) -> None:
+        """Tell :attr:`readiness` (``/readyz``) every send's outcome and every ``rum.windows``
+        record the judge has finished (a Faust sensor), and each assignment of ``rum.windows``
+        partitions (which the judge then re-reads from the start). The broker itself is
+        probed by :func:`streams.live.serving.watch_broker`."""
+        readiness, windows = self.readiness, self.settings.topics.windows
+        self.app.sensors.add(_ReadinessSensor(self.app, readiness, windows))
+
+        @self.app.on_partitions_assigned.connect
+        async def judge_reads_again(sender, assigned, **kwargs):
+            readiness.assigned(tp.partition for tp in assigned if tp.topic == windows)
 
     def _count_agent_crashes(self) -> None:
         """Count each exception that ends an agent's run in ``rumgate_agent_crashes``.
@@ -98,6 +114,27 @@ class Runtime:
             await faust_handler(agent, exc)
 
         self.app._on_agent_error = on_agent_error  # noqa: SLF001
+
+
+class _ReadinessSensor(faust.Sensor):
+    """Faust's hooks for :class:`~streams.http.health.Readiness`: sends acknowledged or
+    failed (every topic's, the ingestion endpoint's too), and ``rum.windows`` records the
+    judge's stream has finished (events of an earlier generation, which Faust skips after a
+    rebalance, do not count)."""
+
+    def __init__(self, app: faust.App, readiness: Readiness, windows_topic: str) -> None:
+        super().__init__()
+        self._app, self.readiness, self.windows_topic = app, readiness, windows_topic
+
+    def on_send_completed(self, producer, state, metadata) -> None:
+        self.readiness.sent(None)
+
+    def on_send_error(self, producer, exc: BaseException, state) -> None:
+        self.readiness.sent(f"{type(exc).__name__}: {exc}"[:300])
+
+    def on_stream_event_out(self, tp: TP, offset: int, stream, event, state=None) -> None:
+        if tp.topic == self.windows_topic and event.message.generation_id == self._app.consumer_generation_id:
+            self.readiness.judged(tp.partition, offset)
 
 
 def now_ms() -> int:
