@@ -101,8 +101,20 @@ OPENAPI = {
                     "ttl_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 366 * 86_400},
                 }},
             "FlaggerWebhook": {"type": "object", "properties": {
-                "name": {"type": "string"}, "namespace": {"type": "string"}, "phase": {"type": "string"},
-                "metadata": {"type": "object", "properties": {"rollout": _ID_SCHEMA, "app": _NAME_SCHEMA}}}},
+                "name": {"type": "string", "maxLength": 253}, "namespace": {"type": "string", "maxLength": 253},
+                "phase": {"type": "string", "maxLength": 64},
+                "checksum": {"type": "string", "maxLength": 64,
+                             "description": "the canary revision; the first one asked about while Flagger analyses "
+                                            "binds the rollout, another gets 409"},
+                "metadata": {"type": "object", "properties": {
+                    "rollout": _ID_SCHEMA, "app": _NAME_SCHEMA,
+                    "release": {**_NAME_SCHEMA, "description": "the release Flagger deploys: only that release's "
+                                                               "rollout answers"},
+                    "baseline": {**_NAME_SCHEMA, "description": "with app and release, the rollout hook registers "
+                                                                "APP:RELEASE against it"},
+                    "token": {"type": "string", "maxLength": 512,
+                              "description": "the API or hook token, kept out of Flagger's events (a ?token= "
+                                             "URL shows in them)"}}}}},
         },
     },
     "security": [{"bearer": []}],
