@@ -32,11 +32,11 @@ ROUTES = [*health.ROUTES, *openapi.ROUTES, *rollouts.ROUTES, *flagger.ROUTES, *s
 
 
 def make_api(backend: Backend, token: str = "", read_open: bool = False,
-             now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> web.Application:
-    """The aiohttp application over ``backend``."""
+             now_ms: Callable[[], int] = lambda: int(time.time() * 1000), hook_token: str = "") -> web.Application:
+    """The aiohttp application over ``backend``; ``hook_token`` opens the Flagger hooks only."""
     app = web.Application(middlewares=[errors, auth_middleware], client_max_size=MAX_BODY)
     app[BACKEND] = backend
-    app[AUTH] = Auth(token, read_open)
+    app[AUTH] = Auth(token, read_open, hook_token)
     app[CLOCK] = now_ms
     app.add_routes(ROUTES)
     return app

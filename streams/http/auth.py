@@ -32,8 +32,7 @@ __all__ = ["AUTH", "Access", "Auth", "HookAccess", "access", "hook_access", "hoo
 class Auth:
     token: str = ""  # RUMGATE_API_TOKEN; empty: no token configured
     read_open: bool = False  # RUMGATE_API_READ_OPEN
-    #: Opens Flagger's hooks only (RUMGATE_HOOK_TOKEN, to be injected by the caller of
-    #: make_api); empty: the hooks take the API token alone.
+    #: Opens Flagger's hooks only (RUMGATE_HOOK_TOKEN); empty: the hooks take the API token alone.
     hook_token: str = ""
 
 

@@ -61,7 +61,7 @@ async def serve_http(rt: Runtime, quiet: bool = False) -> None:
     address = settings.http_address
     if address is None:
         return
-    api = make_api(rt.backend, settings.api_token, settings.api_read_open)
+    api = make_api(rt.backend, settings.api_token, settings.api_read_open, hook_token=settings.hook_token)
     api[READINESS] = rt.readiness
     add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink(rt), releases_of=releases_of(rt.backend)))
     runner = web.AppRunner(api, access_log=None)

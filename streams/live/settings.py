@@ -74,6 +74,7 @@ class Settings:
     http: str = "0.0.0.0:8080"  # the HTTP API (host:port), or "off"
     api_token: str = ""  # bearer token for mutations (and reads unless api_read_open); "" refuses them
     api_read_open: bool = False  # serve reads without a token
+    hook_token: str = ""  # a second token that opens the Flagger hooks alone (the Canary object holds it)
     webhook_urls: str = ""  # comma-separated: POSTed the verdict when a rollout's verdict changes
     webhook_secret: str = ""  # HMAC-SHA256 key for the X-Rumgate-Signature header
     ingest_cors_origins: str = "*"  # comma-separated origins allowed to POST beacons

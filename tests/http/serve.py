@@ -93,9 +93,11 @@ class Served:
     backend: Backend
     token: str = TOKEN
     read_open: bool = False
+    hook_token: str = ""
 
     def app(self) -> web.Application:
-        return make_api(self.backend, token=self.token, read_open=self.read_open, now_ms=lambda: NOW)
+        return make_api(self.backend, token=self.token, read_open=self.read_open, now_ms=lambda: NOW,
+                        hook_token=self.hook_token)
 
     def call(self, method: str, path: str, body: Any = None, *, headers: Any = _AUTH,
              raw: bytes | None = None) -> Reply:
@@ -107,8 +109,8 @@ class Served:
         return asyncio.run(_send(self.app(), requests))
 
 
-def api(b: Backend, token: str = TOKEN, read_open: bool = False) -> Served:
-    return Served(b, token, read_open)
+def api(b: Backend, token: str = TOKEN, read_open: bool = False, hook_token: str = "") -> Served:
+    return Served(b, token, read_open, hook_token)
 
 
 async def _send(app: web.Application, requests: list[tuple]) -> list[Reply]:

@@ -175,3 +175,20 @@ def test_a_read_open_worker():
         assert app.call("POST", path, body, headers={"Authorization": "Bearer nope"}).status == 403, path
     assert rec.rollouts == [] and rec.overrides == []
     assert app.call("POST", "/v1/rollouts", MUTATIONS[0][1]).status == 201  # with the token
+
+
+def test_the_hook_token_given_to_make_api_opens_the_hooks_and_nothing_else():
+    b, rec = backend(rollout())
+    app = api(b, hook_token="hook-only")
+    hook = {"name": "shop", "namespace": "shop", "phase": "Progressing", "checksum": "abc123",
+            "metadata": {"rollout": "shop:r2", "token": "hook-only"}}
+    answer = app.call("POST", "/v1/flagger/confirm-promotion", hook, headers={})
+    assert answer.status not in (401, 403), answer  # authorised: the verdict decides (409: not promote yet)
+    wrong = app.call("POST", "/v1/flagger/confirm-promotion",
+                     {**hook, "metadata": {**hook["metadata"], "token": "nope"}}, headers={})
+    assert wrong.status == 403
+    for path in READS:
+        assert app.call("GET", path, headers={"Authorization": "Bearer hook-only"}).status == 403, path
+    for path, body in MUTATIONS:
+        assert app.call("POST", path, body, headers={"Authorization": "Bearer hook-only"}).status == 403, path
+    assert rec.rollouts == [] and rec.overrides == []
