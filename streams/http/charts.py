@@ -260,8 +260,7 @@ def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, w
     height = 34
     x = LinearScale(x0, max(x1, x0 + 1), LEFT, WIDTH - RIGHT)
     out = [f'<svg class="timeline" data-timeline="{esc(name)}" data-points="{len(tl["seq"])}" '
-           f'viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}</title>',
-           f'<text x="{LEFT - 4}" y="17" text-anchor="end" font-size="10" fill="#495057">{esc(title[:12])}</text>']
+           f'viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}</title>']
     runs: list[list] = []  # [kind, start_at, end_at, first index]
     for i, (at, verdict, code) in enumerate(zip(tl["at"], tl["verdict"], tl["code"])):
         if at is None:

@@ -83,6 +83,7 @@ figcaption{font-size:12px;color:#495057}svg{width:100%;height:auto}
 .k-continue{background:#adb5bd}.k-warmup{background:#a5d8ff}.k-hold{background:#f59f00}
 .k-promote{background:#2f9e44}.k-rollback{background:#e03131}
 pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
+.strip{margin:6px 0 0;font-size:12px;color:#495057}svg.timeline{max-height:40px}
 """
 
 
@@ -290,8 +291,11 @@ def rollout_fragment(s: Series) -> str:
     r = s.rollout
     x0, x1 = _x_range(s)
     marks = _decisions(s.timeline)
-    strips = [timeline_svg("enforcing", f"{r.policy.name}", s.timeline, x0, x1)]
-    strips += [timeline_svg(f"dry-run:{name}", f"dry run: {name}", tl, x0, x1) for name, tl in s.dry_runs.items()]
+    strips = [f'<p class="strip">{esc(r.policy.name)} (enforcing)</p>'
+              + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1)]
+    strips += [f'<p class="strip">dry run: {esc(name)}</p>'
+               + timeline_svg(f"dry-run:{name}", f"verdicts of dry run {name}", tl, x0, x1)
+               for name, tl in s.dry_runs.items()]
     key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
     panels = "".join(_metric_panel(s, m, x0, marks) for m in s.metrics)
     seq = (s.latest or {}).get("seq", 0)

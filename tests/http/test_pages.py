@@ -60,7 +60,7 @@ def test_every_chart_has_one_point_per_verdict():
     for line in doc.all("polyline"):
         pts = _pairs(line["points"])
         assert int(line["data-points"]) == len(pts)
-        if line["data-series"] in ("e_rollback", "e_worse", "e_promote", "effect"):
+        if line["data-series"] in ("e_rollback", "e_worse", "e_promote"):
             assert len(pts) == len(events), line["data-series"]
     lcp = build_series(ROLLOUT, events).metric("LCP", "all")
     (canary,) = [a for t, a in doc.tags if t == "polyline" and a["data-series"] == "canary"][:1]

@@ -21,7 +21,7 @@ from streams.http.series import METRIC_COLUMNS, build_series, dry_run_key, serie
 from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
 from tests.http.serve import AUTHZ, api, backend
 
-SCENARIO = replace(SCENARIOS["stationary"], duration_s=300.0, canary_share=0.2, regressions=(Regression("LCP", 1.25),))
+SCENARIO = replace(SCENARIOS["stationary"], duration_s=300.0, canary_share=0.2, regressions=(Regression("LCP", 1.25, start_s=120.0),))
 POLICY = parse_policy("name: page-test\nmetrics:\n  - metric: LCP\n  - metric: errors\n"
                       "segments: [all, mobile]\nwarmup: 15s\nmin_duration: 2m\n")
 DRY = replace(parse_policy("name: strict\nalpha: 0.01\nmetrics:\n  - metric: LCP\nwarmup: 0s\n"), dry_run=True)

@@ -135,11 +135,11 @@ async def _browse_core(tmp: Path) -> dict:
 
                 out["first"] = (await page.evaluate(DRAWN), await series())
                 feed.release(20)  # new verdicts arrive: the page must show them by itself
-                await page.wait_for_function("document.querySelector('#live .fragment').dataset.windows === '20'",
+                await page.wait_for_function("() => document.querySelector('#live .fragment').dataset.windows === '20'",
                                              timeout=20_000)
                 out["second"] = (await page.evaluate(DRAWN), await series())
                 feed.release(len(events))  # through the rollback
-                await page.wait_for_function("document.querySelector('#live .fragment').dataset.live === '0'",
+                await page.wait_for_function("() => document.querySelector('#live .fragment').dataset.live === '0'",
                                              timeout=20_000)
                 out["last"] = (await page.evaluate(DRAWN), await series())
                 await page.wait_for_timeout(500)
@@ -231,10 +231,10 @@ async def _browse_worker(pipeline: Pipeline, base: str, rollout: Rollout, later:
             out["first"] = await consistent()
             before = out["first"][0]["windows"]
             await asyncio.to_thread(pipeline.produce, later, 10)  # the rest of the traffic
-            await page.wait_for_function(f"Number(document.querySelector('#live .fragment').dataset.windows) > {before}",
+            await page.wait_for_function(f"() => Number(document.querySelector('#live .fragment').dataset.windows) > {before}",
                                          timeout=60_000)
             out["second"] = await consistent()
-            await page.wait_for_function("document.querySelector('#live .fragment').dataset.live === '0'",
+            await page.wait_for_function("() => document.querySelector('#live .fragment').dataset.live === '0'",
                                          timeout=120_000)
             out["last"] = await consistent()
             await page.screenshot(path=str(tmp / "rollout-page-worker.png"), full_page=True)
