@@ -373,6 +373,28 @@ def check_agreement(seed: int = 7) -> bool:
     return same
 
 
+def gate_cost(policies: tuple[Policy, ...], minutes: float = 30.0, repeats: int = 5, seed: int = 1) -> None:
+    """CPU per window of the gate under each policy: the same windows of ``stationary``
+    traffic (built once, outside the clock) through a fresh :class:`Run` per repeat,
+    policies alternating; prints the median of the repeats."""
+    scenario = replace(SCENARIOS["stationary"], duration_s=minutes * 60)
+    windows = [s for _, s in window_summaries(scenario, seed)]
+    times: dict[str, list[float]] = {p.name: [] for p in policies}
+    for _ in range(repeats):
+        for p in policies:
+            rollout = Rollout(f"{scenario.app}:{scenario.canary}", scenario.app, scenario.canary,
+                              scenario.baseline, started_at=scenario.start_ms, policy=p)
+            run = Run(rollout, window_ms=WINDOW_MS, lateness_ms=0, stop_at_decision=False)
+            t0 = time.process_time()
+            for summaries in windows:
+                run.add_windows(0, summaries)
+            times[p.name].append((time.process_time() - t0) / len(windows))
+    for p in policies:
+        runs = ", ".join(f"{t * 1000:.2f}" for t in times[p.name])
+        print(f"gate cost, {p.name} ({len(p.metrics)} metrics): median {np.median(times[p.name]) * 1000:.2f} ms "
+              f"CPU per window over {len(windows)} windows (runs: {runs} ms)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -392,9 +414,14 @@ def main() -> None:
                          "no Kayenta-style or threshold judge")
     ap.add_argument("--markdown", help="also write the tables to this markdown file section")
     ap.add_argument("--check-agreement", action="store_true", help="only run the agreement check")
+    ap.add_argument("--gate-cost", action="store_true",
+                    help="only time the gate per window under each --compare policy (or --policy)")
     args = ap.parse_args()
     if args.check_agreement:
         sys.exit(0 if check_agreement() else 1)
+    if args.gate_cost:
+        gate_cost(tuple(policy_named(n) for n in (args.compare or [args.policy])))
+        return
 
     if args.compare:
         policies = tuple(policy_named(n) for n in args.compare)
