@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
@@ -293,10 +294,15 @@ def test_demo_prints_the_live_page_and_serves_it() -> None:
         threading.Thread(target=lambda: [lines.append(x) for x in demo.stdout], daemon=True).start()  # keep the pipe drained
         assert url.startswith("http://127.0.0.1:") and url.endswith("/rollouts/shop-web:2026.11.23-canary"), lines
         deadline, windows = time.monotonic() + 120, 0
+        fragment = ""
         while time.monotonic() < deadline and windows == 0:
-            with urllib.request.urlopen(url + "?fragment=1", timeout=10) as answer:  # the demo's reads are open
-                fragment = answer.read().decode()
-            windows = int(fragment.split('data-windows="', 1)[1].split('"', 1)[0])
+            try:
+                with urllib.request.urlopen(url + "?fragment=1", timeout=10) as answer:  # the demo's reads are open
+                    fragment = answer.read().decode()
+            except urllib.error.HTTPError as exc:  # 404 until the worker has read the rollout the demo sends next
+                assert exc.code == 404, exc
+            else:
+                windows = int(fragment.split('data-windows="', 1)[1].split('"', 1)[0])
             time.sleep(0.5)
         assert windows > 0, fragment[:500]
         with urllib.request.urlopen(url, timeout=10) as answer:
