@@ -11,6 +11,8 @@ parse     a reference (skip it with ``--no-parse``): the bare handler plus the l
           endpoint that looks at its beacons does, ``orjson.loads`` of every NDJSON line and
           ``orjson.dumps`` of every beacon, answering 202 with a JSON body. No checks, no Kafka.
           It shows how much of the bare rate is left once every beacon is touched in Python.
+          With ``--body datadog-deflate`` it ``zlib.decompress``-es the body first (when the
+          query names ``dd-evp-encoding``) and touches every RUM event the same way.
 endpoint  the real endpoint, ``python -m streams ingest --broker URL --http 127.0.0.1:PORT``,
           producing to the embedded broker, with ``RUMGATE_INGEST_RATE_LIMIT`` set very high
           (every request comes from 127.0.0.1) and a fresh ``RUMGATE_TOPIC_PREFIX`` per process.
@@ -21,18 +23,43 @@ each costs (both serve the endpoint's own ``Ingestor.handle``):
 no-kafka   the endpoint with a sink that acks every record at once: nothing is produced.
 no-dedupe  no-kafka, and the dedupe table answers "new" for every id without looking.
 
-Load: every request is ``POST /v1/beacons`` with ``Content-Type: application/x-ndjson`` and a
-body of ``--beacons-per-request`` (10) canonical beacons with unique ids (so dedupe drops
-none), sent over ``--connections`` keep-alive connections, closed loop (each connection sends
+Load: sent over ``--connections`` keep-alive connections, closed loop (each connection sends
 its next request when the previous response is in), for ``--duration`` seconds after a
-``--warmup`` that is not counted. The load generator is its own process: ``wrk`` with a Lua
-script that builds each body (``--client wrk``, the default when ``wrk`` is on the PATH), or
-an asyncio aiohttp client (``--client python``). ``--client compare`` runs both against the
-bare handler, to show which one loads the server harder.
+``--warmup`` that is not counted. The body of every request (``--body``):
+
+ndjson           (the default, the canonical fast path) ``POST /v1/beacons`` with
+                 ``Content-Type: application/x-ndjson`` and ``--beacons-per-request`` (10)
+                 canonical beacons with unique ids (so dedupe drops none).
+envelope         one page view in the browser snippet's ``text/plain`` envelope, five
+                 web-vitals metrics (the general path; wrk only).
+datadog-deflate  one real Datadog browser-SDK batch, as ``@datadog/browser-rum`` 7.16.2 sends
+                 it through a ``proxy`` with ``compressIntakeRequests: true``: the single POST
+                 recorded in ``tests/sdks/captures/datadog.json`` (7 RUM events: 3 resource,
+                 an error, a long_task, an action and the view), its NDJSON zlib-compressed
+                 (``zlib.compress``, the ``78 9c`` header) per request, posted as
+                 ``POST /v1/beacons?ddforward=...`` with the capture's ``ddforward`` and
+                 ``dd-evp-encoding=deflate`` inside it where the SDK puts it (before
+                 ``batch_time``), ``Content-Type: text/plain;charset=UTF-8`` and no
+                 ``Content-Encoding``: only ``dd-evp-encoding`` says it is compressed. Each
+                 request is a new page view: the capture's ``view.id`` and ``session.id`` are
+                 replaced (in every event) by ids unique per run, connection and request. One
+                 page view per request; the asyncio client only (``--client python``: wrk's
+                 Lua cannot deflate a body).
+
+The load generator is its own process: ``wrk`` with a Lua script that builds each body
+(``--client wrk``, the default when ``wrk`` is on the PATH), or an asyncio aiohttp client
+(``--client python``). ``--client compare`` runs both against the bare handler, to show which
+one loads the server harder.
 
 Correctness of every measured run (endpoint): the ``/healthz`` counters before and after, once
 they stop moving: accepted must equal the beacons sent (requests sent × beacons per request),
-with nothing rejected, duplicated or ignored, and no non-2xx responses or socket errors.
+with nothing rejected or duplicated, and no non-2xx responses or socket errors. Nothing may be
+ignored either, except with ``--body datadog-deflate``: a Datadog batch carries events that
+are not page views (resource, long_task, action), which the endpoint counts as ignored. How
+many per request is found at start by one conversion of the (compressed) template the way the
+endpoint does it (``datadog_coding`` + ``inflate``, ``parse_body``, ``convert_items``); that
+conversion must give one beacon and no rejects, and every measured run must then show accepted
+= requests × 1 and ignored = requests × that count.
 
 Memory (``--soak``, 60 s): a fresh endpoint process under the same load; its RSS (``VmRSS`` in
 ``/proc/PID/status``) is sampled every second. Reported: first, max, last, the value at 10 s,
@@ -51,6 +78,7 @@ reported too (% of one core).
     python benchmarks/ingest_load.py --repeat 5 --connections 64
     python benchmarks/ingest_load.py --client compare --soak 0 --repeat 1
     python benchmarks/ingest_load.py --skip-throughput --soak 60
+    python benchmarks/ingest_load.py --client python --body datadog-deflate --repeat 3 --soak 0
 """
 
 from __future__ import annotations
@@ -66,8 +94,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
+import zlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +110,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 APP, RELEASE = "shop-web", "r2"
 KINDS = ("bare", "parse", "no-dedupe", "no-kafka", "endpoint")
 BREAKDOWN = ("no-dedupe", "no-kafka")
+DATADOG_CAPTURE = ROOT / "tests" / "sdks" / "captures" / "datadog.json"
+DATADOG_CONTENT_TYPE = "text/plain;charset=UTF-8"
 
 WRK_SCRIPT = r"""
 -- Each request: N canonical beacons as NDJSON (kind "ndjson"), or one page view in the
@@ -143,6 +175,71 @@ def log(msg: str) -> None:
 
 
 # ================================================================================================
+# The Datadog deflate body
+# ================================================================================================
+
+
+def datadog_template() -> dict:
+    """The recorded Datadog batch as a template: its NDJSON ``body``, the ``query`` to post it
+    with (the capture's ``ddforward``, ``dd-evp-encoding=deflate`` put inside it where the SDK
+    puts it when it compresses), and the ``view_id`` and ``session_id`` to replace per request."""
+    import base64
+
+    posts = [r for r in json.loads(DATADOG_CAPTURE.read_text()) if r["method"] == "POST"]
+    if len(posts) != 1:
+        raise SystemExit(f"{DATADOG_CAPTURE}: expected one POST, found {len(posts)}")
+    post = posts[0]
+    body = base64.b64decode(post["body_b64"])
+    events = [json.loads(line) for line in body.split(b"\n") if line.strip()]
+    views = [e for e in events if e.get("type") == "view"]
+    if len(views) != 1:
+        raise SystemExit(f"{DATADOG_CAPTURE}: expected one view event, found {len(views)}")
+    view_id, session_id = views[0]["view"]["id"], views[0]["session"]["id"]
+    query = post["query"]
+    # The SDK adds dd-evp-encoding after dd-request-id, before batch_time (as in
+    # tests/sdks/captures/datadog-compressed.json); ddforward's own query is percent-encoded.
+    anchor = "%26batch_time%3D"
+    if not query.startswith("ddforward=") or query.count(anchor) != 1 or "dd-evp-encoding" in query:
+        raise SystemExit(f"{DATADOG_CAPTURE}: unexpected query {query[:120]!r}")
+    query = query.replace(anchor, "%26dd-evp-encoding%3Ddeflate" + anchor)
+    types: dict[str, int] = {}
+    for e in events:
+        types[e["type"]] = types.get(e["type"], 0) + 1
+    return {"body": body, "query": query, "view_id": view_id, "session_id": session_id, "types": types,
+            "compressed_bytes": len(zlib.compress(body))}
+
+
+def datadog_body(template: dict, view_id: str, session_id: str) -> bytes:
+    """One request's body: the template with its own view and session ids, zlib-compressed."""
+    body = template["body"].replace(template["view_id"].encode(), view_id.encode())
+    return zlib.compress(body.replace(template["session_id"].encode(), session_id.encode()))
+
+
+def datadog_expected(template: dict) -> dict:
+    """What the endpoint makes of one template request, found the way it does: the coding from
+    ``ddforward``, the body inflated, parsed and converted by ``streams.ingest.formats``."""
+    from streams.ingest.formats import Context, convert_items, parse_body
+    from streams.ingest.inflate import datadog_coding, inflate
+
+    query = dict(urllib.parse.parse_qsl(template["query"], keep_blank_values=True))
+    coding = datadog_coding(query)
+    if coding != "deflate":
+        raise SystemExit(f"the Datadog query does not say dd-evp-encoding=deflate: {template['query'][:160]!r}")
+    compressed = datadog_body(template, template["view_id"], template["session_id"])
+    if compressed[:2] != b"\x78\x9c":
+        raise SystemExit(f"zlib.compress gave a body starting {compressed[:2].hex()}, not 789c")
+    body = inflate(compressed, coding, limit=1 << 20, source="dd-evp-encoding")
+    media = DATADOG_CONTENT_TYPE.split(";", 1)[0].strip().lower()
+    items = parse_body(body, media, query)
+    beacons, rejects, ignored = convert_items(items, Context(received_at=int(time.time() * 1000)))
+    if len(beacons) != 1 or rejects:
+        raise SystemExit(f"the Datadog template gives {len(beacons)} beacons and rejects {rejects}: "
+                         "expected one page view and no rejects")
+    return {"beacons": len(beacons), "ignored": len(ignored), "items": len(items),
+            "ignored_reasons": sorted({reason for _, reason, _ in ignored})}
+
+
+# ================================================================================================
 # Children: the bare server and the Python load generator
 # ================================================================================================
 
@@ -197,6 +294,8 @@ def run_parse_server(address: str) -> None:
 
     async def beacons(request: web.Request) -> web.Response:
         body = await request.read()
+        if "dd-evp-encoding" in request.query_string:  # --body datadog-deflate
+            body = zlib.decompress(body)
         out = [orjson.dumps(orjson.loads(line)) for line in body.split(b"\n") if line.strip()]
         record = b"[" + b",".join(out) + b"]"
         return web.Response(status=202, body=orjson.dumps({"accepted": len(out), "bytes": len(record)}),
@@ -226,6 +325,7 @@ def run_ingestor_server(address: str, dedupe: bool) -> None:
 def run_python_load(spec: dict) -> None:
     """The asyncio aiohttp load generator: prints one ``RESULT {json}`` line like the wrk script."""
     import aiohttp
+    import yarl
 
     async def load() -> dict:
         n, run, ts = spec["beacons"], spec["run"], spec["ts"]
@@ -233,9 +333,14 @@ def run_python_load(spec: dict) -> None:
                   '"device":"mobile","metrics":{"LCP":2400.0,"CLS":0.01,"INP":120.0},"errors":0}').encode()
                  for c in range(spec["connections"])]
         headers = {"Content-Type": "application/x-ndjson"}
+        url = spec["url"]
+        datadog = spec.get("body") == "datadog-deflate"
+        if datadog:  # one recorded SDK batch per request, a new page view each, deflated here
+            template = datadog_template()
+            headers = {"Content-Type": DATADOG_CONTENT_TYPE}
+            url = yarl.URL(url + "?" + template["query"], encoded=True)  # ddforward as the SDK encodes it
         latencies: list[float] = []
         stats = {"sent": 0, "non2xx": 0, "errors": 0}
-        url = spec["url"]
         connector = aiohttp.TCPConnector(limit=spec["connections"])
         async with aiohttp.ClientSession(connector=connector) as session:
             deadline = time.perf_counter() + spec["duration"]
@@ -244,7 +349,10 @@ def run_python_load(spec: dict) -> None:
                 pre, post, i = f'{{"id":"{run}-{c}-'.encode(), posts[c], 0
                 while time.perf_counter() < deadline:
                     i += 1
-                    body = b"\n".join(pre + f"{i}-{k}".encode() + post for k in range(n))
+                    if datadog:
+                        body = datadog_body(template, f"{run}-v{c}-{i}", f"{run}-s{c}-{i}")
+                    else:
+                        body = b"\n".join(pre + f"{i}-{k}".encode() + post for k in range(n))
                     stats["sent"] += 1
                     t0 = time.perf_counter()
                     try:
@@ -387,7 +495,7 @@ class Load:
                    self.run_id, str(ts), str(args.beacons_per_request), args.body]
         else:
             spec = {"url": url + "/v1/beacons", "connections": args.connections, "duration": duration,
-                    "beacons": args.beacons_per_request, "run": self.run_id, "ts": ts}
+                    "beacons": args.beacons_per_request, "run": self.run_id, "ts": ts, "body": args.body}
             cmd = [sys.executable, str(Path(__file__).resolve()), "--load-child", json.dumps(spec)]
         self.started = time.monotonic()
         self.process = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -436,16 +544,21 @@ def measure(args: argparse.Namespace, client: str, server: Server, broker_pid: i
 def check(args: argparse.Namespace, before: dict, after: dict, res: dict) -> dict:
     delta = {k: after[k] - before.get(k, 0) for k in ("accepted", "rejected", "duplicates", "ignored", "requests")}
     sent_beacons = res["sent"] * args.beacons_per_request
+    # a Datadog batch's resource/long_task/action events: ignored, per the template's conversion
+    expected_ignored = res["sent"] * args.ignored_per_request
     errors = res["connect_errors"] + res["read_errors"] + res["write_errors"] + res["timeouts"]
     ok = (delta["accepted"] == sent_beacons and delta["requests"] == res["sent"] and res["non2xx"] == 0
-          and errors == 0 and delta["rejected"] == delta["duplicates"] == delta["ignored"] == 0)
-    return {"ok": ok, "sent_beacons": sent_beacons, "socket_errors": errors, **delta}
+          and errors == 0 and delta["rejected"] == delta["duplicates"] == 0
+          and delta["ignored"] == expected_ignored)
+    return {"ok": ok, "sent_beacons": sent_beacons, "expected_ignored": expected_ignored,
+            "socket_errors": errors, "non2xx": res["non2xx"], **delta}
 
 
 def check_text(c: dict) -> str:
     verdict = "OK" if c["ok"] else "MISMATCH"
     return (f"{verdict}: sent {c['sent_beacons']:,} beacons, accepted {c['accepted']:,} "
-            f"(rejected {c['rejected']}, duplicates {c['duplicates']}, ignored {c['ignored']}, "
+            f"(rejected {c['rejected']}, duplicates {c['duplicates']}, ignored {c['ignored']:,} of "
+            f"{c.get('expected_ignored', 0):,} expected, non-2xx {c.get('non2xx', 0)}, "
             f"socket errors {c['socket_errors']})")
 
 
@@ -500,9 +613,23 @@ def pct(x: float) -> str:
     return f"{100 * x:.0f} %"
 
 
+def body_label(args: argparse.Namespace) -> str:
+    """What each request's body is, for the report."""
+    if args.body == "envelope":
+        return "snippet envelopes (text/plain), 1 page view"
+    if args.body == "datadog-deflate":
+        t = args.datadog
+        events = ", ".join(f"{n} {kind}" for kind, n in t["types"].items())
+        return (f"one Datadog browser-SDK 7.16.2 batch (the recorded POST of tests/sdks/captures/datadog.json: "
+                f"NDJSON of {sum(t['types'].values())} RUM events, {events}; {len(t['body']):,} bytes "
+                f"zlib-compressed to {t['compressed_bytes']:,} by the client, {DATADOG_CONTENT_TYPE}, dd-evp-encoding=deflate in ddforward, "
+                f"new view.id and session.id per request; {args.ignored_per_request} events ignored as not "
+                f"page views), 1 page view")
+    return f"canonical NDJSON, {args.beacons_per_request} beacons"
+
+
 def report_throughput(args: argparse.Namespace, client: str, runs: list[dict]) -> list[str]:
-    body = "snippet envelopes (text/plain), 1 page view" if args.body == "envelope" else \
-        f"canonical NDJSON, {args.beacons_per_request} beacons"
+    body = body_label(args)
     out = [f"Load: {client_label(args, client)}, {args.connections} connections, "
            f"{body} per request, {args.duration:g} s measured after "
            f"{args.warmup:g} s warm-up, {args.repeat} repeat(s). CPU in % of one core (2 shared cores).", "",
@@ -558,7 +685,8 @@ def report_soak(args: argparse.Namespace, client: str, s: dict) -> list[str]:
            else "the default dedupe (ids kept 1800 s, a fixed table of 1,048,576)")
     out = [f"Soak: a fresh endpoint process with {ttl}, {args.soak:g} s of the same load ({client_label(args, client)}, "
            f"{args.connections} connections): {ld['rps']:,.0f} requests/s "
-           f"({ld['rps'] * args.beacons_per_request:,.0f} beacons/s), p50 {ms(ld['p50_us'])} ms, "
+           f"({ld['rps'] * args.beacons_per_request:,.0f} beacons/s; {body_label(args)} per request), "
+           f"p50 {ms(ld['p50_us'])} ms, "
            f"p99 {ms(ld['p99_us'])} ms.", "",
            "| RSS idle, before load | first | at 10 s | max | last | slope over the 2nd half | flat? |",
            "|---|---|---|---|---|---|---|",
@@ -589,9 +717,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="concurrent keep-alive connections (default 256: enough to keep the endpoint busy "
                          "while each request waits for the linger and the Kafka ack)")
     ap.add_argument("--beacons-per-request", type=int, default=10, help="NDJSON lines per body (default 10)")
-    ap.add_argument("--body", choices=("ndjson", "envelope"), default="ndjson",
+    ap.add_argument("--body", choices=("ndjson", "envelope", "datadog-deflate"), default="ndjson",
                     help="ndjson: canonical beacons (the issue's load); envelope: one page view per request in "
-                         "the browser snippet's text/plain envelope, which takes the general path (wrk only)")
+                         "the browser snippet's text/plain envelope, which takes the general path (wrk only); "
+                         "datadog-deflate: one recorded Datadog browser-SDK batch per request, zlib-deflated "
+                         "with dd-evp-encoding=deflate in ddforward, a new page view each (--client python only)")
     ap.add_argument("--soak", type=float, default=60.0, help="memory soak seconds against the endpoint; 0: skip "
                                                               "(default 60)")
     ap.add_argument("--soak-dedupe-ttl", type=float, default=None, metavar="S",
@@ -632,11 +762,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.client in ("wrk", "compare") and not has_wrk:
         ap.error("wrk is not on the PATH (apt-get install -y wrk), use --client python")
     client = "python" if args.client == "python" or not has_wrk else "wrk"
+    args.ignored_per_request = 0
     if args.body == "envelope":
         if client != "wrk" or args.client == "compare":
             ap.error("--body envelope needs wrk")
         args.beacons_per_request = 1  # one page view per envelope
-    results: dict = {"args": vars(args), "client": client, "cpus": os.cpu_count()}
+    results: dict = {"client": client, "cpus": os.cpu_count()}
+    if args.body == "datadog-deflate":
+        if args.client != "python":  # not even auto without wrk: the client is chosen, not fallen back to
+            ap.error(f"--body datadog-deflate needs --client python (got --client {args.client}): each body is "
+                     "built and zlib-compressed per request by the asyncio client, which wrk's Lua script cannot do")
+        args.datadog = datadog_template()
+        expected = datadog_expected(args.datadog)
+        args.beacons_per_request = expected["beacons"]  # one page view per batch
+        args.ignored_per_request = expected["ignored"]
+        results["datadog"] = {"query": args.datadog["query"], "types": args.datadog["types"],
+                              "bytes": len(args.datadog["body"]), "compressed_bytes": args.datadog["compressed_bytes"],
+                              **expected}
+        log(f"Datadog template: {expected['items']} events → {expected['beacons']} page view, "
+            f"{expected['ignored']} ignored per request ({'; '.join(expected['ignored_reasons'])})")
+    results["args"] = {k: v for k, v in vars(args).items() if k != "datadog"}
     lines: list[str] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ingest-load-") as tmpdir, EmbeddedBroker() as broker:
