@@ -1,14 +1,18 @@
 """Server-rendered SVG charts for the rollout page: time series, on a linear or log scale.
 
 Why SVG written by Python, not a charting library from npm: the page must come with no CDN
-and no download, and stay fast for the longest rollout. A 2-hour rollout is 1,440 windows
-× 6 metrics × 2 arms; a chart's series is one ``<polyline>`` whose points are written
-with one decimal (about 12 bytes a point: some 17 KB for 1,440 points, a few KB for a
-short rollout), so the whole page is a few hundred KB of text that gzip shrinks several
-times, drawn by the browser's own SVG renderer without any script. A library would add
-its own size (uPlot ~50 KB, Chart.js ~200 KB) plus the JSON of every point, a lock file and
-a build step, and would still have to run in the browser on every update. Here an update
-is the server re-rendering the charts and the page swapping them in (a few lines of JS).
+and no download, and stay fast for the longest rollout, a 2-hour one: 1,440 windows × 6
+metrics × 2 arms. A chart's series is one ``<polyline>`` whose points are written with one
+decimal (about 12 bytes a point: some 17 KB for 1,440 points, a few KB for a short
+rollout), drawn by the browser's own SVG renderer with no script at all. Measured for a
+2-hour rollout (1,440 windows, 6 metrics: 18 charts, 91 series): the live fragment is about
+840 KB, 240 KB gzipped, rendered in about 0.3 s on this project's two loaded cores; the
+series JSON a client-side library would need instead is about the same (1 MB, 200 KB
+gzipped), so bytes do not decide it. What decides it: no library to ship, pin and serve
+(uPlot is about 50 KB minified, Chart.js about 200 KB), no build step, no drawing in the
+browser on every update, and one escaping function between the topics' text and the page.
+An update is the server re-rendering the fragment and the page swapping it in (a few lines
+of JS); the page polls with ``If-None-Match`` and gets a 304 until a verdict arrives.
 
 Every text is escaped with :func:`esc` (ids, names and reasons may come from anyone who can
 write to the topics). Each series' polyline carries ``data-series`` and ``data-points``

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import orjson
 import yaml
 from aiohttp import web
 
@@ -52,15 +53,16 @@ _SCRIPT = """
   var live = document.getElementById('live');
   var status = document.getElementById('live-status');
   var every = Number(live.getAttribute('data-every')) * 1000;
+  var last = null;
   function schedule() {
     if (live.querySelector('[data-live="1"]')) { setTimeout(tick, every); }
     else { status.textContent = 'not updating: the rollout has ended or is decided'; }
   }
   function tick() {
-    fetch(live.getAttribute('data-src'), {cache: 'no-store', credentials: 'same-origin'})
+    fetch(live.getAttribute('data-src'), {cache: 'no-cache', credentials: 'same-origin'})
       .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.text(); })
       .then(function (html) {
-        live.innerHTML = html;
+        if (html !== last) { live.innerHTML = html; last = html; }
         status.textContent = 'updated ' + new Date().toISOString().slice(11, 19) + ' UTC';
       })
       .catch(function (e) { status.textContent = 'update failed (' + e.message + '); retrying'; })
@@ -323,6 +325,15 @@ def _not_found(rid: str) -> web.Response:
                  '<p><a href="/">all rollouts</a></p></body></html>', status=404)
 
 
+def _etag(backend: Backend, r: Rollout) -> str:
+    """What a rollout's fragment depends on: the rollout record and the latest verdict of
+    each of its keys (their seqs and times; a history changes only with its latest)."""
+    keys = [r.id, *(dry_run_key(r.id, p.name) for p in r.dry_run_policies)]
+    latest = [backend.latest.get(k) or {} for k in keys]
+    state = orjson.dumps([r.to_dict(), [[v.get("seq"), v.get("at"), v.get("emitted_at")] for v in latest]])
+    return '"' + hashlib.sha256(state).hexdigest()[:32] + '"'
+
+
 @auth.read
 async def rollout_page(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
@@ -330,12 +341,18 @@ async def rollout_page(request: web.Request) -> web.Response:
     rollout = backend.rollouts.get(rid)
     if rollout is None:
         return _not_found(rid)
-    s = await load(backend, rollout)
-    fragment = rollout_fragment(s)
     if request.query.get("fragment") == "1":
-        resp = _html(fragment)
+        # Polled every few seconds: answered 304 (the browser keeps its copy) until a verdict
+        # or the rollout changes, so an unchanged 2-hour rollout costs no rendering and no bytes.
+        tag = _etag(backend, rollout)
+        if tag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers={"ETag": tag, "Cache-Control": "no-cache"})
+        resp = _html(rollout_fragment(await load(backend, rollout)))
+        resp.headers.update({"ETag": tag, "Cache-Control": "no-cache"})
         resp.enable_compression()
         return resp
+    s = await load(backend, rollout)
+    fragment = rollout_fragment(s)
     state = "running" if rollout.ended_at is None else f"ended {_when(rollout.ended_at)}"
     head = (f'<p><a href="/">all rollouts</a></p><h1>{esc(rollout.id)}</h1>'
             f'<p>app {esc(rollout.app)}: canary <b>{esc(rollout.canary)}</b> against baseline '

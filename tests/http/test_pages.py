@@ -241,3 +241,20 @@ def test_a_timeline_with_an_override_marks_it():
     doc = Elements(timeline_svg("t", "t", tl, 0, 15000))
     (marker,) = doc.all("g", **{"class": "marker"})
     assert marker["data-override"] == "true" and marker["data-at"] == "10000" and marker["data-kind"] == "hold"
+
+
+def test_the_polled_fragment_is_not_sent_again_until_a_verdict_arrives():
+    events = history()
+    b, rec = filled_backend(events[:10], [])
+    served = api(b)
+    path = f"/rollouts/{ROLLOUT.id}?fragment=1"
+    first = served.call("GET", path)
+    tag = first.headers["Etag"]  # (the test client keeps the case it received)
+    same = served.call("GET", path, headers={**AUTHZ, "If-None-Match": tag})
+    assert first.status == 200 and same.status == 304 and same.headers["Etag"] == tag
+    rec.history[ROLLOUT.id] = events[:11]
+    b.latest[ROLLOUT.id] = events[10]
+    changed = served.call("GET", path, headers={**AUTHZ, "If-None-Match": tag})
+    assert changed.status == 200 and changed.headers["Etag"] != tag
+    assert 'data-windows="11"' in changed.body
+    assert served.call("GET", path, headers={"If-None-Match": tag}).status == 401  # the token is still needed
