@@ -111,13 +111,23 @@ async def _browse_core(tmp: Path) -> dict:
     feed = Feed(backend, events, dry)
     feed.release(10)
     app = make_api(backend, token=TOKEN)
+    statuses: list[int] = []  # what the server answered the page's polls (the browser shows a 304 as 200)
+
+    @web.middleware
+    async def record(request, handler):
+        response = await handler(request)
+        if request.query.get("fragment") == "1":
+            statuses.append(response.status)
+        return response
+
+    app.middlewares.append(record)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     url = base + "/rollouts/" + quote(ROLLOUT.id, safe=":@")
-    out: dict = {"problems": [], "events": events}
+    out: dict = {"problems": [], "events": events, "fragment_statuses": statuses}
     try:
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)
@@ -134,6 +144,7 @@ async def _browse_core(tmp: Path) -> dict:
                     assert answer.status == 200
                     return await answer.json()
 
+                await page.wait_for_timeout(7_000)  # two polls with no new verdict
                 out["first"] = (await page.evaluate(DRAWN), await series())
                 feed.release(20)  # new verdicts arrive: the page must show them by itself
                 await page.wait_for_function("() => document.querySelector('#live .fragment').dataset.windows === '20'",
@@ -169,6 +180,8 @@ def test_live_page_over_the_core_verdicts(tmp_path: Path) -> None:
         assert drawn["windows"] == windows, step
         check_drawn(drawn, series)
     assert out["first"][0]["live"] == "1" and out["first"][0]["markers"] == []
+    # Polls while nothing changed are revalidated (304), the first and the changed ones sent (200).
+    assert 304 in out["fragment_statuses"] and 200 in out["fragment_statuses"], out["fragment_statuses"]
     assert out["second"][0]["status"].startswith("updated ")  # swapped in by the page's script
     drawn = out["last"][0]
     rollback = out["events"][-1]
