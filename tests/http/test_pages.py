@@ -258,3 +258,16 @@ def test_the_polled_fragment_is_not_sent_again_until_a_verdict_arrives():
     assert changed.status == 200 and changed.headers["Etag"] != tag
     assert 'data-windows="11"' in changed.body
     assert served.call("GET", path, headers={"If-None-Match": tag}).status == 401  # the token is still needed
+
+
+@pytest.mark.parametrize("path", [
+    "/?fragment=2", "/?fragment=", "/rollouts/%00", "/rollouts/" + "a" * 300, "/rollouts/%E2%80%AE",
+    f"/rollouts/{ROLLOUT.id}?fragment=1&fragment=2", f"/v1/rollouts/{ROLLOUT.id}/series?metric=%00",
+    f"/v1/rollouts/{ROLLOUT.id}/series?metric=LCP&segment=", f"/v1/rollouts/{ROLLOUT.id}/series?metric=LCP&segment=%3Cx%3E",
+    "/v1/rollouts/%3Cx%3E/series"], ids=repr)
+def test_odd_requests_get_an_answer_that_says_why_never_a_500(path):
+    b, _ = filled_backend()
+    reply = api(b).call("GET", path)
+    assert reply.status in (200, 400, 404), reply
+    if reply.content_type.startswith("text/html"):  # a JSON refusal may quote what it refused (repr, cut)
+        assert "<x>" not in reply.body and "\u202e" not in reply.body
