@@ -288,6 +288,20 @@ def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, 
             '</div></section>')
 
 
+def _share_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> str:
+    q = s.quality
+    expected = next((v for v in reversed(q["expected_share"]) if v is not None), s.rollout.expected_share)
+    rules = [] if expected is None else [Rule("expected_share", f"expected share {expected:.1%}", expected, "#2f9e44")]
+    chart = Chart("canary share of page views (all windows so far) against the expected share", q["at"], x0,
+                  lines=[Line("canary_share", "canary share of page views so far", q["canary_share"], "#f76707")],
+                  rules=rules, marks=marks, name="quality/canary_share")
+    link = _api_path(s.rollout.id, "/series")
+    return (f'<h3>Data quality <small><a href="{esc(link)}">JSON</a> (quality)</small></h3><div class="charts"><figure>'
+            f'{render(chart)}<figcaption>orange: the canary\'s share of page views so far; dashed: the expected '
+            'share (when the rollout names one); late beacons and the sample-ratio e-value are in the table above'
+            '</figcaption></figure></div>')
+
+
 def rollout_fragment(s: Series) -> str:
     """The live part of a rollout's page (what ``?fragment=1`` serves)."""
     r = s.rollout
@@ -300,11 +314,12 @@ def rollout_fragment(s: Series) -> str:
                for name, tl in s.dry_runs.items()]
     key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
     panels = "".join(_metric_panel(s, m, x0, marks) for m in s.metrics)
+    share = _share_chart(s, x0, marks) if s.events else ""
     seq = (s.latest or {}).get("seq", 0)
     return (f'<div class="fragment" data-live="{1 if s.live else 0}" data-seq="{esc(seq)}" '
             f'data-windows="{len(s.events)}">{_explanation(s)}'
             f'<h3>Verdicts over time <small>({len(s.events)} windows judged)</small></h3>{"".join(strips)}'
-            f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined)</p>'
+            f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined)</p>{share}'
             f'{panels or "<p>No evidence yet: no window has been judged.</p>"}</div>')
 
 

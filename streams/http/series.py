@@ -10,7 +10,9 @@ per event, so one per judged window:
   so far, as the gate computes them), the measured effect (ratio − 1) and the anytime-valid
   bracket ``worse_by_at_least`` / ``not_worse_than``, the samples counted and the status;
 * the verdict timeline of the enforcing policy and of each dry-run policy: seq, time,
-  verdict, severity, the first (deciding) reason code, and whether an override set it.
+  verdict, severity, the first (deciding) reason code, and whether an override set it;
+* data quality: the canary's share of page views so far against the expected one, late
+  beacons, the sample-ratio e-value.
 
 What the history does not hold is not invented: the per-window canary and baseline
 summaries (a window's own p75, its page views per arm) live on ``rum.windows``, which only
@@ -42,7 +44,7 @@ from streams.http.backend import Backend, backend_of
 from streams.http.replies import error, json, shown
 from streams.http.rollouts import unknown_rollout
 
-__all__ = ["METRIC_COLUMNS", "ROUTES", "Series", "build_series", "dry_run_key", "load", "metric_series",
+__all__ = ["METRIC_COLUMNS", "QUALITY_COLUMNS", "quality", "ROUTES", "Series", "build_series", "dry_run_key", "load", "metric_series",
            "timeline", "series_json"]
 
 #: The per-(metric, segment) columns, each aligned with that series' ``at``.
@@ -96,6 +98,21 @@ def timeline(events: list[dict]) -> dict[str, list]:
         out["severity"].append(_text(e.get("severity")))
         out["code"].append(code)
         out["override"].append(bool(code and code.startswith("override_")))
+    return out
+
+
+#: The data-quality columns of the verdict events (each cumulative since the rollout's start).
+QUALITY_COLUMNS = ("canary_share", "expected_share", "late_beacons", "srm_e")
+
+
+def quality(events: list[dict]) -> dict[str, list]:
+    """The events' ``data_quality`` as columns aligned with ``at`` (null where absent)."""
+    out: dict[str, list] = {"at": [], **{c: [] for c in QUALITY_COLUMNS}}
+    for e in events:
+        dq = e.get("data_quality") if isinstance(e.get("data_quality"), dict) else {}
+        out["at"].append(_int(e.get("at")))
+        for c in QUALITY_COLUMNS:
+            out[c].append(_num(dq.get(c)))
     return out
 
 
@@ -153,6 +170,7 @@ class Series:
     timeline: dict[str, list]
     dry_runs: dict[str, dict[str, list]] = field(default_factory=dict)  # policy name → timeline
     latest: dict | None = None  # the latest verdict event (the backend's, else the history's last)
+    quality: dict[str, list] = field(default_factory=dict)  # data quality columns (:func:`quality`)
 
     @property
     def live(self) -> bool:
@@ -170,7 +188,8 @@ def build_series(rollout: Rollout, history: list[dict], dry_runs: dict[str, list
     if latest is None or (events and _int(latest.get("seq")) is not None and latest["seq"] < events[-1]["seq"]):
         latest = events[-1] if events else latest
     return Series(rollout, events, metric_series(rollout, events), timeline(events),
-                  {name: timeline(verdict_events(h)) for name, h in (dry_runs or {}).items()}, latest)
+                  {name: timeline(verdict_events(h)) for name, h in (dry_runs or {}).items()}, latest,
+                  quality(events))
 
 
 def series_json(s: Series, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
@@ -182,7 +201,7 @@ def series_json(s: Series, metric: str | None = None, segment: str | None = None
             "started_at": r.started_at, "ended_at": r.ended_at, "live": s.live,
             "policy": {"name": r.policy.name, "hash": r.policy.hash, "dry_run": r.policy.dry_run},
             "latest_seq": _int((s.latest or {}).get("seq")), "windows": len(s.events),
-            "timeline": s.timeline, "dry_runs": s.dry_runs, "metrics": metrics}
+            "timeline": s.timeline, "dry_runs": s.dry_runs, "quality": s.quality, "metrics": metrics}
 
 
 # -- reading, with a small cache --------------------------------------------------------------

@@ -56,7 +56,9 @@ def test_every_chart_has_one_point_per_verdict():
     events = history()
     doc = fragment(events)
     charts = doc.all("svg", **{"class": "chart"})
-    assert len(charts) == 3 * 4  # evidence, effect, estimates × (LCP, errors) × (all, mobile)
+    assert len(charts) == 3 * 4 + 1  # evidence, effect, estimates × (LCP, errors) × (all, mobile); canary share
+    (share,) = doc.all("polyline", data_series="canary_share")
+    assert int(share["data-points"]) == len(events)
     for line in doc.all("polyline"):
         pts = _pairs(line["points"])
         assert int(line["data-points"]) == len(pts)
@@ -82,7 +84,7 @@ def test_the_timeline_marks_the_rollback_at_its_time():
     assert [int(m["data-at"]) for m in rollbacks] == [events[-1]["at"]]
     assert [r["data-kind"] for r in doc.all("rect", **{"class": "run"})][:1] == ["warmup"]
     decisions = doc.all("line", **{"class": "decision"})
-    assert {int(d["data-at"]) for d in decisions} == {events[-1]["at"]} and len(decisions) == 12
+    assert {int(d["data-at"]) for d in decisions} == {events[-1]["at"]} and len(decisions) == 13  # every chart
     (dry_strip,) = doc.all("svg", data_timeline=f"dry-run:{DRY.name}")
     assert int(dry_strip["data-points"]) == len(dry_history())
 

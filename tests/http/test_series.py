@@ -90,6 +90,9 @@ def test_one_point_per_verdict_in_every_series():
     assert s.timeline["verdict"][-1] == "rollback" and s.timeline["code"][0] == "warmup"
     assert len(s.dry_runs[DRY.name]["seq"]) == len(dry_history())
     assert not s.live  # decided
+    assert s.quality["at"] == [e["at"] for e in events]
+    assert s.quality["canary_share"][-1] == events[-1]["data_quality"]["canary_share"]
+    assert len(s.quality["late_beacons"]) == len(events)
 
 
 def test_a_repeated_event_and_what_is_not_a_verdict_count_nothing():

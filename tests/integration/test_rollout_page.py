@@ -67,8 +67,11 @@ def check_drawn(drawn: dict, series: dict) -> None:
     """Every polyline of the page has the points its series JSON says it has."""
     assert drawn["windows"] == series["windows"] == drawn["timeline"] == len(series["timeline"]["seq"])
     by_chart = {(m["metric"], m["segment"]): m for m in series["metrics"]}
-    assert len(drawn["lines"]) == 6 * len(by_chart)  # 3 e-values, the effect, 2 estimates
+    assert len(drawn["lines"]) == 6 * len(by_chart) + 1  # 3 e-values, the effect, 2 estimates; the canary share
     for line in drawn["lines"]:
+        if line["chart"] == "quality/canary_share":
+            assert line["drawn"] == line["declared"] == sum(v is not None for v in series["quality"]["canary_share"])
+            continue
         metric, segment, _chart = line["chart"].split("/")
         values = by_chart[(metric, segment)][line["series"]]
         assert line["drawn"] == line["declared"] == sum(v is not None for v in values), line
