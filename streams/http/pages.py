@@ -85,7 +85,7 @@ figcaption{font-size:12px;color:#495057}svg{width:100%;height:auto}
 .k-continue{background:#adb5bd}.k-warmup{background:#a5d8ff}.k-hold{background:#f59f00}
 .k-promote{background:#2f9e44}.k-rollback{background:#e03131}
 pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
-.strip{margin:6px 0 0;font-size:12px;color:#495057}svg.timeline{max-height:40px}
+.strip{margin:6px 0 0;font-size:12px;color:#495057}
 """
 
 
