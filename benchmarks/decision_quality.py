@@ -474,7 +474,12 @@ def main() -> None:
             # Detected = the judge's first decision was a rollback (not a promote first).
             times = [r[j]["first"][1] if r[j]["first"] and r[j]["first"][0] == "rollback" else None
                      for r in res]
-            row.append(f"{rate_cell(times)}; {time_cell(times)}")
+            # A regressed canary promoted first is what a deploy tool would have shipped.
+            promoted = [r[j]["first"][1] if r[j]["first"] and r[j]["first"][0] == "promote" else None
+                        for r in res]
+            shipped = sum(t is not None for t in promoted)
+            row.append(f"{rate_cell(times)}; {time_cell(times)}"
+                       + (f"; promoted first: {shipped / len(res):.0%}, {time_cell(promoted)}" if shipped else ""))
         rows_power.append(row)
         print(f"power {name}: {row[1:]} ({time.time() - t0:.0f} s)", flush=True)
 
