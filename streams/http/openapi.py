@@ -211,7 +211,14 @@ OPENAPI = {
                                    "parameters": [*_ID, {"name": "fragment", "in": "query", "required": False,
                                                          "schema": {"enum": ["1"]},
                                                          "description": "the page's live part only"}],
-                                   "responses": {"200": {"description": "text/html"}, "404": _ERROR, **_AUTH}}},
+                                   "responses": {
+                                       "200": {"description": "the page, or with fragment=1 its live part (with an "
+                                                              "ETag)",
+                                               "content": {"text/html": {"schema": {"type": "string"}}}},
+                                       "304": {"description": "fragment=1 with If-None-Match: no verdict since"},
+                                       "404": {"description": "no such rollout",
+                                               "content": {"text/html": {"schema": {"type": "string"}}}},
+                                       **_AUTH}}},
         **{f"/v1/flagger/{hook}": {"post": {
             "summary": summary,
             "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/FlaggerWebhook"}}}},
