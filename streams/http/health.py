@@ -43,7 +43,9 @@ class Readiness:
     * the judge has not yet judged every ``rum.windows`` record that was on its partitions
       when they were assigned (it re-reads them from the start to rebuild its gates: its
       verdicts until then are not the ones it will publish). Once caught up it stays so
-      until the next assignment; its lag is reported either way.
+      until the next assignment; its lag is reported either way. (The embedded broker
+      reports a partition's end offset per record batch, a little short of the last
+      record: there the judge counts as caught up up to one producer batch early.)
 
     >>> r = Readiness(clock=lambda: 10.0)
     >>> r.problems()
