@@ -11,7 +11,8 @@ right token, with none, and with a wrong one, in turn. Ingestion (``/v1/beacons`
 ``/v1/rumgate.js``) is not part of the control plane and has its own fuzzing.
 
 Checked on every answer: its status is below 500; an error answer is JSON ``{"error": str}``
-with a non-empty message; no answer contains the token or the wrong token sent; a 405
+with a non-empty message (the HTML rollout pages': a page with its message; a request line
+over aiohttp's 8,190 bytes gets the parser's own plain-text 400); no answer contains the token or the wrong token sent; a 405
 carries ``Allow``; a Flagger hook asked about an app with two running rollouts (and no
 rollout id) never answers 200, since it cannot know which release's verdict is meant. Reported per operation and mode: cases sent, statuses seen, failures.
 
@@ -118,7 +119,12 @@ def problems(status: int, headers, body: bytes, query: dict | None = None, echoe
         out.append(f"{status}: the answer repeats a token")
     if status == 405 and "Allow" not in headers:
         out.append("405 without Allow")
-    if 400 <= status < 500 and status != 409:
+    if 400 <= status < 500 and status != 409 and (headers.get("Content-Type") or "").startswith("text/html"):
+        if b"<h1>" not in body:  # the rollout pages answer a person: an HTML page that says why
+            out.append(f"{status}: an HTML error without its message: {body[:200]!r}")
+    elif status == 400 and body.startswith(b"Got more than 8190 bytes when reading"):
+        pass  # aiohttp's HTTP parser refusing a request line over its limit, before any handler runs
+    elif 400 <= status < 500 and status != 409:
         try:
             err = orjson.loads(body).get("error")
         except (orjson.JSONDecodeError, AttributeError):

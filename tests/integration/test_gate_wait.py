@@ -24,12 +24,12 @@ def gate(pipeline, *args: str, timeout: float = 120) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=timeout)
 
 
-def verdict(seq: int, kind: str, rollout: str = RID, dry_run: bool = False) -> dict:
+def verdict(seq: int, kind: str, rollout: str = RID, dry_run: bool = False, **fields) -> dict:
     return {"rollout": rollout, "app": "shop-web", "canary": "r2", "baseline": "r1", "seq": seq,
             "verdict": kind, "severity": "major" if kind == "rollback" else "none", "at": 1_000 * seq,
             "emitted_at": None, "policy": {"name": "p", "hash": "sha256:0", "dry_run": dry_run},
             "reasons": [f"reason {seq}"], "overrides": [], "metrics": [], "data_quality": {},
-            "detectors": {}, "inputs": {"elapsed_ms": 5000 * seq}}
+            "detectors": {}, "inputs": {"elapsed_ms": 5000 * seq}, **fields}
 
 
 def publish(pipeline, v: dict) -> None:
@@ -65,12 +65,13 @@ def test_exit_0_on_promote_after_continues(pipeline):
     assert stdout.count("continue") >= 1  # the evidence was shown as it came
 
 
-def test_exit_2_on_hold_and_dry_run_verdicts_are_ignored(pipeline):
+def test_exit_2_on_a_final_hold_and_dry_run_verdicts_are_ignored(pipeline):
     start(pipeline)
     publish(pipeline, verdict(1, "rollback", dry_run=True))  # a dry-run policy decides nothing
-    publish(pipeline, verdict(1, "hold"))
+    publish(pipeline, verdict(1, "hold"))  # transient (no code says otherwise): waited through
+    publish(pipeline, verdict(2, "hold", reason_codes=["deadline"], hold="final"))
     run = gate(pipeline, RID, "--timeout", "30s")
-    assert run.returncode == 2 and "HOLD" in run.stdout, run.stdout + run.stderr
+    assert run.returncode == 2 and "HOLD" in run.stdout and "timeout" not in run.stderr, run.stdout + run.stderr
 
 
 def test_exit_2_on_timeout_never_a_silent_pass(pipeline):
