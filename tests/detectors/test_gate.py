@@ -132,7 +132,7 @@ def test_segments_are_separate_hypotheses_and_split_alpha():
 def test_verdict_event_has_the_published_schema_and_is_json():
     v = run(DEFAULT_POLICY, 20)[-1]
     event = orjson.loads(orjson.dumps(v.to_dict()))
-    assert list(event) == ["rollout", "app", "canary", "baseline", "seq", "verdict", "severity", "at",
+    assert list(event) == ["rollout", "app", "canary", "baseline", "seq", "verdict", "hold", "severity", "at",
                            "emitted_at", "policy", "reasons", "reason_codes", "overrides", "metrics",
                            "data_quality", "detectors", "inputs"]
     assert len(event["reason_codes"]) == len(event["reasons"])
