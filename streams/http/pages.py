@@ -244,28 +244,26 @@ def _x_range(s: Series) -> tuple[int, int]:
     return x0, max([x0 + 60_000, *ats])
 
 
+def _rules(m: dict[str, Any], what: str, fmt: str) -> list[Rule]:
+    """The rollback and promote lines of one kind (``threshold`` or ``tolerance``) a metric has."""
+    out = []
+    for side, colour in (("rollback", "#e03131"), ("promote", "#2f9e44")):
+        name = f"{what}_{side}" if what == "threshold" else f"{side}_{what}"
+        if m[name] is not None:
+            out.append(Rule(name, f"{side} {what} {m[name]:{fmt}}", m[name], colour))
+    return out
+
+
 def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> str:
     key = f"{m['metric']}/{m['segment']}"
     xs = m["at"]
-    rules = []
-    if m["threshold_rollback"] is not None:
-        rules.append(Rule("threshold_rollback", f"rollback threshold {m['threshold_rollback']:g}",
-                          m["threshold_rollback"], "#e03131"))
-    if m["threshold_promote"] is not None:
-        rules.append(Rule("threshold_promote", f"promote threshold {m['threshold_promote']:g}",
-                          m["threshold_promote"], "#2f9e44"))
+    rules = _rules(m, "threshold", "g")
     evidence = Chart(f"{m['name']}: e-values against their thresholds (log scale)", xs, x0, log=True, rules=rules,
                      marks=marks, name=f"{key}/evidence", lines=[
                          Line("e_rollback", "rollback e-value (at the rollback tolerance)", m["e_rollback"], "#e03131"),
                          Line("e_worse", "worse-at-all e-value (the fast path)", m["e_worse"], "#f76707", "4 3"),
                          Line("e_promote", "promote e-value (at the promote tolerance)", m["e_promote"], "#2f9e44")])
-    tol = []
-    if m["rollback_tolerance"] is not None:
-        tol.append(Rule("rollback_tolerance", f"rollback tolerance {m['rollback_tolerance']:+.0%}",
-                        m["rollback_tolerance"], "#e03131"))
-    if m["promote_tolerance"] is not None:
-        tol.append(Rule("promote_tolerance", f"promote tolerance {m['promote_tolerance']:+.0%}",
-                        m["promote_tolerance"], "#2f9e44"))
+    tol = _rules(m, "tolerance", "+.0%")
     effect = Chart(f"{m['name']}: canary against baseline, with the anytime-valid bracket", xs, x0, percent=True,
                    rules=[Rule("zero", "no difference", 0.0, "#868e96"), *tol], marks=marks, name=f"{key}/effect",
                    lines=[Line("effect", "measured effect (canary / baseline − 1, cumulative)", m["effect"], "#212529")],

@@ -38,7 +38,7 @@ from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
 from streams.http.replies import BadRequest, error, json, read_body, shown
 
-__all__ = ["MAX_IMAGE", "ROUTES", "image_tag", "summary"]
+__all__ = ["MAX_IMAGE", "ROUTES", "image_tag", "rollout_or_404", "summary"]
 
 _TS_MAX = 9_999_999_999_999  # epoch ms (the year 2286), as beacons and overrides
 _START_FIELDS = {"id", "app", "canary", "baseline", "policy", "expected_share", "started_at", "dry_run_policies"}
@@ -52,7 +52,7 @@ def summary(backend: Backend, r: Rollout) -> dict[str, Any]:
             "verdict": backend.latest.get(r.id)}
 
 
-def _rollout_or_404(request: web.Request) -> Rollout | web.Response:
+def rollout_or_404(request: web.Request) -> Rollout | web.Response:
     rid = request.match_info["id"]
     rollout = backend_of(request).rollouts.get(rid)
     if rollout is None:
@@ -81,7 +81,7 @@ async def list_rollouts(request: web.Request) -> web.Response:
 
 @auth.read
 async def get_rollout(request: web.Request) -> web.Response:
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     backend = backend_of(request)
@@ -170,7 +170,7 @@ def _mismatch_body(rollout: Rollout, event: dict, asked: tuple[str, str], proble
 @auth.read
 async def get_verdict(request: web.Request) -> web.Response:
     """The latest verdict, with ``hold`` always present; bound to ``image``/``release`` when given."""
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     asked = _asked_release(request)
@@ -188,7 +188,7 @@ async def get_verdict(request: web.Request) -> web.Response:
 
 @auth.read
 async def get_history(request: web.Request) -> web.Response:
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     backend = backend_of(request)
@@ -198,7 +198,7 @@ async def get_history(request: web.Request) -> web.Response:
 
 @auth.read
 async def get_overrides(request: web.Request) -> web.Response:
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     return json({"rollout": rollout.id, "overrides": _overrides(backend_of(request), rollout)})
@@ -298,7 +298,7 @@ async def start_rollout(request: web.Request) -> web.Response:
 
 @auth.mutation
 async def end_rollout(request: web.Request) -> web.Response:
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     if rollout.ended_at is not None:
@@ -312,7 +312,7 @@ async def end_rollout(request: web.Request) -> web.Response:
 
 @auth.mutation
 async def add_override(request: web.Request) -> web.Response:
-    rollout = _rollout_or_404(request)
+    rollout = rollout_or_404(request)
     if isinstance(rollout, web.Response):
         return rollout
     try:

@@ -42,7 +42,7 @@ from detectors.verdict import Verdict
 from streams.http import auth
 from streams.http.backend import Backend, backend_of
 from streams.http.replies import error, json, shown
-from streams.http.rollouts import unknown_rollout
+from streams.http.rollouts import rollout_or_404
 
 __all__ = ["METRIC_COLUMNS", "QUALITY_COLUMNS", "quality", "ROUTES", "Series", "build_series", "dry_run_key", "load", "metric_series",
            "timeline", "series_json"]
@@ -252,11 +252,10 @@ def _query(request: web.Request, name: str) -> str | None | web.Response:
 
 @auth.read
 async def get_series(request: web.Request) -> web.Response:
-    rid = request.match_info["id"]
-    backend = backend_of(request)
-    rollout = backend.rollouts.get(rid)
-    if rollout is None:
-        return unknown_rollout(rid)
+    rollout = rollout_or_404(request)
+    if isinstance(rollout, web.Response):
+        return rollout
+    rid, backend = rollout.id, backend_of(request)
     metric, segment = _query(request, "metric"), _query(request, "segment")
     for q in (metric, segment):
         if isinstance(q, web.Response):
