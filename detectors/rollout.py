@@ -36,8 +36,8 @@ from typing import Any
 
 from detectors.policy import DEFAULT_POLICY, MAX_NAME, NAME_CHARS, Policy, PolicyError, name_problem
 
-__all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_ID", "MAX_NAME", "NAME_PATTERN", "Rollout", "RolloutError",
-           "check_id", "check_name", "name_problem"]
+__all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_END_REASON", "MAX_ID", "MAX_NAME", "MAX_SHARE_CHANGES",
+           "NAME_PATTERN", "Rollout", "RolloutError", "check_id", "check_name", "check_share", "name_problem"]
 
 MAX_ID = 128
 #: What an id may be (also the OpenAPI ``pattern`` of ids).
@@ -47,6 +47,9 @@ NAME_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_NAME - 1}}}$"
 #: Each dry-run policy is judged on every window beside the enforcing one: a few build trust,
 #: thousands would make one client's rollout cost the worker thousands of judgements.
 MAX_DRY_RUN_POLICIES = 8
+#: A ramp of a few dozen steps is long; the record carries its whole timeline of shares.
+MAX_SHARE_CHANGES = 100
+MAX_END_REASON = 200
 
 class RolloutError(ValueError):
     """A rollout was refused; the message starts with the field, e.g. ``id: ...``."""
@@ -69,6 +72,33 @@ def _check_names(r: Rollout) -> None:
     for field in ("app", "canary", "baseline"):  # first: the default id is made of them
         check_name(getattr(r, field), field)
     check_id(r.id)
+
+
+def check_share(value: Any, field: str = "expected_share") -> float | None:
+    """``value`` as a share of traffic strictly between 0 and 1 (or None: not known), else
+    :class:`RolloutError`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise RolloutError(f"{field}: must be a number between 0 and 1 (exclusive), got {value!r}")
+    return float(value)
+
+
+def _check_timeline(r: Rollout) -> None:
+    check_share(r.expected_share)
+    if len(r.share_changes) > MAX_SHARE_CHANGES:
+        raise RolloutError(f"share_changes: {len(r.share_changes)} given, at most {MAX_SHARE_CHANGES}")
+    previous = r.started_at
+    for i, change in enumerate(r.share_changes):
+        if not isinstance(change, tuple) or len(change) != 2 or not isinstance(change[0], int):
+            raise RolloutError(f"share_changes[{i}]: must be [at (epoch ms), share]")
+        if change[0] < previous:
+            raise RolloutError(f"share_changes[{i}]: at {change[0]} is before the previous change (or the start)")
+        check_share(change[1], f"share_changes[{i}]")
+        previous = change[0]
+    if r.end_reason is not None and (not isinstance(r.end_reason, str) or len(r.end_reason) > MAX_END_REASON
+                                     or not r.end_reason.isprintable()):
+        raise RolloutError(f"end_reason: printable text of at most {MAX_END_REASON} characters")
 
 
 def _check_policies(r: Rollout) -> None:
@@ -100,15 +130,49 @@ class Rollout:
     ended_at: int | None = None
     #: Policies run beside the enforcing one; their verdicts are marked dry_run and decide nothing.
     dry_run_policies: tuple[Policy, ...] = ()
+    #: How the expected share changed after the start, as the deployment tool ramped the
+    #: weight: ``(at, share)`` in time order, each in force from ``at`` (epoch ms) on.
+    share_changes: tuple[tuple[int, float | None], ...] = ()
+    #: Why the rollout ended (``ended_at``): its decision, a newer rollout of the app, or a person.
+    end_reason: str | None = None
 
     def __post_init__(self) -> None:
         _check_names(self)
         _check_policies(self)
+        _check_timeline(self)
+
+    def share_for(self, start: int, end: int) -> float | None:
+        """The expected canary share over the window ``[start, end)``: None when none is
+        known, or when it changed inside the window (which then had two splits, so the
+        sample-ratio test skips it: leaving a look out keeps the test valid).
+
+        >>> from detectors.policy import DEFAULT_POLICY
+        >>> r = Rollout("a:r2", "a", "r2", "r1", 0, DEFAULT_POLICY, 0.05, share_changes=((60_000, 0.25),))
+        >>> r.share_for(0, 5_000), r.share_for(57_000, 62_000), r.share_for(60_000, 65_000)
+        (0.05, None, 0.25)
+        """
+        share = self.expected_share
+        for at, changed in self.share_changes:
+            if at >= end:
+                break
+            if at > start:
+                return None
+            share = changed
+        return share
+
+    def with_share(self, share: float | None, at: int) -> Rollout:
+        """This rollout with the expected share ``share`` from ``at`` on."""
+        return replace(self, share_changes=(*self.share_changes, (at, check_share(share))))
+
+    def ended(self, at: int, reason: str) -> Rollout:
+        """This rollout ended at ``at`` (epoch ms), for ``reason``."""
+        return replace(self, ended_at=at, end_reason=reason[:MAX_END_REASON])
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "app": self.app, "canary": self.canary, "baseline": self.baseline,
                 "started_at": self.started_at, "policy": self.policy.to_dict(),
-                "expected_share": self.expected_share, "ended_at": self.ended_at,
+                "expected_share": self.expected_share, "ended_at": self.ended_at, "end_reason": self.end_reason,
+                "share_changes": [list(c) for c in self.share_changes],
                 "dry_run_policies": [p.to_dict() for p in self.dry_run_policies]}
 
     @classmethod
@@ -124,9 +188,15 @@ class Rollout:
                 raise RolloutError(f"dry_run_policies: a list of at most {MAX_DRY_RUN_POLICIES} policies")
             dry = tuple(replace(Policy.from_dict(p), dry_run=True) for p in dry_list)
             fields = {name: d[name] for name in ("id", "app", "canary", "baseline")}
+            changes = d.get("share_changes") or ()
+            if not isinstance(changes, (list, tuple)) or len(changes) > MAX_SHARE_CHANGES:
+                raise RolloutError(f"share_changes: a list of at most {MAX_SHARE_CHANGES} [at, share] pairs")
+            timeline = tuple((int(c[0]), c[1]) if isinstance(c, (list, tuple)) and len(c) == 2 else c
+                             for c in changes)
             return cls(id=fields["id"], app=fields["app"], canary=fields["canary"], baseline=fields["baseline"],
                        started_at=int(d["started_at"]), policy=policy,
-                       expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry)
+                       expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry,
+                       share_changes=timeline, end_reason=d.get("end_reason"))
         except KeyError as exc:
             raise RolloutError(f"record: {exc.args[0]} missing") from None
         except PolicyError as exc:

@@ -29,11 +29,11 @@ from detectors.gate import Gate
 from detectors.override import Override, apply_overrides
 from detectors.policy import Policy
 from detectors.rollout import Rollout
-from detectors.verdict import Verdict
+from detectors.verdict import ReasonCode, Verdict, VerdictKind
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY
 from detectors.windows import WindowSummary, window_start
 
-__all__ = ["WindowsRecord", "Judge", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES", "DEFAULT_MAX_HISTORY_BYTES"]
+__all__ = ["WindowsRecord", "Judge", "ended_by", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES", "DEFAULT_MAX_HISTORY_BYTES"]
 
 DEFAULT_HISTORY_MS = 6 * 3_600_000  # windows kept for rollouts that become known late
 #: Summaries the history may hold over all apps. Summaries of one cohort from several
@@ -75,6 +75,8 @@ class _Track:
         self.gate.rollout = rollout.id
         self.last_window: int | None = None
         self.decided = False
+        self.last: Verdict | None = None
+        self.answered: Override | None = None  # the override that answered a deadline's hold
 
 
 class _Active:
@@ -87,11 +89,35 @@ class _Active:
 
     def wants(self, track: _Track, start: int, size_ms: int) -> bool:
         r = self.rollout
-        if track.decided or start < window_start(r.started_at, size_ms):
+        if start < window_start(r.started_at, size_ms):
             return False
         if track.last_window is not None and start <= track.last_window:
             return False
+        if track.decided:
+            return self.answer_to_deadline(track, start + size_ms) is not None
         return r.ended_at is None or start < r.ended_at
+
+    def answer_to_deadline(self, track: _Track, end: int) -> Override | None:
+        """The person's promote or rollback that answers the final hold of a rollout whose
+        deadline passed undecided, once in effect at ``end``: its window is judged (after
+        the end, too), so the override reaches a verdict the deployment tool acts on. The
+        deadline's code is the first of the gate's verdict, the second once overridden."""
+        last = track.last
+        if last is None or ReasonCode.DEADLINE not in last.reason_codes[:2] or track.gate.policy.dry_run:
+            return None
+        for o in reversed(self.overrides):
+            if o.action != VerdictKind.HOLD and o.at > last.at and o.active_at(end) and o is not track.answered:
+                return o
+        return None
+
+    def awaits_answer(self) -> bool:
+        """Whether the enforcing gate, held at its deadline, has a person's answer on record
+        that no window has reached yet (:meth:`answer_to_deadline`)."""
+        track = self.tracks[0]
+        if not track.decided or track.last is None or ReasonCode.DEADLINE not in track.last.reason_codes[:2]:
+            return False
+        return any(o.action != VerdictKind.HOLD and o.at > track.last.at and o is not track.answered
+                   for o in self.overrides)
 
 
 class Judge:
@@ -158,6 +184,12 @@ class Judge:
             summaries = [WindowSummary.from_dict(orjson.loads(e)) for e in encoded]
             out += self._feed(active, start, size_ms, summaries)
         return out
+
+    def awaits_answer(self, rollout_id: str) -> bool:
+        """Whether a decided rollout will still give a verdict: a person's promote or
+        rollback after its deadline (a run that stops at decisions goes on for it)."""
+        active = self.rollouts.get(rollout_id)
+        return active is not None and active.awaits_answer()
 
     # -- windows ----------------------------------------------------------------------------
     def add(self, record: WindowsRecord) -> list[Verdict]:
@@ -251,13 +283,31 @@ class Judge:
             if not active.wants(track, start, size_ms):
                 continue
             track.last_window = start
-            verdict = track.gate.observe(start, size_ms, summaries, active.rollout.expected_share)
+            track.answered = active.answer_to_deadline(track, start + size_ms) if track.decided else None
+            verdict = track.gate.observe(start, size_ms, summaries, active.rollout.share_for(start, start + size_ms))
             if not track.gate.policy.dry_run:
                 verdict = apply_overrides(verdict, active.overrides)
             if verdict.decided and self.stop_at_decision:
                 track.decided = True
+                active.rollout = ended_by(active.rollout, verdict) or active.rollout
+            track.last = verdict
             out.append(verdict)
         return out
+
+
+def ended_by(rollout: Rollout, verdict: Verdict) -> Rollout | None:
+    """``rollout`` ended by ``verdict``, or None when the verdict does not end it.
+
+    A decided verdict of the enforcing policy ends a running rollout at the verdict's time
+    (the end of the deciding window: event time, so a rebuilt judge and a replay end it
+    alike): a promote once its watch is over, a rollback, or the deadline's final hold.
+    Its dry-run policies stop there too, since after a promote or a rollback there is no
+    canary and baseline left to compare. The verdicts stay answered for its release.
+    """
+    if rollout.ended_at is not None or verdict.policy.get("dry_run") or not verdict.decided:
+        return None
+    code = verdict.reason_codes[0] if verdict.reason_codes else verdict.verdict
+    return rollout.ended(verdict.at, f"decided: {verdict.verdict} ({code}), verdict #{verdict.seq}")
 
 
 def _exact(encoded: bytes) -> bytes:

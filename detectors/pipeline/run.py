@@ -186,4 +186,4 @@ class Run:
             if self.on_verdict:
                 self.on_verdict(verdict)
             if self.stop_at_decision and verdict.decided and verdict.key == self.rollout.id:
-                self.stopped = True
+                self.stopped = not self.judge.awaits_answer(self.rollout.id)

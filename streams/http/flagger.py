@@ -145,11 +145,35 @@ def _running(backend: Backend, app_name: str, release: str | None = None) -> lis
                   key=lambda r: r.id)
 
 
-def _one_running(backend: Backend, app_name: str, release: str | None) -> Rollout | web.Response:
-    """The app's one running rollout (of ``release``, when given); 404 for none, 409 naming several."""
+def _ended(backend: Backend, app_name: str, release: str | None) -> list[Rollout]:
+    """The app's ended rollouts (of ``release``, when given), the latest started first."""
+    return sorted((r for r in backend.rollouts.values()
+                   if r.app == app_name and r.ended_at is not None and (release is None or r.canary == release)),
+                  key=lambda r: (r.started_at, r.id), reverse=True)
+
+
+def _one_running(backend: Backend, app_name: str, release: str | None,
+                 checksum: str | None = None) -> Rollout | web.Response:
+    """The app's one running rollout (of ``release``, when given); 404 for none, 409 naming several.
+
+    A rollout ends itself once decided, while Flagger may still ask about it (it calls the
+    rollback hook until it has rolled back, confirm-promotion until it promotes). So with
+    ``release``, the latest ended rollout of that release answers when none runs: its
+    verdicts are that release's. Without it, an ended rollout answers only for the
+    checksum this worker bound to it while it ran, the one proof left of the revision.
+    """
     running = _running(backend, app_name, release)
     of = f"app {app_name!r}" + (f" for release {release!r}" if release else "")
     if not running:
+        ended = _ended(backend, app_name, release)
+        if ended and release:
+            return ended[0]
+        bound = _revisions(backend)
+        for r in ended[:1]:
+            if checksum and bound.get(r.id, (None, None))[1] == checksum:
+                return r
+            return error(404, f"no running rollout of {of}: {r.id!r} ended ({r.end_reason or 'by a person'}); "
+                              "give metadata.release to be answered for the release it judged")
         hint = (": start it (rumgate rollout start, or metadata.baseline on the rollout hook)" if release else "")
         return error(404, f"no running rollout of {of}{hint}")
     if len(running) > 1:
@@ -169,7 +193,7 @@ def _rollout_of(backend: Backend, a: Asked) -> Rollout | web.Response:
                 return error(409, f"rollout {rollout.id!r} judges {field} {have!r}, not {want!r} (metadata.{field})")
         return rollout
     if a.app:
-        return _one_running(backend, a.app, a.release)
+        return _one_running(backend, a.app, a.release, a.checksum)
     return error(400, "which rollout? give metadata.app and metadata.release (or metadata.rollout) in the "
                       "webhook, or ?rollout=ID (or ?app=APP)")
 

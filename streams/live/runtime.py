@@ -27,7 +27,7 @@ from faust.types import TP
 
 from detectors.override import Override
 from detectors.pipeline.aggregate import Checkpoint, DeadLetter, PartitionAggregator, Step, windows_records
-from detectors.pipeline.judge import Judge
+from detectors.pipeline.judge import Judge, ended_by
 from detectors.rollout import Rollout
 from detectors.verdict import Verdict, latest_by_key
 from detectors.windows import RolloutReleases, WindowSummary
@@ -520,6 +520,7 @@ class Stage2:
         for v in verdicts:
             key = v.key
             if v.seq <= self.published.get(key, 0):
+                await self.end_if_decided(v)  # the crash may have come between the verdict and the end
                 continue  # published before a restart: rebuilt, not repeated
             emitted = now_ms()
             body = orjson.dumps({**v.to_dict(), "emitted_at": emitted})
@@ -534,3 +535,16 @@ class Stage2:
                 self.notifier.notify(body)
             self.last_kind[key] = v.verdict
             log.info("verdict %s #%d: %s — %s", key, v.seq, v.verdict, "; ".join(v.reasons)[:200])
+            await self.end_if_decided(v)
+
+    async def end_if_decided(self, v: Verdict) -> None:
+        """Record on ``rum.rollouts`` the end that a decided verdict gives its rollout
+        (:func:`detectors.pipeline.judge.ended_by`, which the judge applied already), so
+        every worker, the API and ``rollout status`` see it ended."""
+        rollout = self.rollouts.get(v.rollout)
+        ended = None if rollout is None else ended_by(rollout, v)
+        if ended is None:
+            return
+        await self.rt.rollouts.send(key=ended.id.encode(), value=orjson.dumps(ended.to_dict()))
+        self.rollouts[ended.id] = self.rt.backend.rollouts[ended.id] = ended
+        log.info("rollout %s ended: %s", ended.id, ended.end_reason)

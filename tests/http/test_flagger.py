@@ -83,6 +83,26 @@ def test_the_rollout_by_query_or_by_app():
                        {"metadata": {"rollout": "shop:r3"}}).body["rollout"] == "shop:r2"
 
 
+def test_a_rollout_that_ended_itself_still_answers_for_its_release():
+    """A decided rollout ends itself while Flagger still calls the rollback hook: the release
+    it judged still gets its verdict; another release, or an unproven revision, does not."""
+    ended = rollout("shop:r2", ended_at=NOW - 1_000, end_reason="decided: rollback (rollback_metric), verdict #9")
+    b, _ = backend(ended, latest={"shop:r2": verdict("shop:r2", "rollback", 9)})
+    served = api(b)
+    hook = {"name": "shop-web", "namespace": "prod", "phase": "Progressing", "checksum": "aaaa"}
+    by_release = served.call("POST", "/v1/flagger/rollback", {**hook, "metadata": {"app": "shop", "release": "r2"}})
+    assert by_release.status == 200 and by_release.body["rollout"] == "shop:r2"
+    other = served.call("POST", "/v1/flagger/rollback", {**hook, "metadata": {"app": "shop", "release": "r3"}})
+    assert other.status == 404 and other.error.startswith("no running rollout of app 'shop' for release 'r3'")
+    # By app alone: only for the checksum this worker bound while asked with the release.
+    bound = served.call("POST", "/v1/flagger/rollback", {**hook, "metadata": {"app": "shop"}})
+    assert bound.status == 200 and bound.body["rollout"] == "shop:r2"
+    unproven = served.call("POST", "/v1/flagger/rollback", {**hook, "checksum": "bbbb", "metadata": {"app": "shop"}})
+    assert unproven.status == 404 and unproven.error == (
+        "no running rollout of app 'shop': 'shop:r2' ended (decided: rollback (rollback_metric), verdict #9); "
+        "give metadata.release to be answered for the release it judged")
+
+
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hook_refusals(hook):
     b, _ = backend(rollout(), rollout("idle:r2", ended_at=NOW - 1))
@@ -102,7 +122,10 @@ def test_hook_refusals(hook):
     unknown = served.call("POST", path, {"metadata": {"rollout": "nope"}})
     assert unknown.status == 404 and unknown.error == "no rollout 'nope'"
     idle = served.call("POST", path, {"metadata": {"app": "idle"}})
-    assert idle.status == 404 and idle.error == "no running rollout of app 'idle'"
+    assert idle.status == 404 and idle.error == ("no running rollout of app 'idle': 'idle:r2' ended (by a person); "
+                                                 "give metadata.release to be answered for the release it judged")
+    nothing = served.call("POST", path, {"metadata": {"app": "never"}})
+    assert nothing.status == 404 and nothing.error == "no running rollout of app 'never'"
     not_json = served.call("POST", path, raw=b"{oops")
     assert not_json.status == 400 and not_json.error.startswith("body: not valid JSON")
 

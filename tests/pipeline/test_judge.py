@@ -179,7 +179,34 @@ def test_dry_run_policies_publish_beside_the_enforcing_one(records):
     assert enforcing[-1].verdict == "rollback"  # +25 % LCP
     assert dry and all(v.policy["dry_run"] for v in dry)
     assert all(v.verdict != "rollback" for v in dry)  # tolerates +100 %: the trust-building view
-    assert len(dry) > len(enforcing)  # the dry run is not stopped by the enforcing decision
+    # It judges every window the enforcing policy judges, and stops with the rollout, which
+    # the enforcing decision ends (after a rollback no canary is left to compare).
+    assert [v.at for v in dry] == [v.at for v in enforcing]
+    ended = judge.rollouts[rollout.id].rollout
+    assert ended.ended_at == enforcing[-1].at
+    assert ended.end_reason == f"decided: rollback ({enforcing[-1].reason_codes[0]}), verdict #{enforcing[-1].seq}"
+
+
+def test_a_person_answers_the_deadline_hold_after_the_rollout_ended(records):
+    """The deadline's final hold ends the rollout and waits for a person: their promote (or
+    rollback) reaches a verdict on the next window, once, also after the end."""
+    from detectors.override import Override
+
+    clean = [orjson.dumps(b) for b in generate_beacons(replace(SC, regressions=(), duration_s=420.0), seed=5)]
+    short = replace(POLICY, min_duration_ms=60_000, max_duration_ms=120_000,
+                    metrics=tuple(replace(m, promote_tolerance=0.0) for m in POLICY.metrics))
+    deadline_at = SC.start_ms + 120_000
+    promote = Override(ROLLOUT.id, "promote", "ana", "checked by hand", at=deadline_at + 60_000)
+    run = Run(replace(ROLLOUT, policy=short), overrides=[promote])
+    run.add(0, list(enumerate(clean)))
+    verdicts = run.finish(flush=True).verdicts
+    held = [v for v in verdicts if v.reason_codes[:1] == ["deadline"]]
+    assert len(held) == 1 and held[0].hold == "final"
+    assert run.judge.rollouts[ROLLOUT.id].rollout.ended_at == held[0].at
+    answer = verdicts[-1]
+    assert verdicts[-2] is held[0] and answer.verdict == "promote" and answer.seq == held[0].seq + 1
+    assert answer.reason_codes[:2] == ["override_promote", "deadline"]
+    assert promote.at <= answer.at < promote.at + 5_000  # the first window the override is in effect for
 
 
 # -- bounded history ---------------------------------------------------------------------------
