@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from streams.http import flagger, health, openapi, pages, rollouts, series
+from streams.http import flagger, health, openapi, pages, registration, rollouts, series
 from streams.http.auth import AUTH, Auth
 from streams.http.auth import middleware as auth_middleware
 from streams.http.backend import BACKEND, CLOCK, Backend, no_verdict
@@ -28,7 +28,7 @@ from streams.http.replies import MAX_BODY, errors
 
 __all__ = ["ROUTES", "Backend", "make_api", "no_verdict"]
 
-ROUTES = [*health.ROUTES, *openapi.ROUTES, *rollouts.ROUTES, *flagger.ROUTES, *series.ROUTES, *pages.ROUTES]
+ROUTES = [*health.ROUTES, *openapi.ROUTES, *rollouts.ROUTES, *registration.ROUTES, *flagger.ROUTES, *series.ROUTES, *pages.ROUTES]
 
 
 def make_api(backend: Backend, token: str = "", read_open: bool = False,

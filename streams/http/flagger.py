@@ -38,11 +38,13 @@ checksum), and a restarted worker binds anew; ``metadata.release`` is the guard 
 both.
 
 **Registration.** When the ``rollout`` hook's metadata names ``app``, ``release`` and
-``baseline`` and no rollout ``APP:RELEASE`` exists, the hook starts it (default policy,
-no expected share: Flagger ramps the weight), so Flagger, not only CI, starts rollouts. The
-same release again is the same rollout. It needs a token: a read-open worker serves the
-hooks' reads without one, never a registration. The hooks end nothing; a rollout ends with
-``rumgate rollout end``.
+``baseline`` and no rollout ``APP:RELEASE`` exists, the hook starts it (default policy, no
+expected share: Flagger's payload does not carry the weight it ramps, so the sample-ratio
+check is off) and ends the app's other running rollouts (superseded), so Flagger, not only
+CI, starts rollouts, and a day of deploys leaves no stale one. Without ``baseline`` it
+registers nothing: CI does (a Canary that names none leaves registration to CI). The same release again is the same rollout. It needs a token: a read-open
+worker serves the hooks' reads without one, never a registration. A rollout ends itself
+once decided (and is still answered for its release, above), or with ``rumgate rollout end``.
 
 **Credentials** (:func:`streams.http.auth.hook_access`): ``Authorization``, ``?token=`` or
 ``metadata.token``, each the API token or the hook token. ``metadata.token`` keeps the token
@@ -65,6 +67,7 @@ from detectors.rollout import MAX_ID, MAX_NAME, Rollout, RolloutError, name_prob
 from detectors.verdict import hold_of as verdict_hold_of
 from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
+from streams.http.registration import supersede
 from streams.http.replies import BadRequest, error, json, read_body
 from streams.http.rollouts import unknown_rollout
 
@@ -290,6 +293,7 @@ async def _registered(request: web.Request, backend: Backend, a: Asked, with_tok
     try:
         await backend.publish_rollout(rollout)
         backend.rollouts[rid] = rollout
+        await supersede(backend, rollout, rollout.started_at)
     finally:
         del pending[rid]
         done.set_result(None)

@@ -75,7 +75,14 @@ OPENAPI = {
                 "properties": {
                     "id": {"type": "string"}, "app": {"type": "string"}, "canary": {"type": "string"},
                     "baseline": {"type": "string"}, "started_at": {"type": "integer"},
-                    "ended_at": {"type": ["integer", "null"]}, "expected_share": {"type": ["number", "null"]},
+                    "ended_at": {"type": ["integer", "null"]},
+                    "end_reason": {"type": ["string", "null"],
+                                   "description": "decided: VERDICT (CODE), verdict #SEQ; superseded by ID; or a "
+                                                  "person's end (null)"},
+                    "expected_share": {"type": ["number", "null"], "description": "the share at the start"},
+                    "share_changes": {"type": "array", "description": "[at (epoch ms), share] in time order: the "
+                                                                       "share in force from at on",
+                                      "items": {"type": "array", "minItems": 2, "maxItems": 2}},
                     "policy": {"type": "object"}, "dry_run_policies": {"type": "array", "items": {"type": "string"}},
                     "verdict": {"oneOf": [{"$ref": "#/components/schemas/Verdict"}, {"type": "null"}]},
                 }},
@@ -91,6 +98,26 @@ OPENAPI = {
                                          "items": {**_POLICY_TEXT, "minLength": 1},
                                          "description": "policies of distinct names"},
                 }},
+            "RolloutRegister": {
+                "type": "object", "required": ["app"], "additionalProperties": False,
+                "description": "give canary or image (its tag is the release); without baseline, the release the "
+                               "app's latest rollout left live",
+                "properties": {
+                    "app": _NAME_SCHEMA, "canary": _NAME_SCHEMA, "baseline": _NAME_SCHEMA,
+                    "image": {"type": "string", "minLength": 1, "maxLength": MAX_IMAGE},
+                    "policy": _POLICY_TEXT,
+                    "expected_share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1,
+                                       "description": "the share now: a different one on an existing rollout "
+                                                      "changes it from now on"},
+                    "dry_run_policies": {"type": "array", "maxItems": MAX_DRY_RUN_POLICIES,
+                                         "items": {**_POLICY_TEXT, "minLength": 1}},
+                    "supersede": {"type": "boolean", "description": "end the app's other running rollouts "
+                                                                    "(default true)"},
+                }},
+            "ShareChange": {
+                "type": "object", "required": ["expected_share"], "additionalProperties": False,
+                "properties": {"expected_share": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+                               "at": {**_EPOCH_MS, "description": "default now; not before the last change"}}},
             "Override": {
                 "type": "object", "required": ["action", "actor", "reason"], "additionalProperties": False,
                 "properties": {
@@ -159,9 +186,26 @@ OPENAPI = {
                          "schema": {"$ref": "#/components/schemas/RolloutStart"}}}},
                      "responses": {"201": _JSON("#/components/schemas/Rollout", "started"),
                                    "400": _ERROR, "409": _ERROR, **_AUTH}}},
-        "/v1/rollouts/{id}": {"get": {"parameters": _ID, "summary": "One rollout, its latest verdict and explanation",
-                                      "responses": {"200": _JSON("#/components/schemas/Rollout", "the rollout"),
-                                                    "404": _ERROR, **_AUTH}}},
+        "/v1/rollouts/{id}": {
+            "get": {"parameters": _ID, "summary": "One rollout, its latest verdict and explanation",
+                    "responses": {"200": _JSON("#/components/schemas/Rollout", "the rollout"), "404": _ERROR, **_AUTH}},
+            "put": {"parameters": _ID, "summary": "Register a rollout idempotently (a deployment tool at every deploy, "
+                                                  "e.g. Argo's first analysis step); a new one supersedes the app's "
+                                                  "other running rollouts",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/RolloutRegister"}}}},
+                    "responses": {"201": _JSON("#/components/schemas/Rollout", "created (registered: created, "
+                                                                               "superseded: ids)"),
+                                  "200": _JSON("#/components/schemas/Rollout", "registered before (registered: "
+                                                                               "existing, or share changed)"),
+                                  "400": _ERROR, "409": {**_ERROR, "description": "the id names another rollout"},
+                                  **_AUTH}}},
+        "/v1/rollouts/{id}/share": {"post": {
+            "parameters": _ID, "summary": "Change the expected canary share from now (or at) on",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ShareChange"}}}},
+            "responses": {"200": _JSON("#/components/schemas/Rollout", "changed"), "400": _ERROR, "404": _ERROR,
+                          "409": {**_ERROR, "description": "the rollout has ended"}, **_AUTH}}},
         "/v1/rollouts/{id}/end": {"post": {"parameters": _ID, "summary": "End a rollout",
                                            "responses": {"200": _JSON("#/components/schemas/Rollout", "ended"),
                                                          "404": _ERROR, "409": _ERROR, **_AUTH}}},

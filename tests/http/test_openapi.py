@@ -34,7 +34,7 @@ def test_the_description_is_served_open():
 def test_every_route_of_the_api_is_described():
     app = api(backend()[0]).app()
     routes = served_routes(app)
-    assert len(routes) == 19, sorted(routes)
+    assert len(routes) == 21, sorted(routes)
     assert set(routes) - documented(OPENAPI) == set(), "routes missing from the OpenAPI description"
     # With ingestion on the same app (as the worker serves it), the description is exactly the routes.
     add_ingest_routes(app, Ingestor(IngestConfig(), sink=None))
