@@ -513,10 +513,10 @@ def test_readme_explains_every_alert():
     assert not missing, f"deploy/README.md does not explain {missing}"
 
 
-# -- an actual PromQL parser, where one is installed ------------------------------------------
+# -- an actual PromQL parser (promql-parser, a dev dependency) ----------------------------------
 
 def test_every_expression_parses_as_promql_and_reads_as_the_tokenizer_reads_it():
-    promql_parser = pytest.importorskip("promql_parser")
+    import promql_parser
     exprs = dashboard_exprs() + alert_exprs() + [
         (f"variable {n}", f"count({m.group(1)})") for n in ("job", "instance")
         if (m := re.fullmatch(r"label_values\((.+),\s*\w+\)", variable_query(variables()[n])))]
