@@ -1,4 +1,4 @@
-"""``rumgate broker``, ``rumgate worker`` and ``rumgate rollout start|status|end``."""
+"""``rumgate broker``, ``rumgate worker`` and ``rumgate rollout start|share|status|end``."""
 
 from __future__ import annotations
 
@@ -139,6 +139,38 @@ def rollout_end(broker, rollout_id, ended_at) -> None:
     click.echo(f"rollout {rollout_id} ended")
 
 
+@rollout_group.command("share")
+@broker_option(required=True)
+@click.argument("rollout_id")
+@click.argument("share", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--at", "changed_at", help="From when (now, epoch ms or ISO 8601). Default: now.")
+def rollout_share(broker, rollout_id, share, changed_at) -> None:
+    """Change a running rollout's expected canary share (a ramp step: 5 % -> 25 %).
+
+    The sample-ratio check compares each window with the share in force over it; a window
+    the change falls in is left out of it. SHARE is a fraction, e.g. 0.25.
+    """
+    from detectors.rollout import Rollout, RolloutError
+
+    settings = settings_from(broker, require_broker=True)
+    rollouts, _ = run_async(read_state(settings))
+    if rollout_id not in rollouts:
+        raise click.ClickException(unknown_rollout(rollout_id, rollouts))
+    rollout = Rollout.from_dict(rollouts[rollout_id])
+    if rollout.ended_at is not None:
+        raise click.ClickException(f"rollout {rollout_id} has ended ({rollout.end_reason or 'by a person'})")
+    at = parse_time(changed_at)
+    last = rollout.share_changes[-1][0] if rollout.share_changes else rollout.started_at
+    if at < last:
+        raise click.BadParameter(f"{at} is before the share's last change ({last})", param_hint="--at")
+    try:
+        changed = rollout.with_share(share, at)
+    except RolloutError as exc:
+        raise click.ClickException(str(exc)) from None
+    run_async(produce(settings, settings.topics.rollouts, rollout_id.encode(), orjson.dumps(changed.to_dict())))
+    click.echo(f"rollout {rollout_id}: expected canary share {share:.1%} from {at}")
+
+
 @rollout_group.command("status")
 @broker_option(required=True)
 @click.argument("rollout_id", required=False)
@@ -160,7 +192,7 @@ def rollout_status(broker, rollout_id, as_json) -> None:
         click.echo("no rollouts")
     for i in ids if not as_json else ():
         r, v = rollouts[i], verdicts.get(i)
-        state = "ended" if r.get("ended_at") else "active"
+        state = (f"ended: {r.get('end_reason') or 'by a person'}" if r.get("ended_at") else "active")
         head = f"{i}  {r['app']}: {r['canary']} vs {r['baseline']}  ({state}, policy {r['policy']['name']})"
         if v is None:
             click.echo(f"{head}\n  no verdict yet")

@@ -17,7 +17,7 @@ from streams.cli import cli, main
 
 EXPECTED = {
     "backtest", "broker", "demo", "detect", "gate", "gate wait", "ingest", "override",
-    "rollout", "rollout end", "rollout start", "rollout status", "simulate", "worker",
+    "rollout", "rollout end", "rollout share", "rollout start", "rollout status", "simulate", "worker",
 }
 
 

@@ -56,10 +56,19 @@ def test_rollout_start_status_end(pipeline, tmp_path):
     listing = invoke(pipeline, "rollout", "status", "--json")
     assert orjson.loads(listing.output.splitlines()[0])["verdict"]["seq"] == 3
 
+    ramp = invoke(pipeline, "rollout", "share", "shop-web:r2", "0.25", "--at", "2026-11-23T10:10:00Z")
+    assert ramp.exit_code == 0 and "expected canary share 25.0% from 1795428600000" in ramp.output, ramp.output
+    ramped = Rollout.from_dict(orjson.loads(pipeline.read(pipeline.topics.rollouts)[-1].value))
+    assert ramped.share_changes == ((1_795_428_600_000, 0.25),) and ramped.policy.name == "strict"
+    back = invoke(pipeline, "rollout", "share", "shop-web:r2", "0.5", "--at", "2026-11-23T10:05:00Z")
+    assert back.exit_code == 2 and "before the share's last change" in back.output
+
     ended = invoke(pipeline, "rollout", "end", "shop-web:r2")
     assert ended.exit_code == 0
     assert orjson.loads(pipeline.read(pipeline.topics.rollouts)[-1].value)["ended_at"] is not None
-    assert "(ended" in invoke(pipeline, "rollout", "status").output
+    assert "(ended: by a person" in invoke(pipeline, "rollout", "status").output
+    late = invoke(pipeline, "rollout", "share", "shop-web:r2", "0.5")
+    assert late.exit_code == 1 and "has ended (by a person)" in late.output
 
 
 def test_unknown_rollout_and_bad_input_are_refused_clearly(pipeline):
