@@ -14,7 +14,7 @@ from detectors.override import Override
 from detectors.policy import parse_policy
 from streams.cli import cli
 from streams.offline.simulate import SCENARIOS, Regression, generate_beacons
-from tests.integration.conftest import core, decided, make_rollout
+from tests.integration.conftest import TOKEN, core, decided, make_rollout
 
 POLICY = parse_policy("name: it\nmetrics:\n  - metric: LCP\n  - metric: errors\nwarmup: 0s\nmin_duration: 2m\n")
 REGRESSED = replace(SCENARIOS["stationary"], duration_s=600.0, canary_share=0.2, regressions=(Regression("LCP", 1.25),))
@@ -39,6 +39,19 @@ def test_a_regressed_canary_ends_in_rollback(pipeline):
     assert health["ready"] is True  # readiness is a signal, not a line of the log
     assert sorted(health["partitions"]) == sorted([f"{pipeline.topics.beacons}[{p}]" for p in range(4)]
                                                   + [f"{pipeline.topics.windows}[0]"])
+    # Decided, the rollout ends itself at the verdict's time, on rum.rollouts and in the API.
+    deadline = time.monotonic() + 30
+    while True:
+        records = [orjson.loads(r.value) for r in pipeline.read(pipeline.topics.rollouts)]
+        if records[-1]["ended_at"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert records[-1]["ended_at"] == final["at"], records[-1]
+    assert records[-1]["end_reason"] == f"decided: rollback ({final['reason_codes'][0]}), verdict #{final['seq']}"
+    request = urllib.request.Request(worker.http + f"/v1/rollouts/{final['rollout']}",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert orjson.loads(answer.read())["end_reason"] == records[-1]["end_reason"]
 
 
 def test_a_clean_canary_ends_in_promote_from_batch_records(pipeline):
