@@ -37,7 +37,7 @@ from typing import Any
 from detectors.policy import DEFAULT_POLICY, MAX_NAME, NAME_CHARS, Policy, PolicyError, name_problem
 
 __all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_END_REASON", "MAX_ID", "MAX_NAME", "MAX_SHARE_CHANGES",
-           "NAME_PATTERN", "Rollout", "RolloutError", "check_id", "check_name", "check_share", "name_problem"]
+           "NAME_PATTERN", "Rollout", "RolloutError", "SHARE_SETTLE_MS", "check_id", "check_name", "check_share", "name_problem"]
 
 MAX_ID = 128
 #: What an id may be (also the OpenAPI ``pattern`` of ids).
@@ -49,6 +49,9 @@ NAME_PATTERN = rf"^[A-Za-z0-9][{NAME_CHARS}]{{0,{MAX_NAME - 1}}}$"
 MAX_DRY_RUN_POLICIES = 8
 #: A ramp of a few dozen steps is long; the record carries its whole timeline of shares.
 MAX_SHARE_CHANGES = 100
+#: How long after a change of the expected share the sample-ratio test leaves windows out
+#: (:meth:`Rollout.share_for`): pods of a new weight must start and become ready first.
+SHARE_SETTLE_MS = 120_000
 MAX_END_REASON = 200
 
 class RolloutError(ValueError):
@@ -143,19 +146,23 @@ class Rollout:
 
     def share_for(self, start: int, end: int) -> float | None:
         """The expected canary share over the window ``[start, end)``: None when none is
-        known, or when it changed inside the window (which then had two splits, so the
-        sample-ratio test skips it: leaving a look out keeps the test valid).
+        known, or while a change settles: from the change until :data:`SHARE_SETTLE_MS`
+        after it. The deployment tool moves traffic around the time it says (new pods
+        become ready, routes and caches follow), so those windows had no one split; the
+        sample-ratio test skips them, and leaving looks out keeps it valid.
 
         >>> from detectors.policy import DEFAULT_POLICY
         >>> r = Rollout("a:r2", "a", "r2", "r1", 0, DEFAULT_POLICY, 0.05, share_changes=((60_000, 0.25),))
-        >>> r.share_for(0, 5_000), r.share_for(57_000, 62_000), r.share_for(60_000, 65_000)
-        (0.05, None, 0.25)
+        >>> r.share_for(0, 5_000), r.share_for(55_000, 60_000), r.share_for(60_000, 65_000)
+        (0.05, 0.05, None)
+        >>> r.share_for(175_000, 180_000), r.share_for(180_000, 185_000)
+        (None, 0.25)
         """
         share = self.expected_share
         for at, changed in self.share_changes:
             if at >= end:
                 break
-            if at > start:
+            if start < at + SHARE_SETTLE_MS:
                 return None
             share = changed
         return share

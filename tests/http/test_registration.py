@@ -3,6 +3,7 @@ POST /v1/rollouts/{id}/share (the expected share as the deployment tool ramps it
 
 from __future__ import annotations
 
+from detectors.rollout import SHARE_SETTLE_MS
 from streams.http.registration import live_release
 from tests.http.serve import NOW, api, backend, rollout, verdict
 
@@ -54,7 +55,9 @@ def test_the_same_registration_with_a_new_share_changes_the_share_from_now_on():
     assert served.call("PUT", "/v1/rollouts/shop:r3", {**body, "expected_share": 0.05}).body["registered"] == "existing"
     ramp = served.call("PUT", "/v1/rollouts/shop:r3", {**body, "expected_share": 0.25})
     assert ramp.status == 200 and ramp.body["registered"] == "share changed"
-    assert ramp.body["share_changes"] == [[NOW, 0.25]] and b.rollouts["shop:r3"].share_for(NOW, NOW + 5_000) == 0.25
+    assert ramp.body["share_changes"] == [[NOW, 0.25]]
+    settled = NOW + SHARE_SETTLE_MS
+    assert b.rollouts["shop:r3"].share_for(settled, settled + 5_000) == 0.25
     assert b.rollouts["shop:r3"].share_for(NOW - 5_000, NOW) == 0.05  # the windows before keep theirs
     assert len(rec.rollouts) == 1
 
@@ -69,6 +72,18 @@ def test_a_registration_that_names_another_rollout_is_refused_with_the_field_tha
     policy = served.call("PUT", "/v1/rollouts/shop:r3", {"app": "shop", "canary": "r3", "baseline": "r1",
                                                          "policy": "name: strict\nmetrics:\n  - metric: LCP\n"})
     assert policy.status == 409 and "not the policy given ('strict'" in policy.error
+    assert rec.rollouts == []
+
+
+def test_a_bare_registration_names_the_rollout_ci_started_with_its_own_policy_and_baseline():
+    from dataclasses import replace
+
+    from detectors.policy import parse_policy
+
+    strict = parse_policy("name: strict\nmetrics:\n  - metric: LCP\n")
+    b, rec = backend(replace(rollout("shop:r3"), policy=strict, baseline="r0"))
+    put = api(b).call("PUT", "/v1/rollouts/shop:r3", {"app": "shop", "image": IMAGE})
+    assert put.status == 200 and put.body["registered"] == "existing" and put.body["policy"]["name"] == "strict"
     assert rec.rollouts == []
 
 
