@@ -28,6 +28,7 @@ DEPLOY = ROOT / "deploy"
 BASE = DEPLOY / "kustomize" / "base"
 TEMPLATE = DEPLOY / "argo" / "analysis-template.yaml"
 HOLD_TEMPLATE = DEPLOY / "argo" / "hold-template.yaml"
+REGISTER_TEMPLATE = DEPLOY / "argo" / "register-template.yaml"
 ROLLOUT = DEPLOY / "argo" / "rollout.yaml"
 CANARY = DEPLOY / "flagger" / "canary.yaml"
 COMPOSE = DEPLOY / "compose" / "docker-compose.yaml"
@@ -36,7 +37,7 @@ WORKFLOW = DEPLOY / "ci" / "github-actions.yaml"
 
 EXPECTED_FILES = [
     BASE / "kustomization.yaml", BASE / "deployment.yaml", BASE / "service.yaml", BASE / "pdb.yaml",
-    TEMPLATE, HOLD_TEMPLATE, ROLLOUT, CANARY, COMPOSE, DOCKERFILE, WORKFLOW, DEPLOY / "README.md",
+    TEMPLATE, HOLD_TEMPLATE, REGISTER_TEMPLATE, ROLLOUT, CANARY, COMPOSE, DOCKERFILE, WORKFLOW, DEPLOY / "README.md",
 ]
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
 # Files whose documents are Kubernetes objects (kustomization.yaml is kustomize's own).
@@ -402,6 +403,45 @@ def test_hold_template_shape():
     assert t["spec"]["args"] == one(TEMPLATE, "AnalysisTemplate")["spec"]["args"]
 
 
+def test_register_template_shape():
+    """One PUT per step (count 1, no condition: every 2xx registered it), its JSON body made
+    of the args, retried on errors up to Argo's default limit."""
+    t = one(REGISTER_TEMPLATE, "AnalysisTemplate")
+    assert t["apiVersion"] == "argoproj.io/v1alpha1" and t["metadata"]["name"] == "rumgate-register"
+    (metric,) = t["spec"]["metrics"]
+    web = metric["provider"]["web"]
+    assert web["method"] == "PUT" and web["url"] == "http://rumgate.rumgate.svc/v1/rollouts/{{args.rollout-id}}"
+    assert {h["key"]: h["value"] for h in web["headers"]} == {"Authorization": "Bearer {{args.api-token}}",
+                                                             "Content-Type": "application/json"}
+    assert metric["count"] == 1 and "interval" not in metric
+    assert "successCondition" not in metric and "failureCondition" not in metric
+    assert metric["consecutiveErrorLimit"] == 4
+    body = json.loads(render(web["body"], {"app": "shop-web", "image": IMAGE, "expected-share": "0.05"}))
+    assert body == {"app": "shop-web", "image": IMAGE, "expected_share": 0.05}
+    args = {a["name"]: a for a in t["spec"]["args"]}
+    ref = args["api-token"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("rumgate-api", "token")
+
+
+def test_the_registration_argo_sends_is_registered_once_then_found():
+    (metric,) = one(REGISTER_TEMPLATE, "AnalysisTemplate")["spec"]["metrics"]
+    args = {"rollout-id": RID, "app": "shop-web", "image": IMAGE, "expected-share": "0.05", "api-token": TOKEN}
+    path, headers = request_of(metric, args)
+    body = json.loads(render(metric["provider"]["web"]["body"], args))
+    backend = backend_with("shop-web:2026.11.20-f00", None)  # the previous release, still running
+    published = []
+
+    async def publish(rollout):
+        published.append(rollout.id)
+
+    backend.publish_rollout = publish
+    answers = call_api(backend, [("PUT", path, headers, body), ("PUT", path, headers, body)])
+    assert [s for s, _ in answers] == [201, 200]
+    assert [web_measurement(metric, *a) for a in answers] == ["Successful", "Successful"]
+    assert answers[0][1]["canary"] == "2026.11.23-abc" and answers[0][1]["superseded"] == ["shop-web:2026.11.20-f00"]
+    assert backend.rollouts[RID].expected_share == 0.05 and published == [RID, "shop-web:2026.11.20-f00"]
+
+
 def event_of(kind: str, code: str, rollout: str = RID) -> dict:
     """``verdict_event`` with the reason code (and so the hold kind) the judge would give."""
     return {**verdict_event(kind, rollout=rollout), "reason_codes": [code]}
@@ -457,22 +497,26 @@ def rollout_analyses(rollout: dict) -> list[dict]:
     return [s["analysis"] for s in canary["steps"] if "analysis" in s] + [canary["analysis"]]
 
 
+REQUIRED_ARGS = {"rumgate-verdict": {"rollout-id", "image"}, "rumgate-hold": {"rollout-id", "image"},
+                 "rumgate-register": {"rollout-id", "app", "image", "expected-share"}}
+
+
 def test_every_template_arg_is_declared_and_the_rollout_passes_the_required_ones():
     rollout = one(ROLLOUT, "Rollout")
     assert rollout["apiVersion"] == "argoproj.io/v1alpha1"
     templates = {one(p, "AnalysisTemplate")["metadata"]["name"]: one(p, "AnalysisTemplate")
-                 for p in (TEMPLATE, HOLD_TEMPLATE)}
-    step, background = rollout_analyses(rollout)
-    assert [x["templateName"] for x in step["templates"]] == ["rumgate-verdict"]
-    assert [x["templateName"] for x in background["templates"]] == ["rumgate-hold"]
-    for analysis in (step, background):
+                 for p in (TEMPLATE, HOLD_TEMPLATE, REGISTER_TEMPLATE)}
+    analyses = rollout_analyses(rollout)
+    assert [[x["templateName"] for x in a["templates"]] for a in analyses] == [
+        ["rumgate-register"], ["rumgate-verdict"], ["rumgate-register"], ["rumgate-hold"]]
+    for analysis in analyses:
         (ref,) = analysis["templates"]
         t = templates[ref["templateName"]]
         declared = {a["name"]: a for a in t["spec"]["args"]}
         used = set(re.findall(r"\{\{\s*args\.([A-Za-z0-9_.-]+)\s*\}\}", json.dumps(t["spec"]["metrics"])))
         assert used == set(declared), f"declared and used differ: {sorted(used ^ set(declared))}"
         required = {n for n, a in declared.items() if "value" not in a and "valueFrom" not in a}
-        assert required == {"rollout-id", "image"}
+        assert required == REQUIRED_ARGS[ref["templateName"]]
         passed = {a["name"]: a for a in analysis.get("args", [])}
         assert required <= set(passed), f"not passed: {sorted(required - set(passed))}"
         assert set(passed) <= set(declared)
@@ -502,16 +546,27 @@ def test_the_rollout_id_the_rollout_passes_names_its_release():
         assert template["spec"]["containers"][0]["image"].endswith(":" + release)
 
 
-def test_rollout_steps_start_small_and_analyse_before_widening():
+def _template_of(step: dict) -> str | None:
+    return step["analysis"]["templates"][0]["templateName"] if "analysis" in step else None
+
+
+def test_rollout_steps_register_start_small_and_analyse_before_widening():
     canary = one(ROLLOUT, "Rollout")["spec"]["strategy"]["canary"]
     steps = canary["steps"]
-    kinds = [next(iter(s)) for s in steps]
-    assert kinds[:2] == ["setWeight", "analysis"] and steps[0]["setWeight"] == 5
+    names = [_template_of(s) or next(iter(s)) for s in steps]
+    assert names[:3] == ["rumgate-register", "setWeight", "rumgate-verdict"] and steps[1]["setWeight"] == 5
     weights = [s["setWeight"] for s in steps if "setWeight" in s]
     assert weights == sorted(weights) and weights[-1] == 100 and 25 in weights
-    assert "pause" in kinds[kinds.index("analysis"):]
-    # The background analysis watches from the analysis step on (startingStep is a step index).
-    assert canary["analysis"]["startingStep"] == kinds.index("analysis")
+    assert "pause" in names[names.index("rumgate-verdict"):]
+    # Every weight short of 100 % is told to rumgate, as a share, by the registration before it.
+    told = None
+    for step in steps:
+        if _template_of(step) == "rumgate-register":
+            told = float(next(a["value"] for a in step["analysis"]["args"] if a["name"] == "expected-share"))
+        if step.get("setWeight", 100) < 100:
+            assert told == step["setWeight"] / 100, (step, told)
+    # The background analysis watches from the verdict step on (startingStep is a step index).
+    assert canary["analysis"]["startingStep"] == names.index("rumgate-verdict")
 
 
 # -- compose and the image -------------------------------------------------------------------

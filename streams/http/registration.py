@@ -125,6 +125,8 @@ async def register_rollout(request: web.Request) -> web.Response:
     now = now_ms(request)
     wanted = rollout_from_body(_start_body(d, rid, backend), now)
     existing = backend.rollouts.get(rid)
+    if backend.publish_rollout is None:
+        return error(503, "this worker cannot publish rollouts")
     if existing is None:
         await backend.publish_rollout(wanted)
         backend.rollouts[rid] = wanted
@@ -164,6 +166,8 @@ async def change_share(request: web.Request) -> web.Response:
     except RolloutError as exc:
         raise BadRequest(str(exc)) from None
     backend = backend_of(request)
+    if backend.publish_rollout is None:
+        return error(503, "this worker cannot publish rollouts")
     await backend.publish_rollout(changed)
     backend.rollouts[changed.id] = changed
     return json(summary(backend, changed))

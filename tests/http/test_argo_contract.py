@@ -41,7 +41,7 @@ from detectors.policy import DEFAULT_POLICY
 from detectors.rollout import Rollout
 from detectors.verdict import ReasonCode, Verdict
 from streams.http.api import Backend, make_api
-from tests.test_deploy import HOLD_TEMPLATE, ROLLOUT, TEMPLATE, TOKEN, one, web_measurement
+from tests.test_deploy import HOLD_TEMPLATE, REGISTER_TEMPLATE, ROLLOUT, TEMPLATE, TOKEN, one, web_measurement
 
 APP = "shop-web"
 OLD, NEW = "2026.11.20-f00", "2026.11.23-abc"
@@ -291,6 +291,34 @@ def rollout_doc(annotation: str = f"{APP}:{NEW}", image_tag: str = NEW) -> dict:
     return doc
 
 
+def analysis_step(rollout: dict, template: str, nth: int = 0) -> dict:
+    """The ``nth`` analysis step of the Rollout that runs ``template``."""
+    steps = [s["analysis"] for s in rollout["spec"]["strategy"]["canary"]["steps"]
+             if "analysis" in s and s["analysis"]["templates"][0]["templateName"] == template]
+    return steps[nth]
+
+
+def metrics_of(rollout: dict, analysis: dict, paths: tuple) -> list[dict]:
+    """The run's metrics, its args resolved (FlattenTemplates: the templates' metrics in one run)."""
+    out = []
+    for path in paths:
+        template = one(path, "AnalysisTemplate")
+        args = resolved_args(rollout, analysis, template)
+        out += [resolve_metric(m, args) for m in template["spec"]["metrics"]]
+    return out
+
+
+async def web_request(client: TestClient, metric: dict) -> tuple[str, object]:
+    """One measurement as the web provider takes it (``Provider.Run``): its method, URL,
+    headers and body, then the answer judged (:func:`web_measurement`)."""
+    web = metric["provider"]["web"]
+    url = web["url"].removeprefix("http://rumgate.rumgate.svc")
+    resp = await client.request(web.get("method", "GET"), url, data=web.get("body"),
+                                headers={h["key"]: h["value"] for h in web["headers"]})
+    body = await resp.json(content_type=None) if resp.status < 300 else None
+    return web_measurement(metric, resp.status, body), body
+
+
 def step_action(phase: str) -> str | None:
     """``reconcileStepBasedAnalysisRun`` (and Successful: the step is done, the Rollout goes on)."""
     return {"Inconclusive": "pause", "Error": "abort", "Failed": "abort", "Successful": "next step"}.get(phase)
@@ -315,15 +343,7 @@ def deploy(timelines: dict[str, Timeline], rollout: dict | None = None, until: i
         _, _, canary = rid.partition(":")
         backend.rollouts[rid] = Rollout(rid, APP, canary, OLD, 1, DEFAULT_POLICY)
     canary = rollout["spec"]["strategy"]["canary"]
-    step = next(s["analysis"] for s in canary["steps"] if "analysis" in s)
-
-    def metrics_of(analysis: dict, paths: tuple) -> list[dict]:
-        out = []
-        for path in paths:  # FlattenTemplates: the templates' metrics in one run
-            template = one(path, "AnalysisTemplate")
-            args = resolved_args(rollout, analysis, template)
-            out += [resolve_metric(m, args) for m in template["spec"]["metrics"]]
-        return out
+    step = analysis_step(rollout, "rumgate-verdict")
 
     async def run() -> Outcome:
         async with TestClient(TestServer(make_api(backend, token=TOKEN))) as client:
@@ -332,14 +352,10 @@ def deploy(timelines: dict[str, Timeline], rollout: dict | None = None, until: i
                     latest = [e for since, e in timeline if since <= t]
                     if latest:
                         backend.latest[rid] = latest[-1]
-                web = metric["provider"]["web"]
-                url = web["url"].removeprefix("http://rumgate.rumgate.svc")
-                resp = await client.get(url, headers={h["key"]: h["value"] for h in web["headers"]})
-                body = await resp.json(content_type=None) if resp.status < 300 else None
-                return web_measurement(metric, resp.status, body), body
+                return await web_request(client, metric)
 
-            runs = (AnalysisRun(metrics_of(step, step_templates), measure),
-                    AnalysisRun(metrics_of(canary["analysis"], (HOLD_TEMPLATE,)), measure))
+            runs = (AnalysisRun(metrics_of(rollout, step, step_templates), measure),
+                    AnalysisRun(metrics_of(rollout, canary["analysis"], (HOLD_TEMPLATE,)), measure))
             step_run, background_run = runs
             while True:
                 times = [t for t in (r.next_due() for r in runs) if t is not None]
@@ -470,7 +486,7 @@ def test_the_id_and_the_image_of_the_same_release_are_answered():
 def test_the_args_are_what_argo_resolves_from_the_rollout():
     doc = rollout_doc(annotation=f"{APP}:{OLD}", image_tag=NEW)
     canary = doc["spec"]["strategy"]["canary"]
-    step = next(s["analysis"] for s in canary["steps"] if "analysis" in s)
+    step = analysis_step(doc, "rumgate-verdict")
     for analysis, path in ((step, TEMPLATE), (canary["analysis"], HOLD_TEMPLATE)):
         args = resolved_args(doc, analysis, one(path, "AnalysisTemplate"))
         assert args == {"rollout-id": f"{APP}:{OLD}", "image": f"ghcr.io/acme/shop-web:{NEW}", "api-token": TOKEN}
@@ -490,3 +506,77 @@ def test_a_second_metric_in_the_step_template_would_never_let_a_promote_end_the_
     out = deploy({ID: timeline}, step_templates=(TEMPLATE, HOLD_TEMPLATE), until=4 * 3600)
     assert out.action == "waiting" and out.step.phase == "Running"
     assert out.step.results[STEP].phase == "Successful" and out.step.results[HOLD].phase == "Running"
+
+
+# -- the registration steps: the rollout starts by itself, the split as Argo sets it ------------
+
+def register(backend: Backend, doc: dict, nth: int = 0, until: int = 600) -> tuple[str | None, AnalysisRun]:
+    """The ``nth`` registration step's AnalysisRun against the real API, until it completes:
+    what the Rollout then does, and the run."""
+    analysis = analysis_step(doc, "rumgate-register", nth)
+
+    async def run() -> AnalysisRun:
+        async with TestClient(TestServer(make_api(backend, token=TOKEN))) as client:
+            async def measure(metric: dict, t: int) -> tuple[str, object]:
+                return await web_request(client, metric)
+
+            r = AnalysisRun(metrics_of(doc, analysis, (REGISTER_TEMPLATE,)), measure)
+            while r.phase not in COMPLETED and (t := r.next_due()) is not None and t <= until:
+                await r.reconcile(t)
+            return r
+
+    r = asyncio.run(run())
+    return step_action(r.phase), r
+
+
+def publishing_backend(*rollouts: Rollout, latest: dict | None = None) -> tuple[Backend, list[Rollout]]:
+    published: list[Rollout] = []
+
+    async def publish(rollout: Rollout) -> None:
+        published.append(rollout)
+
+    backend = Backend(publish_rollout=publish)
+    backend.rollouts.update({r.id: r for r in rollouts})
+    backend.latest.update(latest or {})
+    return backend, published
+
+
+def test_the_first_step_registers_the_release_against_the_live_one_and_ends_the_stale_rollout():
+    """CI set only the image and the annotation: the first step starts rollout APP:NEW against
+    the release the previous rollout promoted, and the rollout left running by an abandoned
+    deploy ends. Run again (a retried step), it finds the same rollout and publishes nothing."""
+    promoted = Rollout(f"{APP}:{OLD}", APP, OLD, "2026.11.17-e0e", 1, DEFAULT_POLICY, ended_at=2,
+                       end_reason="decided: promote (proven_not_worse), verdict #90")
+    abandoned = Rollout(f"{APP}:2026.11.21-bad", APP, "2026.11.21-bad", OLD, 3, DEFAULT_POLICY)
+    backend, published = publishing_backend(promoted, abandoned, latest={promoted.id: event("promote", "proven_not_worse", 90,
+                                                                                          promoted.id)})
+    action, run = register(backend, rollout_doc())
+    assert (action, run.phase) == ("next step", "Successful")
+    assert [(t, p) for t, p, _ in run.results["rumgate-register"].measurements] == [(0, "Successful")]
+    created = backend.rollouts[ID]
+    assert (created.canary, created.baseline, created.expected_share) == (NEW, OLD, 0.05)
+    assert backend.rollouts[abandoned.id].end_reason == f"superseded by {ID}"
+    assert [r.id for r in published] == [ID, abandoned.id]
+    again, _ = register(backend, rollout_doc())
+    assert again == "next step" and len(published) == 2
+
+
+def test_the_step_before_a_new_weight_changes_the_expected_share():
+    backend, published = publishing_backend(Rollout(ID, APP, NEW, OLD, 1, DEFAULT_POLICY, 0.05))
+    action, _ = register(backend, rollout_doc(), nth=1)
+    assert action == "next step"
+    (changed,) = published
+    assert changed.expected_share == 0.05 and [share for _, share in changed.share_changes] == [0.25]
+
+
+def test_a_stale_annotation_aborts_at_the_registration_step_before_any_user_sees_the_release():
+    """The annotation still names OLD's rollout while the image is NEW: rumgate refuses the
+    registration (409), Argo retries every 10 s, and the 5th error in a row aborts the Rollout
+    at its first step, where the canary has no weight yet."""
+    backend, published = publishing_backend(Rollout(f"{APP}:{OLD}", APP, OLD, "2026.11.17-e0e", 1, DEFAULT_POLICY))
+    action, run = register(backend, rollout_doc(annotation=f"{APP}:{OLD}", image_tag=NEW))
+    assert action == "abort" and run.phase == "Error"
+    assert [t for t, _ in phases(run, "rumgate-register")] == [0, 10, 20, 30, 40]
+    assert run.message == 'Metric "rumgate-register" assessed Error due to consecutiveErrors (5) > ' \
+                          'consecutiveErrorLimit (4)'
+    assert published == []
