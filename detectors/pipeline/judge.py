@@ -28,6 +28,7 @@ import orjson
 from detectors.gate import Gate
 from detectors.override import Override, apply_overrides
 from detectors.policy import Policy
+from detectors.releases import NewRelease, ReleaseWatch
 from detectors.rollout import Rollout
 from detectors.verdict import ReasonCode, Verdict, VerdictKind
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY
@@ -137,11 +138,16 @@ class Judge:
     stop_at_decision
         A gate stops at its first decision (as live); False keeps judging every window,
         for a backtest that shows how the evidence goes on.
+    auto_rollout_apps
+        Apps (``"*"``: every app) whose windows are watched for a new release
+        (:class:`detectors.releases.ReleaseWatch`); what it finds collects in
+        :attr:`new_releases` for the caller, which may start rollouts of them.
     """
 
     def __init__(self, sources: int, history_ms: int = DEFAULT_HISTORY_MS, stop_at_decision: bool = True,
                  max_history_summaries: int = DEFAULT_MAX_HISTORY_SUMMARIES,
-                 max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES) -> None:
+                 max_history_bytes: int = DEFAULT_MAX_HISTORY_BYTES,
+                 auto_rollout_apps: frozenset[str] = frozenset(), release_watch: ReleaseWatch | None = None) -> None:
         if sources < 1:
             raise ValueError("a judge needs at least one source partition")
         self.sources = sources
@@ -161,6 +167,9 @@ class Judge:
         self._history: dict[str, deque[tuple[int, int, list[bytes]]]] = {}
         self.rollouts: dict[str, _Active] = {}
         self._early_overrides: dict[str, list[Override]] = {}
+        self.auto_rollout_apps = auto_rollout_apps
+        self.release_watch = release_watch or ReleaseWatch()
+        self.new_releases: list[NewRelease] = []
 
     # -- rollouts ---------------------------------------------------------------------------
     def apply_override(self, override: Override) -> None:
@@ -267,6 +276,11 @@ class Judge:
         for s in summaries:
             by_app[s.key.app].append(s)
         for app, group in by_app.items():
+            if app in self.auto_rollout_apps or "*" in self.auto_rollout_apps:
+                views: dict[str, int] = defaultdict(int)
+                for s in group:
+                    views[s.key.release] += s.page_views
+                self.new_releases += self.release_watch.observe(app, start, views)
             kept = [_exact(orjson.dumps(s.to_dict())) for s in _merged_by_key(group)]
             self._history.setdefault(app, deque()).append((start, size_ms, kept))
             self._order.append(app)

@@ -71,6 +71,7 @@ async def judge_message(rt: Runtime, message) -> None:
         rt.stats["late_summaries"] += j.late_summaries - before
         rt.backend.metrics.late_summaries.inc(j.late_summaries - before)
         await stage2.publish(verdicts)
+        await stage2.start_new_releases(j)
 
 
 async def measure_lag(rt: Runtime) -> None:

@@ -28,7 +28,8 @@ from faust.types import TP
 from detectors.override import Override
 from detectors.pipeline.aggregate import Checkpoint, DeadLetter, PartitionAggregator, Step, windows_records
 from detectors.pipeline.judge import Judge, ended_by
-from detectors.rollout import Rollout
+from detectors.policy import DEFAULT_POLICY
+from detectors.rollout import Rollout, RolloutError
 from detectors.verdict import Verdict, latest_by_key
 from detectors.windows import RolloutReleases, WindowSummary
 from streams.http.backend import Backend
@@ -493,7 +494,8 @@ class Stage2:
         judge = self.judges.get(partition)
         if judge is None:
             judge = self.judges[partition] = Judge(self.rt.sources,
-                                                    max_history_bytes=self.rt.settings.judge_history_mb << 20)
+                                                    max_history_bytes=self.rt.settings.judge_history_mb << 20,
+                                                    auto_rollout_apps=self.rt.settings.auto_rollout)
             for o in self.overrides:
                 judge.apply_override(o)
             for rollout in self.rollouts.values():
@@ -536,6 +538,28 @@ class Stage2:
             self.last_kind[key] = v.verdict
             log.info("verdict %s #%d: %s — %s", key, v.seq, v.verdict, "; ".join(v.reasons)[:200])
             await self.end_if_decided(v)
+
+    async def start_new_releases(self, judge: Judge) -> None:
+        """Start a rollout for each new release the judge saw in an app that opted in
+        (``RUMGATE_AUTO_ROLLOUT_APPS``), against the release with most of its page views,
+        from the window it first appeared in (so the gate sees its whole start). None while
+        the app has a running rollout: a rollout someone registered is never ended by what
+        beacons name, which anyone who can post beacons could invent."""
+        found, judge.new_releases = judge.new_releases, []
+        for new in found:
+            rid = f"{new.app}:{new.release}"
+            if rid in self.rollouts or any(r.app == new.app and r.ended_at is None for r in self.rollouts.values()):
+                continue
+            try:
+                rollout = Rollout(rid, new.app, new.release, new.baseline, new.first_seen, DEFAULT_POLICY)
+            except RolloutError as exc:  # a release name no rollout can carry
+                log.warning("new release of %r not started: %r", new.app, str(exc))
+                continue
+            await self.rt.rollouts.send(key=rid.encode(), value=orjson.dumps(rollout.to_dict()))
+            self.rollouts[rid] = self.rt.backend.rollouts[rid] = rollout
+            log.info("rollout %s started: a new release of %s, against %s (most page views)", rid, new.app,
+                     new.baseline)
+            await self.publish(judge.apply_rollout(rollout))
 
     async def end_if_decided(self, v: Verdict) -> None:
         """Record on ``rum.rollouts`` the end that a decided verdict gives its rollout

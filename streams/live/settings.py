@@ -62,6 +62,8 @@ class Settings:
     view_horizon_s: float = DEFAULT_VIEW_HORIZON_MS / 1000  # a page view's later beacons join it this long
     view_slots: int = DEFAULT_VIEW_SLOTS  # page views (and sessions) remembered per partition: 40 bytes a slot
     judge_history_mb: int = 256  # encoded window summaries the judge keeps for rollouts known late
+    # comma-separated apps (or *) whose new releases start a rollout when none is running
+    auto_rollout_apps: str = ""
     idle_after_s: float = 10.0  # a partition without records this long is idle
     stage1_retry_s: float = 0.5  # first wait before a stage-1 partition whose send failed is rebuilt; doubles
     stage1_retry_max_s: float = 10.0  # ... up to this
@@ -131,6 +133,11 @@ class Settings:
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingsError(f"RUMGATE_HTTP: must be host:port or off, got {self.http!r}")
         return host or "0.0.0.0", int(port)
+
+    @property
+    def auto_rollout(self) -> frozenset[str]:
+        """The apps of ``auto_rollout_apps`` (``*``: every app)."""
+        return frozenset(a.strip() for a in self.auto_rollout_apps.split(",") if a.strip())
 
     def with_broker(self, url: str) -> Settings:
         return replace(self, broker=url)

@@ -144,3 +144,30 @@ def test_two_workers_split_the_partitions_and_give_the_same_verdicts(pipeline, w
     expected = run_backtest([records], POLICY, REGRESSED.app, REGRESSED.canary, REGRESSED.baseline)
     want = [{k: v for k, v in x.to_dict().items() if k != "emitted_at"} for x in expected.verdicts]
     assert [core(v) for v in verdicts] == want
+
+
+def test_an_app_that_opted_in_gets_a_rollout_when_a_new_release_appears_in_its_beacons(pipeline):
+    """RUMGATE_AUTO_ROLLOUT_APPS: after an hour of one release, a second one carries traffic;
+    the worker starts APP:NEW against the first from the window where NEW first appeared,
+    and judges it. An app that did not opt in gets none."""
+    from detectors.windows import window_start
+
+    start = SCENARIOS["stationary"].start_ms
+    before = replace(SCENARIOS["stationary"], duration_s=3_720.0, rate=2.0, canary_share=0.0)
+    during = replace(SCENARIOS["stationary"], start_ms=start + 3_660_000, duration_s=300.0, rate=10.0,
+                     canary_share=0.4)
+    other = replace(during, app="cart-web")
+    beacons = sorted([*generate_beacons(before, seed=1), *generate_beacons(during, seed=2),
+                      *generate_beacons(replace(before, app="cart-web"), seed=3), *generate_beacons(other, seed=4)],
+                     key=lambda b: b["ts"])
+    first_new = min(b["ts"] for b in beacons if b["app"] == during.app and b["release"] == during.canary)
+    pipeline.start_worker(RUMGATE_AUTO_ROLLOUT_APPS=during.app)
+    pipeline.produce(beacons, per_record=50)
+    rid = f"{during.app}:{during.canary}"
+    verdicts = pipeline.wait_for_verdict(lambda v: v["rollout"] == rid)
+    records = [orjson.loads(r.value) for r in pipeline.read(pipeline.topics.rollouts)]
+    started = [r for r in records if r["id"] == rid]
+    assert started and (started[0]["canary"], started[0]["baseline"]) == (during.canary, during.baseline)
+    assert started[0]["started_at"] == window_start(first_new, 5_000)
+    assert {r["app"] for r in records} == {during.app}  # cart-web did not opt in
+    assert verdicts[0]["seq"] == 1 and verdicts[0]["at"] > started[0]["started_at"]
