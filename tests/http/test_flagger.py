@@ -275,6 +275,20 @@ def test_the_rollout_hook_registers_the_release_once():
     assert rec2.rollouts == []
 
 
+def test_a_day_of_flagger_deploys_leaves_one_running_rollout():
+    """Each release's rollout hook starts its rollout and ends the one before, decided or
+    not: after 24 deploys of an app, only the last runs (another app's is left alone)."""
+    b, rec = backend(rollout("cart:c1"))
+    served = api(b)
+    for i in range(1, 25):
+        hook = {**REGISTER, "checksum": f"c{i}", "metadata": {"app": "shop", "release": f"r{i + 1}", "baseline": f"r{i}"}}
+        assert served.call("POST", "/v1/flagger/rollout", hook).status == 200
+    running = sorted(r.id for r in b.rollouts.values() if r.ended_at is None)
+    assert running == ["cart:c1", "shop:r25"]
+    assert {r.end_reason for r in b.rollouts.values() if r.app == "shop" and r.ended_at} == {
+        f"superseded by shop:r{i}" for i in range(3, 26)}
+
+
 def test_two_registrations_at_once_publish_one_rollout():
     b, rec = backend()
     release = asyncio.Event()

@@ -119,3 +119,15 @@ def test_the_share_endpoint_changes_the_share_in_time_order_of_a_running_rollout
     assert ended.status == 409 and ended.error == "rollout 'shop:r1' has ended (by a person)"
     assert served.call("POST", "/v1/rollouts/nope/share", {"expected_share": 0.5}).status == 404
     assert [r.share_changes for r in rec.rollouts] == [((NOW - 10_000, 0.5),)]
+
+
+def test_a_day_of_registered_deploys_leaves_one_running_rollout_per_app():
+    from dataclasses import replace
+
+    b, _ = backend(replace(rollout("shop:r1", started_at=NOW - 86_400_000), baseline="r0"))
+    served = api(b)
+    for i in range(2, 26):
+        put = served.call("PUT", f"/v1/rollouts/shop:r{i}", {"app": "shop", "image": f"ghcr.io/acme/shop:r{i}"})
+        assert put.status == 201 and put.body["baseline"] == "r0"  # none was promoted: r0 stays live
+        assert put.body["superseded"] == [f"shop:r{i - 1}"]
+    assert [r.id for r in b.rollouts.values() if r.ended_at is None] == ["shop:r25"]
