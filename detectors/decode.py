@@ -1,11 +1,18 @@
 """Batch decoder: raw records (bytes) → one columnar :class:`BeaconBatch` plus rejects.
 
 A record holds one beacon (a JSON object), a JSON array of beacons, or NDJSON. Many
-records are decoded together. In the common case (each record one object) the fields are
-taken out while parsing, so no beacon's dict outlives its record, and the columns are
-checked with numpy; only the rows a column check flags go through :func:`validate_beacon`
-one by one, which also writes their reasons. Records are parsed one by one, never joined:
-joined bytes could pair two corrupt records into valid JSON. Nothing in a batch raises: an invalid item comes back with its reason and
+records are decoded together, on two paths that give the same result:
+
+* the typed path (:mod:`detectors.typed_decode`): msgspec decodes a record of valid canonical
+  beacons straight into typed structs, and their fields into columns; no dict is built. It
+  decides only records whose every beacon is valid, and leaves any other record whole to
+* the general path: orjson's values, checked as columns with numpy when each record is one
+  object (its fields taken out while parsing, so no beacon's dict outlives its record), else
+  item by item; the rows a column check flags go through :func:`validate_beacon` one by one,
+  which also writes their reasons. Every reject comes from this path.
+
+Records are parsed one by one, never joined: joined bytes could pair two corrupt records
+into valid JSON. Nothing in a batch raises: an invalid item comes back with its reason and
 its own bytes, so the caller can send it to a dead-letter topic.
 
 >>> result = decode_records([
@@ -46,6 +53,7 @@ from detectors.beacon import (
     send_id,
     validate_beacon,
 )
+from detectors.typed_decode import decode_typed
 
 __all__ = ["Reject", "DecodeResult", "decode_records", "decode_objects", "item_bytes"]
 
@@ -105,8 +113,35 @@ def _origin(pairs: Sequence[tuple[int, int | None]], bad: Iterable[int]) -> np.n
                     np.int64).reshape(-1, 2)
 
 
-def decode_records(records: Sequence[bytes]) -> DecodeResult:
-    """Decode many raw records into one batch; see the module docstring."""
+def decode_records(records: Sequence[bytes], *, typed: bool = True) -> DecodeResult:
+    """Decode many raw records into one batch; see the module docstring.
+
+    The typed path (:mod:`detectors.typed_decode`) decodes the records it can decide; the
+    others, and every record when ``typed`` is False, take the general path. Both give the
+    same result, row for row and reject for reject.
+    """
+    if not typed:
+        return _decode_general(records)
+    rows = decode_typed(records)
+    if not len(rows):  # nothing decided, or nothing to decide: the general path, all of it
+        return _decode_general(records)
+    batch = _assemble(rows.ts, rows.app, rows.release, rows.device, rows.cohort, rows.metrics, rows.errors,
+                      rows.session, rows.view, rows.id, rows.part, ids_sent=True)
+    if not rows.undecided:
+        return DecodeResult(batch, [], rows.origin)
+    undecided = rows.undecided
+    general = _decode_general([records[r] for r in undecided])
+    rejects = [Reject(undecided[x.record], x.item, x.raw, x.reason) for x in general.rejects]
+    if not len(general.batch):
+        return DecodeResult(batch, rejects, rows.origin)
+    origin = general.origin.copy()
+    origin[:, 0] = np.array(undecided, np.int64)[origin[:, 0]]
+    batch, origin = _merge(batch, rows.origin, general.batch, origin)
+    return DecodeResult(batch, rejects, origin)
+
+
+def _decode_general(records: Sequence[bytes]) -> DecodeResult:
+    """The general path: orjson's values, checked by column or by :func:`validate_beacon`."""
     streamed = _stream_columns(records)
     if streamed is not None:  # the common case: one beacon object per record
         batch, bad = _finish(streamed, lambda row: orjson.loads(records[row]))
@@ -124,6 +159,31 @@ def decode_records(records: Sequence[bytes]) -> DecodeResult:
         rejects.append(Reject(r, i, orjson.dumps(objs[row]) if i is not None else records[r], reason))
     rejects.sort(key=lambda x: (x.record, -1 if x.item is None else x.item))
     return DecodeResult(batch, rejects, _origin(origin, (row for row, _ in bad)))
+
+
+def _merge(a: BeaconBatch, a_origin: np.ndarray, b: BeaconBatch, b_origin: np.ndarray
+           ) -> tuple[BeaconBatch, np.ndarray]:
+    """Two batches of disjoint records as one, rows in record order, as one call would give them."""
+    origin = np.concatenate([a_origin, b_origin])
+    order = np.argsort(origin[:, 0], kind="stable")  # each record's rows are in one batch, in order
+    idx = order.tolist()
+    row_keys = [a.keys[k] for k in a.key.tolist()] + [b.keys[k] for k in b.key.tolist()]
+    codes: dict[CohortKey, int] = {}
+    key = [codes.setdefault(row_keys[i], len(codes)) for i in idx]
+    session = [*(a.session or [None] * len(a)), *(b.session or [None] * len(b))]
+    view = [*(a.view or [None] * len(a)), *(b.view or [None] * len(b))]
+    part = np.concatenate([np.zeros(len(x), bool) if x.part is None else x.part for x in (a, b)])[order]
+    batch = BeaconBatch(
+        ts=np.concatenate([a.ts, b.ts])[order],
+        key=np.array(key, np.int32),
+        keys=list(codes),
+        metrics={m: np.concatenate([a.metrics[m], b.metrics[m]])[order] for m in METRICS},
+        errors=np.concatenate([a.errors, b.errors])[order],
+        session=[session[i] for i in idx],
+        view=[view[i] for i in idx],
+        part=part if part.any() else None,
+    )
+    return batch, origin[order]
 
 
 def _decode_one(r: int, record: bytes, objs: list, origin: list, rejects: list[Reject]) -> None:
@@ -188,15 +248,28 @@ def _finish(raw: tuple[list, ...], item: Callable[[int], Any]) -> tuple[BeaconBa
         ids = [ids[i] for i in idx]
         part = [part[i] for i in idx]
         device, cohort = [device[i] for i in idx], [cohort[i] for i in idx]
+    return _assemble(ts, app, release, device, cohort, metrics, errors, session, view, ids, part), bad
+
+
+def _assemble(ts: np.ndarray, app: list, release: list, device: list, cohort: list, metrics: dict[str, np.ndarray],
+              errors: np.ndarray, session: list, view: list, ids: list, part: list, *,
+              ids_sent: bool = False) -> BeaconBatch:
+    """The batch of valid beacons' columns, as sent (a device of "" or None: unknown).
+
+    ``ids_sent``: every id is a send id already (:func:`send_id` would keep it, or None).
+    """
     codes: dict[tuple, int] = {}
     if "" in device or None in device:
         device = [d or "unknown" for d in device]
     key = [codes.setdefault(k, len(codes)) for k in zip(app, release, cohort, device)]
     keys = [CohortKey(*k) for k in codes]
     # what stage 1 joins a row by: its view, else its id (see Beacon)
-    joined = view if all(view) else [v or send_id(i) for v, i in zip(view, ids)]
+    if all(view):
+        joined = view
+    else:
+        joined = [v or i for v, i in zip(view, ids)] if ids_sent else [v or send_id(i) for v, i in zip(view, ids)]
     parts = part_column([p is True and not v for p, v in zip(part, view)]) if True in part else None
-    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session, joined, parts), bad
+    return BeaconBatch(ts, np.array(key, np.int32), keys, metrics, errors, session, joined, parts)
 
 
 _FIELDS = ("ts", "app", "release", "device", "cohort", "metrics", "errors", "session", "view", "id", "part")

@@ -1,5 +1,5 @@
-"""Batch decoding: records of every shape, rejects with their place, and the columnar fast
-path checked against item-by-item validation."""
+"""Batch decoding: records of every shape, rejects with their place, the columnar fast
+path checked against item-by-item validation, and the typed path against the general one."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from detectors.beacon import METRIC_LIMITS, METRICS, SEGMENTS, CohortKey, validate_beacon
 from detectors.decode import Reject, decode_objects, decode_records
+from detectors.typed_decode import KNOWN_FIELDS, TypedMetrics, decode_typed
 
 TS = 1_763_856_000_000
 TS_MIN, TS_MAX = 1_000_000_000_000, 9_999_999_999_999  # epoch ms, 2001 .. 2286
@@ -288,8 +289,10 @@ def _beacons(wrong_types: bool) -> st.SearchStrategy:
             st.lists(st.floats(0, 10), max_size=2), st.text(max_size=3), st.integers(0, 9)),
             missing_ok=True),
     }
-    # The sender's own fields, ignored by validation.
-    extra = st.dictionaries(st.sampled_from(["id", "page", "x"]), json_values, max_size=2)
+    # The sender's own fields and the canonical ones the core ignores, any JSON: ignored by
+    # validation, and what the typed path takes only when typed as the ingestion gateway writes them.
+    extra = st.dictionaries(st.sampled_from(["id", "page", "x", "client_ts", "country", "browser"]),
+                            st.one_of(json_values, st.text(max_size=4), st.integers(0, UINT64_MAX)), max_size=2)
     beacon = st.builds(lambda f, e: {k: v for k, v in {**f, **e}.items() if v is not MISSING},
                        st.fixed_dictionaries(fields), extra)
     if wrong_types:  # sometimes not even a beacon-shaped object (may still be a dict)
@@ -490,3 +493,207 @@ def test_each_batch_row_says_which_record_and_item_it_came_from():
         for row in range(len(result.batch)):
             record, item = result.source_of(row)
             assert orjson.loads(item_bytes(records[record], item))["ts"] == int(result.batch.ts[row])
+
+
+# -- the typed path against the general path ------------------------------------------------------
+
+def columns(result) -> tuple:
+    """Everything a decode result holds, bit for bit (NaN, -0.0 and dtypes included)."""
+    b = result.batch
+    return (b.ts.dtype, b.ts.tobytes(), b.key.dtype, b.key.tobytes(), b.keys,
+            {m: (v.dtype, v.tobytes()) for m, v in b.metrics.items()}, b.errors.dtype, b.errors.tobytes(),
+            b.session, b.view, None if b.part is None else b.part.tolist(),
+            result.origin.tolist(), result.rejects)
+
+
+def assert_typed_same_as_general(records: list[bytes]) -> None:
+    assert columns(decode_records(records)) == columns(decode_records(records, typed=False))
+
+
+def test_the_typed_path_decides_canonical_beacons_as_the_ingestion_gateway_writes_them():
+    full = beacon(0, id="sim-1-0", client_ts=TS - 5, session="s1", page="/cart", country="FR",
+                  browser="Chrome", cohort=None, view="v1", part=False,
+                  metrics={"LCP": 2571.9, "INP": 144, "CLS": 0.0, "FCP": None})
+    records = [enc(full), enc(beacon(1), beacon(2, device="")), ndjson(beacon(3), beacon(4, metrics=None))]
+    rows = decode_typed(records)
+    assert rows.undecided == [] and rows.origin.tolist() == [[0, -1], [1, 0], [1, 1], [2, 0], [2, 1]]
+    with mock.patch("detectors.decode._decode_general", side_effect=AssertionError("left the typed path")):
+        result = decode_records(records)
+    assert result.batch.ts.tolist() == [TS + i for i in range(5)]
+    assert result.batch.metrics["INP"].tolist()[0] == 144.0
+    assert_typed_same_as_general(records)
+
+
+@pytest.mark.parametrize("record", [
+    enc(beacon(0, x=1)),                                    # a sender's own field
+    enc(beacon(0, page=["/"])),                             # an ignored field of another type
+    enc(beacon(0, client_ts=1.5)),
+    enc(beacon(0, id=7)), enc(beacon(0, id="")), enc(beacon(0, id="i" * 513)),  # ids send_id() drops
+    enc(beacon(0, metrics={"FID": 3.0})),                   # an unknown metric: a reject
+    enc(beacon(0, errors=-1)),                              # an invalid value: a reject
+    enc(beacon(0, app=" ")), enc(beacon(0, release="r\x00")), enc(beacon(0, cohort="c\n")),
+    enc(beacon(0, view="v\x85")),                          # blank, or control characters: msgspec cannot say
+    b"42", b"[1]", b"not json", b"",                        # not beacons, or not JSON
+    enc(beacon(0))[:-1] + b', "page": "\xff"}',            # invalid UTF-8 in an ignored field
+    enc(beacon(0))[:-1] + b', "x": "\xff"}',               # ... in a sender's own field
+    enc(beacon(0))[:-1] + b', "x": 1e400}',                 # a number orjson refuses
+    enc(beacon(0))[:-1] + b', "page": "\\ud800"}',        # a lone surrogate
+    enc(beacon(0))[:-1] + b', "x": ' + b"[" * 2000 + b"]" * 2000 + b"}",  # nested too deep
+    b"\xef\xbb\xbf" + enc(beacon(0)),                    # a byte-order mark
+    enc(beacon(0)) + b"\x0c",                              # trailing bytes JSON does not count as space
+    enc(beacon(0)) + b"\n" + enc(beacon(1, ts="x")),       # NDJSON with an invalid line
+    enc(beacon(0)) + b"\n" + enc([beacon(1)]),             # NDJSON with an array for a line
+    enc(beacon(0)) + b"\n{oops",                           # NDJSON with a broken line
+], ids=["own-field", "page-list", "client-ts-float", "id-int", "id-empty", "id-long", "unknown-metric",
+        "bad-errors", "blank-app", "control-release", "control-cohort", "control-view", "int", "int-array",
+        "text", "empty", "bad-utf8", "bad-utf8-own", "1e400", "surrogate", "deep", "bom",
+        "form-feed", "ndjson-invalid", "ndjson-array", "ndjson-broken"])
+def test_what_the_typed_path_cannot_decide_goes_to_the_general_path(record):
+    rows = decode_typed([enc(beacon(9)), record])
+    assert rows.undecided == [1] and rows.origin.tolist() == [[0, -1]]
+    assert_typed_same_as_general([enc(beacon(9)), record])
+
+
+@pytest.mark.parametrize("record", [
+    b'{"ts": 1763856000000, "ts": 1763856000001, "app": "a", "release": "r"}',   # the last key wins
+    b'{"ts": 1, "ts": 1763856000001, "app": "a", "release": "r"}',               # ... so an invalid first one
+    b'{"ts": 1763856000001, "ts": 1, "app": "a", "release": "r"}',               # ... or last one
+    b'{"t\\u0073": 1763856000000, "app": "a", "release": "r"}',                  # an escaped key
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "metrics": {"LCP": 5, "LCP": null}}',
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "metrics": {"LCP": -1, "LCP": 5}}',
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "client_ts": 18446744073709551616}',  # float to orjson
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "metrics": {"CLS": -0.0, "LCP": 600000}}',
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "metrics": {"TTFB": 1e-400}}',  # underflows to 0
+    b'{"ts": 1763856000000, "app": "\\ud83d\\ude00", "release": "' + "\U0001F600".encode() * 128 + b'"}',
+    b'{"ts": 1763856000000, "app": "a", "release": "' + "\U0001F600".encode() * 129 + b'"}',
+    b' \\r\\n\\t{"ts": 1763856000000, "app": "a", "release": "r"}\\r\\n ',         # JSON's whitespace
+    b'{\\n  "ts": 1763856000000,\\n  "app": "a",\\n  "release": "r"\\n}',          # one object on lines
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "device": "", "view": "", "cohort": ""}',
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "view": "v", "part": true}',
+    b'{"ts": 1763856000000, "app": "a", "release": "r", "part": true, "id": "i"}',
+], ids=["dup-ts", "dup-ts-bad-first", "dup-ts-bad-last", "escaped-key", "dup-metric-null",
+        "dup-metric-bad-first", "client-ts-huge", "minus-zero", "underflow", "emoji-128", "emoji-129",
+        "whitespace", "pretty", "empty-strings", "part-with-view", "part-without-view"])
+def test_the_typed_path_reads_json_as_orjson_does(record):
+    record = record.replace(b"\\r", b"\r").replace(b"\\n", b"\n").replace(b"\\t", b"\t")
+    assert_typed_same_as_general([record])
+    assert_typed_same_as_general([record, enc(beacon(0)), record])
+
+
+def test_the_typed_fields_are_the_canonical_ones():
+    from streams.ingest.formats.canonical import FIELDS
+
+    assert KNOWN_FIELDS == FIELDS
+    assert TypedMetrics.__struct_fields__ == METRICS
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), max_size=6).map(flat))
+def test_the_typed_path_gives_exactly_the_general_paths_result(drawn):
+    assert_typed_same_as_general([r for r, _ in drawn])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8))
+def test_the_typed_path_gives_the_general_paths_result_on_arbitrary_bytes(records_):
+    assert_typed_same_as_general(records_)
+
+
+def _canonical_beacon() -> st.SearchStrategy:
+    """A valid beacon as the ingestion gateway writes it: canonical fields only, of its types."""
+    def text(min_size: int, max_size: int, name: bool) -> st.SearchStrategy:
+        chars = st.characters(blacklist_categories=("Cc", "Cs")) if name else st.characters(blacklist_categories=("Cs",))
+        return st.one_of(st.text(chars, min_size=min_size, max_size=min(max_size, 12)),
+                         st.builds(str.__mul__, st.sampled_from(["a", "é", "\U0001F600"]), st.just(max_size)))
+
+    def maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
+        return st.one_of(strategy, strategy, st.none(), st.just(MISSING))
+
+    limits = {m: st.one_of(st.floats(0, METRIC_LIMITS[m]), st.integers(0, int(METRIC_LIMITS[m])), st.none())
+              for m in METRICS}
+    fields = {
+        "ts": st.integers(TS_MIN, TS_MAX),
+        "app": st.one_of(st.sampled_from(APPS), text(1, 128, True).filter(str.strip)),
+        "release": st.one_of(st.sampled_from(RELEASES), text(1, 128, True).filter(str.strip)),
+        "device": st.sampled_from([*SEGMENTS, "", None, MISSING]),
+        "cohort": maybe(text(0, 64, True)),
+        "view": maybe(text(0, 128, True)),
+        "session": maybe(text(0, 512, False)),
+        "id": maybe(text(1, 512, False)),
+        "part": maybe(st.booleans()),
+        "client_ts": maybe(st.integers(-(2**63), UINT64_MAX)),
+        "page": maybe(text(0, 20, False)), "country": maybe(text(0, 3, False)), "browser": maybe(text(0, 9, False)),
+        "metrics": maybe(st.fixed_dictionaries({}, optional=limits)),
+        "errors": maybe(st.integers(0, 1_000_000)),
+    }
+    return st.fixed_dictionaries(fields).map(lambda d: {k: v for k, v in d.items() if v is not MISSING})
+
+
+canonical_beacon = _canonical_beacon()
+
+
+@st.composite
+def near_valid_records(draw) -> list[bytes]:
+    """Records of valid canonical beacons (sometimes one that is not), as objects, arrays and
+    NDJSON, some with a few of their bytes changed."""
+    shape = draw(st.sampled_from(["objects", "array", "ndjson"]))
+    beacons = draw(st.lists(st.one_of(*[canonical_beacon] * 4, beacon_like(False)), min_size=1, max_size=6))
+    if shape == "objects":
+        recs = [orjson.dumps(b) for b in beacons]
+    elif shape == "array":
+        recs = [orjson.dumps(beacons)]
+    else:
+        recs = [b"\n".join(orjson.dumps(b) for b in beacons)]
+    out = []
+    for rec in recs:
+        for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):  # delete, replace or insert bytes at a place
+            at = draw(st.integers(0, len(rec)))
+            cut = draw(st.integers(0, 3))
+            new = draw(st.one_of(st.binary(max_size=3), st.sampled_from(
+                [b'"', b",", b"}", b"\n", b"\\ud800", b"\xff", b"\xc3", b"1e400", b"-", b" ", b'"x":1,',
+                 b'"page":"\xe2\x82",', b'"ts":1,', b"null", b"[", b"]", b"\\u0000", b"\\n"])))
+            rec = rec[:at] + new + rec[at + cut:]
+        out.append(rec)
+    return out
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(near_valid_records())
+def test_the_typed_path_gives_the_general_paths_result_on_near_valid_bytes(recs):
+    assert_typed_same_as_general(recs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([canonical_beacon, beacon_like(False), beacon_like(True)]).flatmap(
+    lambda some: st.lists(st.one_of(canonical_beacon, some), min_size=1, max_size=12)),
+       st.sampled_from(["objects", "array", "ndjson"]))
+def test_the_typed_path_agrees_with_validate_beacon(objs, shape):
+    objs = [orjson.loads(orjson.dumps(o)) for o in objs]  # as read back (±inf → null)
+    if shape != "array":  # a record or lone line that is an array is a record of its items
+        objs = [o for o in objs if type(o) is not list] or [beacon(0)]
+    if shape == "objects":
+        recs, places = [orjson.dumps(o) for o in objs], [(r, None) for r in range(len(objs))]
+    elif shape == "array":
+        recs, places = [orjson.dumps(objs)], [(0, i) for i in range(len(objs))]
+    else:
+        recs = [b"\n".join(orjson.dumps(o) for o in objs)]
+        places = [(0, i) for i in range(len(objs))] if len(objs) > 1 else [(0, None)]
+    result = decode_records(recs)
+    assert [(x.record, x.item, x.reason) for x in result.rejects] == [
+        (*place, validate_beacon(o)[1]) for place, o in zip(places, objs) if validate_beacon(o)[0] is None]
+    assert rows(result.batch) == expected_rows(objs)
+    assert_typed_same_as_general(recs)
+    # a record of valid beacons with canonical fields only is the typed path's to decide
+    decided = {r for r, _ in places} - set(decode_typed(recs).undecided)
+    for r in {r for r, _ in places}:
+        mine = [o for (rr, _), o in zip(places, objs) if rr == r]
+        if all(validate_beacon(o)[0] is not None and KNOWN_FIELDS.issuperset(o) and _typed_as_sent(o) for o in mine):
+            assert r in decided
+
+
+def _typed_as_sent(obj: dict) -> bool:
+    """Whether the ignored fields of a valid beacon are of the types the typed path takes."""
+    return (all(obj.get(k) is None or type(obj[k]) is str for k in ("page", "country", "browser"))
+            and (obj.get("client_ts") is None or type(obj["client_ts"]) is int)
+            and (obj.get("id") is None or (type(obj["id"]) is str and 0 < len(obj["id"]) <= 512))
+            and (obj.get("metrics") is None or isinstance(obj["metrics"], dict)))
