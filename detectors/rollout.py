@@ -99,9 +99,10 @@ def _check_timeline(r: Rollout) -> None:
             raise RolloutError(f"share_changes[{i}]: at {change[0]} is before the previous change (or the start)")
         check_share(change[1], f"share_changes[{i}]")
         previous = change[0]
-    if r.end_reason is not None and (not isinstance(r.end_reason, str) or len(r.end_reason) > MAX_END_REASON
-                                     or not r.end_reason.isprintable()):
-        raise RolloutError(f"end_reason: printable text of at most {MAX_END_REASON} characters")
+    # A revision holds a Kubernetes namespace and name (253 characters each) and a checksum.
+    for name, value, limit in (("end_reason", r.end_reason, MAX_END_REASON), ("revision", r.revision, 600)):
+        if value is not None and (not isinstance(value, str) or len(value) > limit or not value.isprintable()):
+            raise RolloutError(f"{name}: printable text of at most {limit} characters")
 
 
 def _check_policies(r: Rollout) -> None:
@@ -138,6 +139,9 @@ class Rollout:
     share_changes: tuple[tuple[int, float | None], ...] = ()
     #: Why the rollout ended (``ended_at``): its decision, a newer rollout of the app, or a person.
     end_reason: str | None = None
+    #: The deployment tool's revision the rollout judges, bound at its first question (Flagger:
+    #: ``NAMESPACE/NAME@CHECKSUM``); another revision is not answered for.
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         _check_names(self)
@@ -175,11 +179,34 @@ class Rollout:
         """This rollout ended at ``at`` (epoch ms), for ``reason``."""
         return replace(self, ended_at=at, end_reason=reason[:MAX_END_REASON])
 
+    def merged(self, later: Rollout) -> Rollout:
+        """``later``, a later record of this rollout, keeping what this one recorded: an end,
+        a revision and the share changes are never lost. Workers write records from their
+        own copies (one ends a rollout while another records a share change), and every
+        worker applies the records in the topic's order, so all of them merge alike.
+
+        >>> from detectors.policy import DEFAULT_POLICY
+        >>> r = Rollout("a:r2", "a", "r2", "r1", 0, DEFAULT_POLICY, 0.05)
+        >>> ended, ramped = r.ended(9_000, "decided: rollback (worse), verdict #2"), r.with_share(0.25, 5_000)
+        >>> m = ended.merged(ramped)
+        >>> m.ended_at, m.end_reason, m.share_changes
+        (9000, 'decided: rollback (worse), verdict #2', ((5000, 0.25),))
+        """
+        out = later
+        if out.ended_at is None and self.ended_at is not None:
+            out = replace(out, ended_at=self.ended_at, end_reason=self.end_reason)
+        if out.revision is None and self.revision is not None:
+            out = replace(out, revision=self.revision)
+        changes = tuple(sorted(set(self.share_changes) | set(out.share_changes)))
+        if changes != out.share_changes and len(changes) <= MAX_SHARE_CHANGES:
+            out = replace(out, share_changes=changes)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "app": self.app, "canary": self.canary, "baseline": self.baseline,
                 "started_at": self.started_at, "policy": self.policy.to_dict(),
                 "expected_share": self.expected_share, "ended_at": self.ended_at, "end_reason": self.end_reason,
-                "share_changes": [list(c) for c in self.share_changes],
+                "share_changes": [list(c) for c in self.share_changes], "revision": self.revision,
                 "dry_run_policies": [p.to_dict() for p in self.dry_run_policies]}
 
     @classmethod
@@ -203,7 +230,7 @@ class Rollout:
             return cls(id=fields["id"], app=fields["app"], canary=fields["canary"], baseline=fields["baseline"],
                        started_at=int(d["started_at"]), policy=policy,
                        expected_share=d.get("expected_share"), ended_at=d.get("ended_at"), dry_run_policies=dry,
-                       share_changes=timeline, end_reason=d.get("end_reason"))
+                       share_changes=timeline, end_reason=d.get("end_reason"), revision=d.get("revision"))
         except KeyError as exc:
             raise RolloutError(f"record: {exc.args[0]} missing") from None
         except PolicyError as exc:

@@ -31,11 +31,9 @@ change included. The first checksum a rollout is asked about while Flagger analy
 (``phase`` ``Progressing`` or ``WaitingPromotion``) binds it; any other checksum gets 409
 saying so, never that rollout's 200. In other phases the checksum is still the previous
 revision's (``confirm-rollout`` and a ``rollback`` call in ``Waiting`` run before
-``SyncStatus`` stores the new spec's hash), so every hook answers 409 then. The binding
-lives in the worker's memory: each replica binds on its first call (Flagger builds a new
-client, hence a new connection, per call, so within one analysis every replica soon sees the
-checksum), and a restarted worker binds anew; ``metadata.release`` is the guard that survives
-both.
+``SyncStatus`` stores the new spec's hash), so every hook answers 409 then. The binding is
+recorded on ``rum.rollouts`` (the rollout's ``revision``), so every replica and a restarted
+worker hold the same one.
 
 **Registration.** When the ``rollout`` hook's metadata names ``app``, ``release`` and
 ``baseline`` and no rollout ``APP:RELEASE`` exists, the hook starts it (default policy, no
@@ -57,7 +55,7 @@ no token at all, so a caller without a token learns nothing.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -171,9 +169,8 @@ def _one_running(backend: Backend, app_name: str, release: str | None,
         ended = _ended(backend, app_name, release)
         if ended and release:
             return ended[0]
-        bound = _revisions(backend)
         for r in ended[:1]:
-            if checksum and bound.get(r.id, (None, None))[1] == checksum:
+            if checksum and (bound_revision(r.revision) or (None, None))[1] == checksum:
                 return r
             return error(404, f"no running rollout of {of}: {r.id!r} ended ({r.end_reason or 'by a person'}); "
                               "give metadata.release to be answered for the release it judged")
@@ -211,25 +208,45 @@ def hook_rollout(backend: Backend, request: web.Request, d: Any) -> Rollout | we
 
 # -- which revision -------------------------------------------------------------------------------
 
-_REVISIONS = "_rumgate_flagger_revisions"  # on the Backend: rollout id -> (canary, checksum)
+def revision_of(canary: str | None, checksum: str) -> str:
+    """The revision a rollout records (:attr:`detectors.rollout.Rollout.revision`):
+    ``NAMESPACE/NAME@CHECKSUM`` of the Flagger Canary that asked first.
+
+    >>> revision_of("prod/shop-web", "6c4c5d7f8b"), bound_revision("prod/shop-web@6c4c5d7f8b")
+    ('prod/shop-web@6c4c5d7f8b', ('prod/shop-web', '6c4c5d7f8b'))
+    """
+    return f"{canary or ''}@{checksum}"
 
 
-def _revisions(backend: Backend) -> dict[str, tuple[str | None, str]]:
-    """The checksum each rollout was first asked about, with the Canary that asked (in memory)."""
-    found = vars(backend).get(_REVISIONS)
-    if found is None:
-        found = vars(backend)[_REVISIONS] = {}
-    return found
+def bound_revision(revision: str | None) -> tuple[str | None, str] | None:
+    """``(canary, checksum)`` of a recorded revision (None: none bound yet)."""
+    if not revision:
+        return None
+    canary, _, checksum = revision.rpartition("@")
+    return canary or None, checksum
 
 
-def _revision_refusal(backend: Backend, rollout: Rollout, a: Asked) -> web.Response | None:
-    """None when ``a`` is about the revision ``rollout`` judges (binding it on first ask)."""
+async def _revision_refusal(backend: Backend, rollout: Rollout, a: Asked, may_bind: bool) -> web.Response | None:
+    """None when ``a`` is about the revision ``rollout`` judges, binding it on first ask: the
+    binding is recorded on ``rum.rollouts`` (the rollout's ``revision``), so every worker,
+    and a restarted one, holds the same. Only a call with a token binds: on a read-open
+    worker an anonymous caller is answered, but cannot bind a checksum of its own choosing
+    and so lock Flagger's out."""
     if a.phase is not None and a.phase not in ANALYSING:
         return error(409, f"phase {a.phase!r}: Flagger is not analysing a revision (its checksum is still the "
                           f"previous revision's), so rollout {rollout.id!r} gives no answer for it")
     if not a.checksum:
         return None
-    bound = _revisions(backend).setdefault(rollout.id, (a.canary, a.checksum))
+    bound = bound_revision(rollout.revision)
+    if bound is None and not may_bind:
+        return None
+    if bound is None:
+        if backend.publish_rollout is None:
+            return error(503, "this worker cannot publish rollouts, so it cannot bind a revision")
+        bound_now = replace(rollout, revision=revision_of(a.canary, a.checksum))
+        await backend.publish_rollout(bound_now)
+        backend.rollouts[rollout.id] = bound_now
+        return None
     if bound == (a.canary, a.checksum):
         return None
     canary, checksum = bound
@@ -285,7 +302,8 @@ async def _registered(request: web.Request, backend: Backend, a: Asked, with_tok
     if backend.publish_rollout is None:
         return error(503, "this worker cannot publish rollouts")
     try:
-        rollout = Rollout(rid, a.app, a.release, a.baseline, now_ms(request), DEFAULT_POLICY)
+        revision = revision_of(a.canary, a.checksum) if a.checksum else None  # bound at once: one record
+        rollout = Rollout(rid, a.app, a.release, a.baseline, now_ms(request), DEFAULT_POLICY, revision=revision)
     except RolloutError as exc:
         return error(400, f"metadata: {exc}")
     done = asyncio.get_running_loop().create_future()
@@ -332,7 +350,7 @@ async def _answer(request: web.Request, go, register: bool = False) -> web.Respo
         rollout = _rollout_of(backend, a)
     if isinstance(rollout, web.Response):
         return rollout
-    refused = _revision_refusal(backend, rollout, a)
+    refused = await _revision_refusal(backend, rollout, a, may_bind=access is auth.HookAccess.TOKEN)
     if refused is not None:
         return refused
     verdict = backend.verdict(rollout.id)

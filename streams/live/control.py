@@ -94,6 +94,9 @@ async def apply_control_record(rt: Runtime, topic: str, record) -> None:
     t, backend, stage2 = rt.settings.topics, rt.backend, rt.stage2
     if topic == t.rollouts:
         rollout = Rollout.from_dict(orjson.loads(record.value))
+        known = backend.rollouts.get(rollout.id)
+        if known is not None:
+            rollout = known.merged(rollout)
         backend.rollouts[rollout.id] = rollout
         log.info("rollout %s: canary %s vs baseline %s, policy %s%s", rollout.id, rollout.canary,  # checked names
                  rollout.baseline, rollout.policy.name, " (ended)" if rollout.ended_at else "")

@@ -191,4 +191,5 @@ def test_the_hook_token_given_to_make_api_opens_the_hooks_and_nothing_else():
         assert app.call("GET", path, headers={"Authorization": "Bearer hook-only"}).status == 403, path
     for path, body in MUTATIONS:
         assert app.call("POST", path, body, headers={"Authorization": "Bearer hook-only"}).status == 403, path
-    assert rec.rollouts == [] and rec.overrides == []
+    # What the hook token wrote is the hooks' own record: the revision Flagger asked about.
+    assert [r.revision for r in rec.rollouts] == ["shop/shop@abc123"] and rec.overrides == []

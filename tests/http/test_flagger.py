@@ -203,6 +203,32 @@ def test_a_rollout_answers_one_revision_only(hook):
     assert served.call("POST", f"/v1/flagger/{hook}", {**webhook, "checksum": "aaaa"}).status == 200
 
 
+def test_the_revision_binding_is_on_record_for_every_worker_and_a_restarted_one():
+    """The binding is published with the rollout: a second worker (or the same one restarted),
+    built from the records, refuses a new checksum it was never asked about."""
+    b, rec = backend(rollout("shop:r2"), latest={"shop:r2": verdict("shop:r2", "promote")})
+    webhook = {"name": "shop-web", "namespace": "prod", "phase": "Progressing", "checksum": "aaaa",
+               "metadata": {"app": "shop", "release": "r2"}}
+    assert api(b).call("POST", "/v1/flagger/confirm-promotion", webhook).status == 200
+    (bound,) = rec.rollouts
+    assert bound.revision == "prod/shop-web@aaaa" and Rollout.from_dict(bound.to_dict()) == bound
+    other, _ = backend(bound, latest={"shop:r2": verdict("shop:r2", "promote")})
+    config_change = api(other).call("POST", "/v1/flagger/confirm-promotion", {**webhook, "checksum": "bbbb"})
+    assert config_change.status == 409 and "('aaaa', the first it was asked about)" in config_change.error
+    assert api(other).call("POST", "/v1/flagger/confirm-promotion", webhook).status == 200
+
+
+def test_an_anonymous_caller_on_a_read_open_worker_binds_no_revision():
+    b, rec = backend(rollout("shop:r2"), latest={"shop:r2": verdict("shop:r2", "promote")})
+    webhook = {"name": "x", "namespace": "y", "phase": "Progressing", "checksum": "evil",
+               "metadata": {"app": "shop", "release": "r2"}}
+    assert api(b, read_open=True).call("POST", "/v1/flagger/confirm-promotion", webhook, headers={}).status == 200
+    assert rec.rollouts == [] and b.rollouts["shop:r2"].revision is None
+    real = {**webhook, "name": "shop-web", "namespace": "prod", "checksum": "aaaa"}
+    assert api(b).call("POST", "/v1/flagger/confirm-promotion", real).status == 200  # Flagger's binds
+    assert b.rollouts["shop:r2"].revision == "prod/shop-web@aaaa"
+
+
 def test_a_payload_that_is_not_flaggers_is_a_400():
     served = api(backend(rollout("shop:r2"))[0])
     sends = "Flagger sends the Canary's name and namespace, its phase and an alphanumeric checksum"
@@ -343,7 +369,8 @@ def test_registration_refusals():
 def test_a_release_ci_started_under_another_id_is_not_registered_again():
     b, rec = backend(Rollout("ci-42", "shop", "r3", "r2", NOW - 1, DEFAULT_POLICY))
     answer = api(b).call("POST", "/v1/flagger/rollout", REGISTER)
-    assert answer.status == 200 and answer.body["rollout"] == "ci-42" and rec.rollouts == []
+    assert answer.status == 200 and answer.body["rollout"] == "ci-42"
+    assert [(r.id, r.revision) for r in rec.rollouts] == [("ci-42", "prod/shop-web@aaaa")]  # bound, not started
 
 
 # -- the token in the body, the hook token --------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -388,3 +389,23 @@ def test_a_worker_skips_forged_rollout_records_on_the_topic_and_goes_on(pipeline
     assert log.count(f"{pipeline.topics.rollouts} offset ") == len(forged), log[-3000:]
     assert "\nWARNING rollout shop-web:r2 promoted" not in log and "\u202e" not in log
     assert worker.process.poll() is None
+
+
+def test_records_written_from_stale_copies_never_lose_an_end_a_revision_or_a_share_change():
+    """Workers write rum.rollouts from their own copies: one ends the rollout at its decision
+    while another records a ramp step from the copy it had before. Applied in the topic's
+    order, the end, the revision and both share changes all stay."""
+    rt = runtime()
+    ended = GOOD.ended(NOW + 60_000, "decided: rollback (worse), verdict #12")
+    bound = replace(GOOD, revision="prod/shop-web@aaaa")
+    ramped = GOOD.with_share(0.25, NOW + 30_000)
+
+    async def go():
+        for i, r in enumerate((GOOD, ended, bound, ramped)):
+            await apply_control_record(rt, rt.settings.topics.rollouts, _record(r.to_dict(), offset=i))
+
+    asyncio.run(go())
+    kept = rt.backend.rollouts[GOOD.id]
+    assert (kept.ended_at, kept.end_reason) == (ended.ended_at, ended.end_reason)
+    assert kept.revision == "prod/shop-web@aaaa" and kept.share_changes == ((NOW + 30_000, 0.25),)
+    assert rt.stage2.rollouts[GOOD.id] == kept
