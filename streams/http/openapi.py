@@ -80,6 +80,9 @@ OPENAPI = {
                                    "description": "decided: VERDICT (CODE), verdict #SEQ; superseded by ID; or a "
                                                   "person's end (null)"},
                     "expected_share": {"type": ["number", "null"], "description": "the share at the start"},
+                    "revision": {"type": ["string", "null"],
+                                 "description": "the deployment tool's revision it judges (Flagger: "
+                                                "NAMESPACE/NAME@CHECKSUM, bound at the first hook call)"},
                     "share_changes": {"type": "array", "description": "[at (epoch ms), share] in time order: the "
                                                                        "share in force from at on",
                                       "items": {"type": "array", "minItems": 2, "maxItems": 2}},

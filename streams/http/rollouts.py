@@ -48,6 +48,7 @@ def summary(backend: Backend, r: Rollout) -> dict[str, Any]:
     return {"id": r.id, "app": r.app, "canary": r.canary, "baseline": r.baseline,
             "started_at": r.started_at, "ended_at": r.ended_at, "end_reason": r.end_reason,
             "expected_share": r.expected_share, "share_changes": [list(c) for c in r.share_changes],
+            "revision": r.revision,
             "policy": {"name": r.policy.name, "hash": r.policy.hash, "dry_run": r.policy.dry_run},
             "dry_run_policies": [p.name for p in r.dry_run_policies],
             "verdict": backend.latest.get(r.id)}

@@ -26,10 +26,10 @@ def test_list_rollouts_sorted_by_id_with_their_latest_verdict():
     b, _ = backend(rollout("b:r2"), rollout("a:r2"), latest={"b:r2": verdict("b:r2", "hold")})
     assert api(b).call("GET", "/v1/rollouts").body["rollouts"] == [
         {"id": "a:r2", "app": "a", "canary": "r2", "baseline": "r1", "started_at": NOW - 60_000, "ended_at": None,
-         "end_reason": None, "expected_share": None, "share_changes": [], "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
+         "end_reason": None, "expected_share": None, "share_changes": [], "revision": None, "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
          "dry_run_policies": [], "verdict": None},
         {"id": "b:r2", "app": "b", "canary": "r2", "baseline": "r1", "started_at": NOW - 60_000, "ended_at": None,
-         "end_reason": None, "expected_share": None, "share_changes": [], "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
+         "end_reason": None, "expected_share": None, "share_changes": [], "revision": None, "policy": {"name": DEFAULT_POLICY.name, "hash": DEFAULT_POLICY.hash, "dry_run": False},
          "dry_run_policies": [], "verdict": verdict("b:r2", "hold")},
     ]
     assert api(backend()[0]).call("GET", "/v1/rollouts").body == {"rollouts": []}
