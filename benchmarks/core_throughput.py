@@ -11,9 +11,17 @@ core    what ``rumgate backtest`` does with a file, minus the file I/O: chunks o
         ``Judge`` and its ``Gate``, with the default policy and the sample-ratio check on.
         Unlike the backtest it never stops at the first decision, so every beacon is counted.
 
-The two alternate ``--repeats`` times (decode, core, decode, core, ...) so that both see
-the same load on a shared machine; the report is the median of each, and the median over
-pairs of core/decode. Target: the core keeps at least half the speed of bare decoding.
+``--compare`` adds, in each repeat, the decoder's two paths (issue 19):
+
+core-gen  the core with ``decode_records(..., typed=False)``: the general path only
+dec-typed ``decode_records`` alone (the typed path, as the core uses it) over the same chunks
+dec-gen   the same with the general path
+arr-typed ``decode_records`` alone over the same beacons as 1000-beacon JSON arrays, one record
+arr-gen   each (what rumgate's ingestion writes), typed and general
+
+The paths alternate ``--repeats`` times (decode, core, ..., decode, core, ...) so that all
+see the same load on a shared machine; the report is the median of each, and the median over
+repeats of each rate / decode. Target (issue 19): the core at least as fast as bare decoding.
 
 The input is ``--file`` (NDJSON, optionally ``.gz``), or the ``stationary`` scenario of
 ``streams.offline.simulate`` written to a temporary file (seed 1). Everything but the timings is
@@ -22,6 +30,7 @@ the script checks that it does.
 
     python benchmarks/core_throughput.py                      # 200,000 beacons, 5 repeats
     python benchmarks/core_throughput.py --beacons 50000 --repeats 9
+    python benchmarks/core_throughput.py --repeats 5 --compare   # typed and general decoder too
     python benchmarks/core_throughput.py --file traffic.ndjson.gz --app shop-web \\
         --canary 2026.11.23-canary --baseline 2026.11.20-base
 """
@@ -38,6 +47,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from functools import partial
+from unittest import mock
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +56,13 @@ import orjson
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from detectors.decode import decode_records  # noqa: E402
 from detectors.pipeline.run import Run  # noqa: E402
 from detectors.policy import DEFAULT_POLICY  # noqa: E402
 from streams.offline.backtest import CHUNK, backtest_rollout  # noqa: E402
 
-TARGET = 0.50  # core rate / decode rate
+TARGET = 1.00  # core rate / decode rate (issue 19)
+ARRAY = 1000  # beacons per record in the arr-* rows, as rumgate's ingestion writes them
 
 # Used with --file when no rollout is given, and by the fallback generator.
 APP, CANARY, BASELINE, SHARE = "shop-web", "2026.11.23-canary", "2026.11.20-base", 0.05
@@ -174,6 +187,22 @@ def run_core(inp: Input) -> CoreOutcome:
     return CoreOutcome(result.beacons, result.rejected, result.windows, len(result.verdicts), final)
 
 
+def run_core_general(inp: Input) -> CoreOutcome:
+    """:func:`run_core` with the general decoding path only."""
+    with mock.patch("detectors.pipeline.aggregate.decode_records", partial(decode_records, typed=False)):
+        return run_core(inp)
+
+
+def run_decoder(chunks: list[list[bytes]], typed: bool) -> tuple[int, int]:
+    """``decode_records`` alone over ``chunks``: (accepted, rejected)."""
+    accepted = rejected = 0
+    for chunk in chunks:
+        result = decode_records(chunk, typed=typed)
+        accepted += len(result.batch)
+        rejected += len(result.rejects)
+    return accepted, rejected
+
+
 def timed(fn, *args):
     gc.collect()
     t0 = time.perf_counter()
@@ -196,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", help="baseline release (default: the scenario's)")
     ap.add_argument("--expected-share", type=float, default=None,
                     help="canary share for the sample-ratio check (default: the scenario's)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also time the general decoding path, and the decoder alone on both paths")
     args = ap.parse_args(argv)
     if args.beacons <= 0 or args.repeats <= 0:
         ap.error("--beacons and --repeats must be positive")
@@ -216,30 +247,50 @@ def main(argv: list[str] | None = None) -> int:
           f"expected share {inp.share}, policy {DEFAULT_POLICY.name} {DEFAULT_POLICY.hash[:15]}…")
     print(f"machine   {os.cpu_count()} CPUs" + (f" ({affinity} usable)" if affinity else "")
           + f", Python {sys.version.split()[0]}, numpy {np.__version__}, orjson {orjson.__version__}")
-    print(f"runs      {args.repeats} × (decode, core), alternating; rates in beacons/s\n")
+    paths: dict[str, tuple] = {"core": (run_core, inp)}
+    if args.compare:
+        lines = [line.rstrip(b"\n") for line in inp.lines]
+        chunks = [inp.lines[i:i + CHUNK] for i in range(0, n, CHUNK)]
+        arrays = [[b"[" + b",".join(lines[i:i + ARRAY]) + b"]"] for i in range(0, n, ARRAY)]
+        paths.update({"core-gen": (run_core_general, inp),
+                      "dec-typed": (run_decoder, chunks, True), "dec-gen": (run_decoder, chunks, False),
+                      "arr-typed": (run_decoder, arrays, True), "arr-gen": (run_decoder, arrays, False)})
+    print(f"runs      {args.repeats} × (decode, {', '.join(paths)}), alternating; rates in beacons/s\n")
 
     timed(run_decode, inp.lines)  # warm-up: imports, allocator, caches
-    reference = timed(run_core, inp)[1]
-    decode_rates, core_rates, ratios = [], [], []
-    print(f"{'run':>4} {'decode':>12} {'core':>12} {'core/decode':>12}")
+    reference = {name: timed(*call)[1] for name, call in paths.items()}
+    # both decoding paths must give the same outcome, through the core and alone
+    for a, b in (("core", "core-gen"), ("dec-typed", "dec-gen"), ("arr-typed", "arr-gen"), ("dec-typed", "arr-typed")):
+        if b in reference and reference[a] != reference[b]:
+            print(f"PATHS DIFFER: {a} gave {reference[a]}, {b} gave {reference[b]}", file=sys.stderr)
+            return 3
+    decode_rates: list[float] = []
+    rates: dict[str, list[float]] = {name: [] for name in paths}
+    ratios: dict[str, list[float]] = {name: [] for name in paths}
+    print(f"{'run':>4} {'decode':>10}" + "".join(f" {name:>10} {'/decode':>7}" for name in paths))
     for r in range(args.repeats):
         t_dec, _ = timed(run_decode, inp.lines)
-        t_core, outcome = timed(run_core, inp)
-        if outcome != reference:
-            print(f"NOT DETERMINISTIC: run {r + 1} gave {outcome}, the warm-up gave {reference}",
-                  file=sys.stderr)
-            return 3
         decode_rates.append(n / t_dec)
-        core_rates.append(n / t_core)
-        ratios.append(t_dec / t_core)
-        print(f"{r + 1:>4} {decode_rates[-1]:>12,.0f} {core_rates[-1]:>12,.0f} {ratios[-1]:>11.1%}")
+        for name, call in paths.items():
+            t, outcome = timed(*call)
+            if outcome != reference[name]:
+                print(f"NOT DETERMINISTIC: run {r + 1} of {name} gave {outcome}, the warm-up gave "
+                      f"{reference[name]}", file=sys.stderr)
+                return 3
+            rates[name].append(n / t)
+            ratios[name].append(t_dec / t)
+        print(f"{r + 1:>4} {decode_rates[-1]:>10,.0f}"
+              + "".join(f" {rates[x][-1]:>10,.0f} {ratios[x][-1]:>7.1%}" for x in paths))
 
-    med_dec, med_core, med_ratio = (statistics.median(x) for x in (decode_rates, core_rates, ratios))
+    med_dec = statistics.median(decode_rates)
+    med = {name: (statistics.median(rates[name]), statistics.median(ratios[name])) for name in paths}
+    print(f"{'med':>4} {med_dec:>10,.0f}" + "".join(f" {med[x][0]:>10,.0f} {med[x][1]:>7.1%}" for x in paths))
+    core = reference["core"]
+    med_core, med_ratio = med["core"]
     met = med_ratio >= TARGET
-    print(f"{'med':>4} {med_dec:>12,.0f} {med_core:>12,.0f} {med_ratio:>11.1%}")
-    print(f"\ncore      {reference.accepted:,} accepted, {reference.rejected:,} rejected, "
-          f"{reference.windows:,} window summaries, {reference.verdicts:,} verdicts, "
-          f"final {reference.final!r} (identical on every run)")
+    print(f"\ncore      {core.accepted:,} accepted, {core.rejected:,} rejected, "
+          f"{core.windows:,} window summaries, {core.verdicts:,} verdicts, "
+          f"final {core.final!r} (identical on every run" + (" and on both decoding paths)" if args.compare else ")"))
     print(f"result    core/decode median {med_ratio:.1%} (ratio of medians {med_core / med_dec:.1%}); "
           f"target ≥ {TARGET:.0%}: {'MET' if met else 'NOT MET'}")
     return 0
