@@ -37,7 +37,8 @@ from typing import Any
 from detectors.policy import DEFAULT_POLICY, MAX_NAME, NAME_CHARS, Policy, PolicyError, name_problem
 
 __all__ = ["ID_PATTERN", "MAX_DRY_RUN_POLICIES", "MAX_END_REASON", "MAX_ID", "MAX_NAME", "MAX_SHARE_CHANGES",
-           "NAME_PATTERN", "Rollout", "RolloutError", "SHARE_SETTLE_MS", "check_id", "check_name", "check_share", "name_problem"]
+           "NAME_PATTERN", "Rollout", "RolloutError", "SHARE_SETTLE_MS", "check_id", "check_name", "check_share",
+           "name_problem"]
 
 MAX_ID = 128
 #: What an id may be (also the OpenAPI ``pattern`` of ids).

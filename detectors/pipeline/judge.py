@@ -34,7 +34,8 @@ from detectors.verdict import ReasonCode, Verdict, VerdictKind
 from detectors.sketch import DEFAULT_RELATIVE_ACCURACY
 from detectors.windows import WindowSummary, window_start
 
-__all__ = ["WindowsRecord", "Judge", "ended_by", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES", "DEFAULT_MAX_HISTORY_BYTES"]
+__all__ = ["WindowsRecord", "Judge", "ended_by", "DEFAULT_HISTORY_MS", "DEFAULT_MAX_HISTORY_SUMMARIES",
+           "DEFAULT_MAX_HISTORY_BYTES"]
 
 DEFAULT_HISTORY_MS = 6 * 3_600_000  # windows kept for rollouts that become known late
 #: Summaries the history may hold over all apps. Summaries of one cohort from several

@@ -28,7 +28,8 @@ from streams.http.replies import MAX_BODY, errors
 
 __all__ = ["ROUTES", "Backend", "make_api", "no_verdict"]
 
-ROUTES = [*health.ROUTES, *openapi.ROUTES, *rollouts.ROUTES, *registration.ROUTES, *flagger.ROUTES, *series.ROUTES, *pages.ROUTES]
+ROUTES = [*health.ROUTES, *openapi.ROUTES, *rollouts.ROUTES, *registration.ROUTES, *flagger.ROUTES, *series.ROUTES,
+          *pages.ROUTES]
 
 
 def make_api(backend: Backend, token: str = "", read_open: bool = False,

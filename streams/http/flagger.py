@@ -20,10 +20,11 @@ status above 202 as "no" (``callWebhook`` in ``pkg/controller/webhook.go``). The
 
 **Which rollout.** ``metadata.rollout`` (or ``?rollout=``) names one by id; otherwise
 ``metadata.app`` (or ``?app=``) with ``metadata.release``, the release Flagger is deploying,
-names the app's running rollout of that release. ``metadata.release`` must change with every
-release: template it from the same value as the Deployment's image tag (one kustomize or Helm
-value, or a Flux image-automation setter on both lines). Without it, the app's one running
-rollout answers, as before, guarded by the checksum alone.
+names the app's running rollout of that release, or, once it has ended (decided), its latest
+rollout of that release. ``metadata.release`` must change with every release: template it
+from the same value as the Deployment's image tag (one kustomize or Helm value, or a Flux
+image-automation setter on both lines). Without it, the app's one running rollout answers,
+guarded by the checksum alone (an ended one only for the checksum it bound).
 
 **Which revision.** Flagger's ``checksum`` hashes the canary's last applied spec and tracked
 ConfigMaps and Secrets (``canaryChecksum``), so it changes with every revision, a config-only
@@ -40,9 +41,10 @@ worker hold the same one.
 expected share: Flagger's payload does not carry the weight it ramps, so the sample-ratio
 check is off) and ends the app's other running rollouts (superseded), so Flagger, not only
 CI, starts rollouts, and a day of deploys leaves no stale one. Without ``baseline`` it
-registers nothing: CI does (a Canary that names none leaves registration to CI). The same release again is the same rollout. It needs a token: a read-open
-worker serves the hooks' reads without one, never a registration. A rollout ends itself
-once decided (and is still answered for its release, above), or with ``rumgate rollout end``.
+registers nothing: CI does (a Canary that names none leaves registration to CI). The same
+release again is the same rollout. It needs a token: a read-open worker serves the hooks'
+reads without one, never a registration. A rollout ends itself once decided (and is still
+answered for its release, above), or with ``rumgate rollout end``.
 
 **Credentials** (:func:`streams.http.auth.hook_access`): ``Authorization``, ``?token=`` or
 ``metadata.token``, each the API token or the hook token. ``metadata.token`` keeps the token
