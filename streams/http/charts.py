@@ -14,6 +14,10 @@ browser on every update, and one escaping function between the topics' text and 
 An update is the server re-rendering the fragment and the page swapping it in (a few lines
 of JS); the page polls with ``If-None-Match`` and gets a 304 until a verdict arrives.
 
+The ``<svg>`` elements are written for HTML (the HTML parser puts them in the SVG
+namespace), so they carry no ``xmlns`` and the page, and the backtest report that embeds
+the same charts (:mod:`streams.offline.report`), hold no URL at all.
+
 Every text is escaped with :func:`esc` (ids, names and reasons may come from anyone who can
 write to the topics). Each series' polyline carries ``data-series`` and ``data-points``
 (its number of points) so tests and people can check what is drawn against the JSON.
@@ -27,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Band", "Chart", "Line", "LinearScale", "LogScale", "Rule", "esc", "render", "timeline_svg",
-           "VERDICT_COLOURS"]
+           "VERDICT_COLOURS", "y_extent"]
 
 WIDTH, HEIGHT = 640, 170
 LEFT, RIGHT, TOP, BOTTOM = 58, 12, 10, 22
@@ -152,6 +156,7 @@ class Chart:
     percent: bool = False  # tick labels as percentages
     marks: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, verdict): decision lines
     name: str = ""  # data-chart
+    y_range: tuple[float, float] | None = None  # the y axis, fixed (charts compared side by side); else from the data
 
 
 def _xscale(xs: Sequence[int], x0: int) -> LinearScale:
@@ -160,11 +165,14 @@ def _xscale(xs: Sequence[int], x0: int) -> LinearScale:
 
 
 def _yscale(c: Chart) -> LinearScale | LogScale:
+    a, b = HEIGHT - BOTTOM, TOP
+    if c.y_range is not None:
+        lo, hi = c.y_range
+        return LogScale(lo, hi, a, b) if c.log else LinearScale(lo, hi, a, b)
     values = [v for line in c.lines for v in line.values if v is not None]
     if c.band:
         values += [v for v in (*c.band.lower, *c.band.upper) if v is not None]
     rules = [r.value for r in c.rules]
-    a, b = HEIGHT - BOTTOM, TOP
     if c.log:
         return LogScale.around(values, rules, a, b)
     lo = min([*values, *rules], default=0.0)
@@ -173,6 +181,13 @@ def _yscale(c: Chart) -> LinearScale | LogScale:
         lo, hi = min(lo, -0.05), max(hi, 0.05)
     pad = (hi - lo) * 0.08 or abs(hi) * 0.1 or 1.0
     return LinearScale(lo - pad, hi + pad, a, b)
+
+
+def y_extent(c: Chart) -> tuple[float, float]:
+    """The y axis ``render`` would draw ``c`` on (its ``y_range`` when set): the union of
+    the extents of charts to compare is the ``y_range`` that puts them on the same axis."""
+    scale = _yscale(c)
+    return scale.lo, scale.hi
 
 
 def _time_ticks(x0: float, x1: float, most: int = 7) -> list[float]:
@@ -204,8 +219,8 @@ def _points(xs: Sequence[int], values: Sequence[float | None], x, y) -> list[str
 def render(c: Chart) -> str:
     """The chart as one ``<svg>`` element."""
     x, y = _xscale(c.xs, c.x0), _yscale(c)
-    out = [f'<svg class="chart" data-chart="{esc(c.name)}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-           f'xmlns="http://www.w3.org/2000/svg"><title>{esc(c.title)}</title>',
+    out = [f'<svg class="chart" data-chart="{esc(c.name)}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
+           f'<title>{esc(c.title)}</title>',
            f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}" '
            'fill="#fff" stroke="#dee2e6"/>']
     ticks = y.ticks()
@@ -264,7 +279,7 @@ def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, w
     height = 34
     x = LinearScale(x0, max(x1, x0 + 1), LEFT, WIDTH - RIGHT)
     out = [f'<svg class="timeline" data-timeline="{esc(name)}" data-points="{len(tl["seq"])}" '
-           f'viewBox="0 0 {WIDTH} {height}" role="img" xmlns="http://www.w3.org/2000/svg"><title>{esc(title)}</title>']
+           f'viewBox="0 0 {WIDTH} {height}" role="img"><title>{esc(title)}</title>']
     runs: list[list] = []  # [kind, start_at, end_at, first index]
     for i, (at, verdict, code) in enumerate(zip(tl["at"], tl["verdict"], tl["code"])):
         if at is None:

@@ -13,7 +13,11 @@ served as JSON at ``/v1/rollouts/{id}/series``):
   narrows, against the tolerances; the cumulative canary and baseline estimates;
 * the policy (name, hash, the resolved policy as YAML) and links to the JSON of every chart.
 
-Charts are SVG written here (:mod:`streams.http.charts` says why). The page updates itself
+Charts are SVG written here (:mod:`streams.http.charts` says why). Nothing here needs the
+HTTP backend but the two routes: :func:`render_rollout` makes the whole page of a rollout
+from the rollout and its verdict events, and :func:`rollout_fragment` takes where its
+"JSON" links go, a fixed time range and fixed y axes, so the backtest report
+(:mod:`streams.offline.report`) draws the same views into one file. The page updates itself
 with a few lines of plain JS: every :data:`REFRESH_S` seconds it fetches
 ``/rollouts/{id}?fragment=1`` (the same HTML without the page around it) and swaps it in,
 until the rollout has ended or is decided. No framework, no CDN, nothing downloaded; the
@@ -31,6 +35,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -42,9 +48,14 @@ from detectors.rollout import MAX_ID, Rollout, name_problem
 from streams.http import auth
 from streams.http.backend import Backend, backend_of
 from streams.http.charts import VERDICT_COLOURS, Band, Chart, Line, Rule, esc, render, timeline_svg
-from streams.http.series import Series, dry_run_key, load
+from streams.http.series import Series, build_series, dry_run_key, load
 
-__all__ = ["REFRESH_S", "ROUTES", "index_fragment", "rollout_fragment", "rollout_path"]
+__all__ = ["REFRESH_S", "ROUTES", "STYLE", "JsonLink", "api_json_link", "fragment_charts", "index_fragment",
+           "policy_section", "render_rollout", "rollout_fragment", "rollout_head", "rollout_path", "source_hash", "when"]
+
+#: Where the "JSON" link of a chart goes: ``(metric, segment)`` (both None: the rollout's
+#: whole series, its data quality included) to the ``<a>`` element.
+JsonLink = Callable[[str | None, str | None], str]
 
 REFRESH_S = 3
 
@@ -72,7 +83,7 @@ _SCRIPT = """
 })();
 """
 
-_STYLE = """
+STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1340px;padding:12px 20px;color:#212529}
 h1{font-size:20px;margin:4px 0}h2{font-size:17px;margin:8px 0}h3{font-size:15px;margin:14px 0 4px}
 small,.muted{color:#6c757d}code{font-size:12px}a{color:#1c7ed6}
@@ -89,11 +100,12 @@ pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
 """
 
 
-def _hash(text: str) -> str:
+def source_hash(text: str) -> str:
+    """The CSP source (``'sha256-…'``) that allows exactly this inline script or style."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-_CSP = (f"default-src 'none'; script-src {_hash(_SCRIPT)}; style-src {_hash(_STYLE)}; connect-src 'self'; "
+_CSP = (f"default-src 'none'; script-src {source_hash(_SCRIPT)}; style-src {source_hash(STYLE)}; connect-src 'self'; "
         "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
@@ -116,19 +128,23 @@ def _html(body: str, status: int = 200) -> web.Response:
     return resp
 
 
-def _page(title: str, head: str, fragment: str, src: str, tail: str = "") -> web.Response:
-    body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+def _page_html(title: str, head: str, fragment: str, src: str, tail: str = "") -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             '<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
-            f'<style>{_STYLE}</style></head><body>{head}'
+            f'<style>{STYLE}</style></head><body>{head}'
             f'<p class="muted" id="live-status">live: updated every {REFRESH_S} s</p>'
             f'<div id="live" data-src="{esc(src)}" data-every="{REFRESH_S}">{fragment}</div>{tail}'
             f'<script>{_SCRIPT}</script></body></html>')
-    resp = _html(body)
+
+
+def _page(title: str, head: str, fragment: str, src: str, tail: str = "") -> web.Response:
+    resp = _html(_page_html(title, head, fragment, src, tail))
     resp.enable_compression()
     return resp
 
 
-def _when(ms: Any) -> str:
+def when(ms: Any) -> str:
+    """Epoch ms as a UTC time, ``–`` for anything else."""
     if not isinstance(ms, int) or isinstance(ms, bool) or not 0 <= ms <= 9_999_999_999_999:
         return "–"
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -156,7 +172,7 @@ def index_fragment(backend: Backend) -> str:
                         for p in r.dry_run_policies)
         rows.append(f'<tr data-rollout="{esc(r.id)}"><td><a href="{esc(rollout_path(r.id))}">{esc(r.id)}</a></td>'
                     f'<td>{esc(r.app)}</td><td>{esc(r.canary)}</td><td>{esc(r.baseline)}</td>'
-                    f'<td>{_when(r.started_at)}</td><td>{"running" if r.ended_at is None else "ended " + _when(r.ended_at)}</td>'
+                    f'<td>{when(r.started_at)}</td><td>{"running" if r.ended_at is None else "ended " + when(r.ended_at)}</td>'
                     f'<td class="verdict-kind">{esc(verdict or "–")}</td><td>{esc(reason)}</td>'
                     f'<td>{esc(r.policy.name)}</td><td>{dry or "–"}</td></tr>')
     if not rows:
@@ -195,14 +211,14 @@ def _explanation(s: Series) -> str:
     policy = v.get("policy") if isinstance(v.get("policy"), dict) else {}
     out = [f'<section class="verdict v-{esc(kind)}" data-verdict="{esc(kind)}" data-seq="{esc(v.get("seq"))}">',
            f'<h2>{esc(kind)} <small>severity {esc(v.get("severity", "–"))} · seq {esc(v.get("seq"))} · '
-           f'{_when(v.get("at"))}{after} · policy {esc(policy.get("name", "–"))} '
+           f'{when(v.get("at"))}{after} · policy {esc(policy.get("name", "–"))} '
            f'<code>{esc(str(policy.get("hash", ""))[:19])}…</code></small></h2>',
            f'<ol class="reasons">{items}</ol>']
     overrides = v.get("overrides") if isinstance(v.get("overrides"), list) else []
     if overrides:
         rows = "".join(f'<tr><td>{esc(o.get("action"))}</td><td>{esc(o.get("actor"))}</td><td>{esc(o.get("reason"))}</td>'
-                       f'<td>{esc(o.get("ticket") or "–")}</td><td>{_when(o.get("at"))}</td>'
-                       f'<td>{_when(o.get("expires_at")) if o.get("expires_at") else "never"}</td>'
+                       f'<td>{esc(o.get("ticket") or "–")}</td><td>{when(o.get("at"))}</td>'
+                       f'<td>{when(o.get("expires_at")) if o.get("expires_at") else "never"}</td>'
                        f'<td>{"active" if o.get("active") else "not active"}</td></tr>'
                        for o in overrides if isinstance(o, dict))
         out.append('<h3>Overrides</h3><table class="overrides"><tr><th>action</th><th>actor</th><th>reason</th>'
@@ -254,7 +270,16 @@ def _rules(m: dict[str, Any], what: str, fmt: str) -> list[Rule]:
     return out
 
 
-def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> str:
+def api_json_link(rollout_id: str) -> JsonLink:
+    """The live page's "JSON" links: the series endpoint, for one chart or the whole rollout."""
+    def link(metric: str | None, segment: str | None) -> str:
+        query = {} if metric is None else {"metric": metric, "segment": segment or "all"}
+        return f'<a href="{esc(_api_path(rollout_id, "/series", **query))}">JSON</a>'
+    return link
+
+
+def _metric_charts(m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> tuple[Chart, Chart, Chart]:
+    """The evidence, effect and estimates charts of one (metric, segment)."""
     key = f"{m['metric']}/{m['segment']}"
     xs = m["at"]
     rules = _rules(m, "threshold", "g")
@@ -272,10 +297,38 @@ def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, 
     estimates = Chart(f"{m['name']}: cumulative estimates", xs, x0, marks=marks, name=f"{key}/estimates", lines=[
         Line("canary", "canary (all windows so far)", m["canary"], "#f76707"),
         Line("baseline", "baseline (all windows so far)", m["baseline"], "#1c7ed6")])
+    return evidence, effect, estimates
+
+
+def _share_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> Chart:
+    q = s.quality
+    expected = next((v for v in reversed(q["expected_share"]) if v is not None), s.rollout.expected_share)
+    rules = [] if expected is None else [Rule("expected_share", f"expected share {expected:.1%}", expected, "#2f9e44")]
+    return Chart("canary share of page views (all windows so far) against the expected share", q["at"], x0,
+                 lines=[Line("canary_share", "canary share of page views so far", q["canary_share"], "#f76707")],
+                 rules=rules, marks=marks, name="quality/canary_share")
+
+
+def fragment_charts(s: Series, x_range: tuple[int, int] | None = None) -> list[Chart]:
+    """Every chart :func:`rollout_fragment` draws for ``s``, each named (``LCP/all/evidence``,
+    ``quality/canary_share``): what a caller putting several rollouts on the same axes reads."""
+    x0, _ = x_range or _x_range(s)
+    marks = _decisions(s.timeline)
+    out = [c for m in s.metrics for c in _metric_charts(m, x0, marks)]
+    return out + ([_share_chart(s, x0, marks)] if s.events else [])
+
+
+def _fixed(c: Chart, y_ranges: Mapping[str, tuple[float, float]] | None) -> Chart:
+    y = (y_ranges or {}).get(c.name)
+    return c if y is None else replace(c, y_range=y)
+
+
+def _metric_panel(m: dict[str, Any], charts: tuple[Chart, Chart, Chart], link: str) -> str:
+    evidence, effect, estimates = charts
+    key = f"{m['metric']}/{m['segment']}"
     status = next((st for st in reversed(m["status"]) if st), "–")
-    link = _api_path(s.rollout.id, "/series", metric=m["metric"], segment=m["segment"])
-    return (f'<section class="metric" data-metric="{esc(key)}" data-points="{len(xs)}"><h3>{esc(m["name"])} '
-            f'<small>{esc(status)} · <a href="{esc(link)}">JSON</a></small></h3><div class="charts">'
+    return (f'<section class="metric" data-metric="{esc(key)}" data-points="{len(m["at"])}"><h3>{esc(m["name"])} '
+            f'<small>{esc(status)} · {link}</small></h3><div class="charts">'
             f'<figure>{render(evidence)}<figcaption>red: rollback e-value, orange dashed: worse at all, green: promote; '
             'dashed lines: their thresholds</figcaption></figure>'
             f'<figure>{render(effect)}<figcaption>black: measured effect; blue band: the bracket (no lower edge: not '
@@ -286,24 +339,26 @@ def _metric_panel(s: Series, m: dict[str, Any], x0: int, marks: list[tuple[int, 
             '</div></section>')
 
 
-def _share_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> str:
-    q = s.quality
-    expected = next((v for v in reversed(q["expected_share"]) if v is not None), s.rollout.expected_share)
-    rules = [] if expected is None else [Rule("expected_share", f"expected share {expected:.1%}", expected, "#2f9e44")]
-    chart = Chart("canary share of page views (all windows so far) against the expected share", q["at"], x0,
-                  lines=[Line("canary_share", "canary share of page views so far", q["canary_share"], "#f76707")],
-                  rules=rules, marks=marks, name="quality/canary_share")
-    link = _api_path(s.rollout.id, "/series")
-    return (f'<h3>Data quality <small><a href="{esc(link)}">JSON</a> (quality)</small></h3><div class="charts"><figure>'
+def _share_panel(chart: Chart, link: str) -> str:
+    return (f'<h3>Data quality <small>{link} (quality)</small></h3><div class="charts"><figure>'
             f'{render(chart)}<figcaption>orange: the canary\'s share of page views so far; dashed: the expected '
             'share (when the rollout names one); late beacons and the sample-ratio e-value are in the table above'
             '</figcaption></figure></div>')
 
 
-def rollout_fragment(s: Series) -> str:
-    """The live part of a rollout's page (what ``?fragment=1`` serves)."""
+def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool | None = None,
+                     x_range: tuple[int, int] | None = None,
+                     y_ranges: Mapping[str, tuple[float, float]] | None = None) -> str:
+    """The live part of a rollout's page (what ``?fragment=1`` serves).
+
+    ``json_link`` makes each chart's "JSON" link (by default :func:`api_json_link`); ``live``
+    replaces ``s.live`` (whether the page keeps polling); ``x_range`` (epoch ms) and
+    ``y_ranges`` (by chart name, see :func:`fragment_charts`) fix the axes, so rollouts drawn
+    side by side can be compared at a glance.
+    """
     r = s.rollout
-    x0, x1 = _x_range(s)
+    link = json_link or api_json_link(r.id)
+    x0, x1 = x_range or _x_range(s)
     marks = _decisions(s.timeline)
     strips = [f'<p class="strip">{esc(r.policy.name)} (enforcing)</p>'
               + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1)]
@@ -311,23 +366,55 @@ def rollout_fragment(s: Series) -> str:
                + timeline_svg(f"dry-run:{name}", f"verdicts of dry run {name}", tl, x0, x1)
                for name, tl in s.dry_runs.items()]
     key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
-    panels = "".join(_metric_panel(s, m, x0, marks) for m in s.metrics)
-    share = _share_chart(s, x0, marks) if s.events else ""
+    panels = "".join(
+        _metric_panel(m, tuple(_fixed(c, y_ranges) for c in _metric_charts(m, x0, marks)),  # type: ignore[arg-type]
+                      link(m["metric"], m["segment"]))
+        for m in s.metrics)
+    share = _share_panel(_fixed(_share_chart(s, x0, marks), y_ranges), link(None, None)) if s.events else ""
     seq = (s.latest or {}).get("seq", 0)
-    return (f'<div class="fragment" data-live="{1 if s.live else 0}" data-seq="{esc(seq)}" '
+    live = s.live if live is None else live
+    return (f'<div class="fragment" data-live="{1 if live else 0}" data-seq="{esc(seq)}" '
             f'data-windows="{len(s.events)}">{_explanation(s)}'
             f'<h3>Verdicts over time <small>({len(s.events)} windows judged)</small></h3>{"".join(strips)}'
             f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined)</p>{share}'
             f'{panels or "<p>No evidence yet: no window has been judged.</p>"}</div>')
 
 
-def _policy_section(r: Rollout) -> str:
+def policy_section(r: Rollout, heading: str = "h2") -> str:
+    """The rollout's policy: name, hash, and the resolved policy as YAML (and its dry runs)."""
     text = yaml.safe_dump(r.policy.to_dict(), sort_keys=False, allow_unicode=True)
     dry = "".join(f"<li>{esc(p.name)} <code>{esc(p.hash)}</code></li>" for p in r.dry_run_policies)
-    return (f'<h2>Policy</h2><p>{esc(r.policy.name)} <code>{esc(r.policy.hash)}</code>'
+    return (f'<{heading}>Policy</{heading}><p class="policy">{esc(r.policy.name)} <code>{esc(r.policy.hash)}</code>'
             f'{" (dry run)" if r.policy.dry_run else ""}</p>'
             + (f"<p>Dry-run policies:</p><ul>{dry}</ul>" if dry else "")
-            + f'<details><summary>resolved policy (YAML)</summary><pre>{esc(text)}</pre></details>')
+            + f'<details><summary>resolved policy (YAML)</summary><pre class="policy-yaml">{esc(text)}</pre></details>')
+
+
+def rollout_head(r: Rollout) -> str:
+    """What the rollout is: app, canary, baseline, start, state and expected share."""
+    state = "running" if r.ended_at is None else f"ended {when(r.ended_at)}"
+    return (f'<p>app {esc(r.app)}: canary <b>{esc(r.canary)}</b> against baseline '
+            f'<b>{esc(r.baseline)}</b> · started {when(r.started_at)} · {state}'
+            + (f" · expected canary share {r.expected_share:.1%}" if r.expected_share else "") + "</p>")
+
+
+def render_rollout(rollout: Rollout, events: list[dict], dry_runs: dict[str, list[dict]] | None = None,
+                   latest: dict | None = None) -> str:
+    """The whole live page of ``rollout`` from its verdict events (and its dry-run policies'),
+    with no backend: what ``GET /rollouts/{id}`` serves for that history."""
+    return _rollout_page_html(build_series(rollout, events, dry_runs, latest))
+
+
+def _rollout_page_html(s: Series) -> str:
+    rollout = s.rollout
+    head = f'<p><a href="/">all rollouts</a></p><h1>{esc(rollout.id)}</h1>{rollout_head(rollout)}'
+    links = [("every chart's series", _api_path(rollout.id, "/series")), ("verdict history", _api_path(rollout.id, "/verdicts")),
+             ("latest verdict", _api_path(rollout.id, "/verdict")), ("rollout", _api_path(rollout.id))]
+    tail = (policy_section(rollout) + "<h2>JSON</h2><ul>"
+            + "".join(f'<li><a href="{esc(u)}">{esc(label)}</a> <code>{esc(u)}</code></li>' for label, u in links)
+            + "</ul>")
+    return _page_html(f"rumgate: {rollout.id}", head, rollout_fragment(s), rollout_path(rollout.id) + "?fragment=1",
+                      tail)
 
 
 def _not_found(rid: str) -> web.Response:
@@ -364,19 +451,9 @@ async def rollout_page(request: web.Request) -> web.Response:
         resp.headers.update({"ETag": tag, "Cache-Control": "no-cache"})
         resp.enable_compression()
         return resp
-    s = await load(backend, rollout)
-    fragment = rollout_fragment(s)
-    state = "running" if rollout.ended_at is None else f"ended {_when(rollout.ended_at)}"
-    head = (f'<p><a href="/">all rollouts</a></p><h1>{esc(rollout.id)}</h1>'
-            f'<p>app {esc(rollout.app)}: canary <b>{esc(rollout.canary)}</b> against baseline '
-            f'<b>{esc(rollout.baseline)}</b> · started {_when(rollout.started_at)} · {state}'
-            + (f" · expected canary share {rollout.expected_share:.1%}" if rollout.expected_share else "") + "</p>")
-    links = [("every chart's series", _api_path(rollout.id, "/series")), ("verdict history", _api_path(rollout.id, "/verdicts")),
-             ("latest verdict", _api_path(rollout.id, "/verdict")), ("rollout", _api_path(rollout.id))]
-    tail = (_policy_section(rollout) + "<h2>JSON</h2><ul>"
-            + "".join(f'<li><a href="{esc(u)}">{esc(label)}</a> <code>{esc(u)}</code></li>' for label, u in links)
-            + "</ul>")
-    return _page(f"rumgate: {rollout.id}", head, fragment, rollout_path(rollout.id) + "?fragment=1", tail)
+    resp = _html(_rollout_page_html(await load(backend, rollout)))
+    resp.enable_compression()
+    return resp
 
 
 ROUTES = [web.get("/", index), web.get("/rollouts/{id}", rollout_page)]
