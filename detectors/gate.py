@@ -133,15 +133,20 @@ class _MetricTest:
         self.cum_b = LogSketch(relative_accuracy)
         self.events_c = self.events_b = 0
         self.exposure_c = self.exposure_b = 0
+        self.window: tuple[float | None, float | None] = (None, None)  # the last counted window's values
 
     # -- counting what a window says ------------------------------------------------------
     def update(self, arms: _Arms) -> None:
         m = self.metric
         if m.quantile is not None:
-            self._update_quantile(arms.canary.sketches[m.metric], arms.baseline.sketches[m.metric])
+            h_c, h_b = arms.canary.sketches[m.metric], arms.baseline.sketches[m.metric]
+            self.window = (h_c.quantile(m.quantile) if h_c.count else None,
+                           h_b.quantile(m.quantile) if h_b.count else None)
+            self._update_quantile(h_c, h_b)
         else:
             k_c, v_c = _rate_counts(arms.canary, m.metric)
             k_b, v_b = _rate_counts(arms.baseline, m.metric)
+            self.window = (k_c / v_c if v_c else None, k_b / v_b if v_b else None)
             self.events_c += k_c
             self.events_b += k_b
             self.exposure_c += v_c
@@ -286,6 +291,9 @@ class Gate:
             for test in self.tests:
                 test.update(arms[test.segment])
             self.windows.append(start)
+        else:
+            for test in self.tests:
+                test.window = (None, None)
         return self._decide(end, warming)
 
     def _series(self, summary: WindowSummary) -> tuple[float | None, int]:
@@ -472,6 +480,7 @@ class Gate:
             threshold_rollback=_round(math.exp(log_rb), 4), threshold_promote=_round(math.exp(log_pr), 4),
             n_canary=int(test.exposure_c), n_baseline=int(test.exposure_b),
             status=status, severity=severity, reason=reason,
+            window_canary=_round(test.window[0]), window_baseline=_round(test.window[1]),
         )
 
 

@@ -173,6 +173,11 @@ class MetricEvidence:
     status: MetricStatus
     severity: Severity = Severity.NONE
     reason: str | None = None
+    #: This window's own value in each arm (its quantile, or its rate), None when the window
+    #: was not counted (warm-up, too few sessions; a post-promotion watch repeats the last
+    #: counted one's): what the rollout page draws per window beside the cumulative estimates.
+    window_canary: float | None = None
+    window_baseline: float | None = None
 
     def __post_init__(self) -> None:
         _coerce(self, "status", MetricStatus)

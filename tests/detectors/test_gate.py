@@ -82,6 +82,26 @@ def test_warm_up_windows_feed_no_test():
     assert all(m.n_canary == 0 for v in verdicts for m in v.metrics)
 
 
+def test_each_window_reports_its_own_quantile_and_rate_per_arm():
+    """What the rollout page draws per window: the window's own p75 (and error rate) of each
+    arm, beside the cumulative estimates; none in the warm-up, which counts nothing."""
+    rng, gate = np.random.default_rng(4), Gate(LCP_ERRORS, APP, CANARY, BASELINE)
+    for t in range(12):
+        start, summaries = window(rng, t, share=0.3)
+        v = gate.observe(start, 5000, summaries)
+        lcp = next(m for m in v.metrics if m.metric == "LCP")
+        errors = next(m for m in v.metrics if m.metric == "errors")
+        if t < 6:  # 30 s of warm-up
+            assert (lcp.window_canary, lcp.window_baseline, errors.window_canary) == (None, None, None)
+            continue
+        canary = next(s for s in summaries if s.key.release == CANARY)
+        baseline = next(s for s in summaries if s.key.release == BASELINE)
+        assert lcp.window_canary == pytest.approx(canary.sketches["LCP"].quantile(0.75), rel=1e-6)
+        assert lcp.window_baseline == pytest.approx(baseline.sketches["LCP"].quantile(0.75), rel=1e-6)
+        assert errors.window_baseline == pytest.approx(baseline.error_views / baseline.page_views, abs=1e-6)
+        assert lcp.window_canary != lcp.canary or t == 6  # a window's value, not the cumulative one
+
+
 def test_a_canary_without_traffic_is_held_not_passed():
     v = run(LCP_ONLY, 60, share=0.0)[-1]
     assert v.verdict == "hold" and "no canary beacons" in v.reasons[0]

@@ -93,15 +93,18 @@ def run_case(case: Case, workdir: Path) -> dict:
 def _without_reason_codes(lines: list[bytes]) -> bytes:
     """The verdict NDJSON with each line's ``reason_codes`` taken out, as the CLI writes it.
 
-    The fingerprints were recorded before verdicts carried reason codes; without the key,
-    every other byte of every line must be as recorded. Each line must carry one code per
-    reason.
+    The fingerprints were recorded before verdicts carried reason codes, and each metric its
+    window's own values; without those keys, every other byte of every line must be as
+    recorded. Each line must carry one code per reason, and every metric both window values.
     """
     body = bytearray()
     for line in lines:
         d = orjson.loads(line)
         codes = d.pop("reason_codes")
         assert isinstance(codes, list) and len(codes) == len(d["reasons"]), (codes, d["reasons"])
+        for m in d["metrics"]:
+            values = m.pop("window_canary"), m.pop("window_baseline")
+            assert all(v is None or isinstance(v, (int, float)) for v in values), values
         body += orjson.dumps(d) + b"\n"
     return bytes(body)
 
