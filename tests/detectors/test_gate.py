@@ -96,8 +96,8 @@ def test_each_window_reports_its_own_quantile_and_rate_per_arm():
             continue
         canary = next(s for s in summaries if s.key.release == CANARY)
         baseline = next(s for s in summaries if s.key.release == BASELINE)
-        assert lcp.window_canary == pytest.approx(canary.sketches["LCP"].quantile(0.75), rel=1e-6)
-        assert lcp.window_baseline == pytest.approx(baseline.sketches["LCP"].quantile(0.75), rel=1e-6)
+        assert lcp.window_canary == pytest.approx(canary.sketches["LCP"].quantile(0.75), rel=1e-5)
+        assert lcp.window_baseline == pytest.approx(baseline.sketches["LCP"].quantile(0.75), rel=1e-5)
         assert errors.window_baseline == pytest.approx(baseline.error_views / baseline.page_views, abs=1e-6)
         assert lcp.window_canary != lcp.canary or t == 6  # a window's value, not the cumulative one
 
