@@ -156,11 +156,12 @@ class Chart:
     percent: bool = False  # tick labels as percentages
     marks: list[tuple[int, str]] = field(default_factory=list)  # (epoch ms, verdict): decision lines
     name: str = ""  # data-chart
+    x_end: int | None = None  # epoch ms of the right edge (charts compared side by side); else the last x
     y_range: tuple[float, float] | None = None  # the y axis, fixed (charts compared side by side); else from the data
 
 
-def _xscale(xs: Sequence[int], x0: int) -> LinearScale:
-    hi = max([x0 + 1, *xs])
+def _xscale(xs: Sequence[int], x0: int, x_end: int | None = None) -> LinearScale:
+    hi = max([x0 + 1, *xs]) if x_end is None else max(x0 + 1, x_end)
     return LinearScale(x0, hi, LEFT, WIDTH - RIGHT)
 
 
@@ -218,7 +219,7 @@ def _points(xs: Sequence[int], values: Sequence[float | None], x, y) -> list[str
 
 def render(c: Chart) -> str:
     """The chart as one ``<svg>`` element."""
-    x, y = _xscale(c.xs, c.x0), _yscale(c)
+    x, y = _xscale(c.xs, c.x0, c.x_end), _yscale(c)
     out = [f'<svg class="chart" data-chart="{esc(c.name)}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img">'
            f'<title>{esc(c.title)}</title>',
            f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" height="{HEIGHT - TOP - BOTTOM}" '

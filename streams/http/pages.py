@@ -318,9 +318,8 @@ def fragment_charts(s: Series, x_range: tuple[int, int] | None = None) -> list[C
     return out + ([_share_chart(s, x0, marks)] if s.events else [])
 
 
-def _fixed(c: Chart, y_ranges: Mapping[str, tuple[float, float]] | None) -> Chart:
-    y = (y_ranges or {}).get(c.name)
-    return c if y is None else replace(c, y_range=y)
+def _fixed(c: Chart, x_end: int | None, y_ranges: Mapping[str, tuple[float, float]] | None) -> Chart:
+    return replace(c, x_end=x_end, y_range=(y_ranges or {}).get(c.name))
 
 
 def _metric_panel(m: dict[str, Any], charts: tuple[Chart, Chart, Chart], link: str) -> str:
@@ -353,12 +352,14 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
 
     ``json_link`` makes each chart's "JSON" link (by default :func:`api_json_link`); ``live``
     replaces ``s.live`` (whether the page keeps polling); ``x_range`` (epoch ms) and
-    ``y_ranges`` (by chart name, see :func:`fragment_charts`) fix the axes, so rollouts drawn
+    ``y_ranges`` (by chart name, see :func:`fragment_charts`) fix the axes (the charts'
+    time axes then end at ``x_range``'s end, as the timeline does), so rollouts drawn
     side by side can be compared at a glance.
     """
     r = s.rollout
     link = json_link or api_json_link(r.id)
     x0, x1 = x_range or _x_range(s)
+    x_end = None if x_range is None else x1  # the live page's charts end at their last point
     marks = _decisions(s.timeline)
     strips = [f'<p class="strip">{esc(r.policy.name)} (enforcing)</p>'
               + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1)]
@@ -367,10 +368,10 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
                for name, tl in s.dry_runs.items()]
     key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
     panels = "".join(
-        _metric_panel(m, tuple(_fixed(c, y_ranges) for c in _metric_charts(m, x0, marks)),  # type: ignore[arg-type]
+        _metric_panel(m, tuple(_fixed(c, x_end, y_ranges) for c in _metric_charts(m, x0, marks)),  # type: ignore[arg-type]
                       link(m["metric"], m["segment"]))
         for m in s.metrics)
-    share = _share_panel(_fixed(_share_chart(s, x0, marks), y_ranges), link(None, None)) if s.events else ""
+    share = _share_panel(_fixed(_share_chart(s, x0, marks), x_end, y_ranges), link(None, None)) if s.events else ""
     seq = (s.latest or {}).get("seq", 0)
     live = s.live if live is None else live
     return (f'<div class="fragment" data-live="{1 if live else 0}" data-seq="{esc(seq)}" '
