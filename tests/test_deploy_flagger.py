@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import yaml
 
+from tests.crd_schema import crd_errors
 from tests.test_deploy import CANARY, backend_with, call_api, one, verdict_event
 
 CRD = Path(__file__).resolve().parent / "fixtures" / "flagger-v1.44.0-canary-crd.yaml"
@@ -99,40 +99,8 @@ def test_rumgate_is_the_only_gate():
 
 # -- the CRD schema ---------------------------------------------------------------------------
 
-def _json_schema(node):
-    """A CRD's structural schema as JSON Schema: ``x-kubernetes-int-or-string`` as integer or
-    string; ``format`` and the other x-kubernetes keys dropped (annotations, or CEL rules that
-    no field of the sample reaches); objects with properties closed to unknown fields, as
-    kubectl's default strict field validation refuses them, unless they preserve them."""
-    if isinstance(node, list):
-        return [_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _json_schema(v) for k, v in node.items()
-           if not k.startswith("x-kubernetes-") and k not in ("format", "description")}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if "properties" in node and "additionalProperties" not in node \
-            and not node.get("x-kubernetes-preserve-unknown-fields"):
-        out["additionalProperties"] = False
-    return out
-
-
-def canary_schema() -> dict:
-    crd = yaml.safe_load(CRD.read_text())
-    assert crd["metadata"]["name"] == "canaries.flagger.app"
-    [version] = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
-    assert version["served"] and version["storage"]
-    schema = _json_schema(version["schema"]["openAPIV3Schema"])
-    schema["properties"]["metadata"] = {"type": "object"}  # the API server checks ObjectMeta itself
-    return schema
-
-
 def schema_errors(doc: dict) -> list[str]:
-    jsonschema_rs = pytest.importorskip("jsonschema_rs", reason="comes with schemathesis (dev extras)")
-    validator = jsonschema_rs.validator_for(canary_schema())
-    return [f"{'/'.join(map(str, e.instance_path))}: {e.message}" for e in validator.iter_errors(doc)]
+    return crd_errors(CRD, "canaries.flagger.app", "v1beta1", doc)
 
 
 def test_the_sample_is_valid_by_flaggers_crd():
