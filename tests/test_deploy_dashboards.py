@@ -66,6 +66,8 @@ def exposed_series() -> tuple[dict[str, set[str]], set[str], dict[str, str]]:
     worker's registry, built as the worker builds it. A labelled metric exposes no sample
     until it has a child, so each gets one first (its label names from the collector)."""
     metrics = Metrics()
+    metrics.watch_ingest({})  # as the worker and `rumgate ingest` do
+    metrics.watch_readiness(list)
     for collector in vars(metrics).values():
         names = getattr(collector, "_labelnames", ())
         if names:
@@ -313,8 +315,8 @@ def variable_query(v: dict) -> str:
     ("rumgate_beacons_total", "is a counter"),  # a raw counter
     ("rate(rumgate_consumer_lag[5m])", "not a counter"),  # rate of a gauge
     ('rumgate_consumer_lag{partiton="0"}', "has no label 'partiton'"),
-    ("sum by (reason) (rate(rumgate_dead_letters_total[5m]))", "has no ['reason']"),
-    ("sum(rate(rumgate_dead_letters_total[5m])) by (reason)", "has no ['reason']"),  # the postfix form
+    ("sum by (reason) (rate(rumgate_records_total[5m]))", "has no ['reason']"),
+    ("sum(rate(rumgate_records_total[5m])) by (reason)", "has no ['reason']"),  # the postfix form
     ('sum(rate(rumgate_verdicts_total{verdict="rolback"}[5m]))', "verdict='rolback' is never written"),
     ("histogram_quantile(0.99, sum(rate(rumgate_window_close_to_verdict_seconds_bucket[5m])))", "by (le)"),
     ("histogram_quantile(0.99, sum by (le) (rate(rumgate_window_close_to_verdict_seconds_sum[5m])))", "_bucket"),

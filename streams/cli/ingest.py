@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from streams.cli.common import broker_option, settings_from
 from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_application, ingest_config
+from streams.http.metrics import Metrics
 from streams.live.broker import BrokerError, broker_servers
 from streams.live.topics import ensure_topics
 
@@ -18,7 +19,7 @@ __all__ = ["ingest_command", "serve_ingest", "settle_gc"]
 
 
 async def serve_ingest(settings, ready: asyncio.Event | None = None, tune_gc: bool = False) -> None:
-    """Serve ``/v1/beacons`` (and ``/healthz``) on ``settings.http`` until cancelled.
+    """Serve ``/v1/beacons`` (and ``/healthz``, ``/metrics``) on ``settings.http`` until cancelled.
 
     ``tune_gc``: the process is this server alone (``rumgate ingest``); see :func:`settle_gc`.
     """
@@ -43,7 +44,14 @@ async def serve_ingest(settings, ready: asyncio.Event | None = None, tune_gc: bo
         return web.json_response({"status": "ok", **ingestor.counts,
                                   "dedupe_evicted_early": ingestor.dedupe.evicted_early})
 
+    metrics = Metrics()
+    metrics.watch_ingest(ingestor.counts)
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     address = settings.http_address

@@ -156,6 +156,17 @@ async def healthz(request: web.Request) -> web.Response:
                  "partitions": backend.partitions or []})
 
 
+def not_ready(backend, readiness: Readiness | None) -> list[str]:
+    """Why the worker is not ready (empty: ready): what ``/readyz`` and ``rumgate_ready`` say."""
+    reasons = []
+    if backend.partitions is None:
+        reasons.append("not ready: joining the consumer group")
+    reasons += [backend.failing[p] for p in sorted(backend.failing)]
+    if readiness is not None:
+        reasons += readiness.problems()
+    return reasons
+
+
 async def readyz(request: web.Request) -> web.Response:
     """Readiness, for a probe that takes the worker out of service: 200 once it owns its
     partitions, every stage-1 partition sends, the broker answers and the judge has caught
@@ -164,12 +175,7 @@ async def readyz(request: web.Request) -> web.Response:
     answered, the judge still re-reading its partitions)."""
     backend = backend_of(request)
     readiness = request.config_dict.get(READINESS)
-    reasons = []
-    if backend.partitions is None:
-        reasons.append("not ready: joining the consumer group")
-    reasons += [backend.failing[p] for p in sorted(backend.failing)]
-    if readiness is not None:
-        reasons += readiness.problems()
+    reasons = not_ready(backend, readiness)
     extra = readiness.report() if readiness is not None else {}
     if reasons:
         failing = {"failing": sorted(backend.failing)} if backend.failing else {}

@@ -1,13 +1,62 @@
-"""Prometheus metrics of a worker, served at ``GET /metrics``.
+"""Prometheus metrics of a worker, served at ``GET /metrics`` (``rumgate ingest`` serves
+the ingestion ones). deploy/grafana/ and deploy/prometheus/ are built on them.
 
 One registry per worker (not the library's global one), so tests can run several.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import re
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping
 
-__all__ = ["Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from streams.ingest.formats.canonical import FIELDS
+
+__all__ = ["INGEST_OUTCOMES", "Metrics", "reason_kind"]
+
+#: What became of the items the ingestion endpoint received (its ``/healthz`` counts).
+INGEST_OUTCOMES = ("accepted", "rejected", "duplicates", "ignored", "capped")
+_NOT_JSON = frozenset({"record", "line"})
+
+
+def reason_kind(reason: str) -> str:
+    """The ``reason`` label of a dead letter: the canonical field its reason names first,
+    else a few fixed kinds, so the label's values stay a small set whatever the data says.
+
+    >>> reason_kind("ts: -5 is not epoch milliseconds"), reason_kind("metrics.LCP: must be a finite number")
+    ('ts', 'metrics')
+    >>> reason_kind("line 3: not valid JSON (unexpected end)"), reason_kind("beacon: must be a JSON object, got int")
+    ('not_json', 'not_an_object')
+    >>> reason_kind("cohort: app 'a' already has 1000 cohorts"), reason_kind("anything else")
+    ('cohort_cap', 'other')
+    """
+    head = re.match(r"[A-Za-z_]*", reason).group()  # "metrics.LCP: ...", "line 3: ...", "views[0]: ..."
+    if head == "cohort" and "already has" in reason:
+        return "cohort_cap"
+    if head in FIELDS:
+        return head
+    if head in _NOT_JSON:
+        return "not_json"
+    return {"beacon": "not_an_object", "cohort": "cohort_cap"}.get(head, "other")
+
+
+class _IngestCounts(Collector):
+    """The ingestion endpoint's counts (a live mapping), as a counter by outcome."""
+
+    def __init__(self, counts: Mapping[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self):
+        family = CounterMetricFamily("rumgate_ingest_items", "Items POSTed to /v1/beacons, by what became of them "
+                                     "(rejected ones go to the DLQ; capped: over RUMGATE_INGEST_CLIENT_VIEWS)",
+                                     labels=["outcome"])
+        for outcome in INGEST_OUTCOMES:
+            family.add_metric([outcome], self.counts.get(outcome, 0))
+        yield family
 
 
 class Metrics:
@@ -16,7 +65,8 @@ class Metrics:
         r = self.registry
         self.beacons = Counter("rumgate_beacons", "Beacons counted into windows", registry=r)
         self.records = Counter("rumgate_records", "Records read from rum.beacons", registry=r)
-        self.dead_letters = Counter("rumgate_dead_letters", "Invalid items sent to the DLQ", registry=r)
+        self.dead_letters = Counter("rumgate_dead_letters", "Invalid items stage 1 sent to the DLQ, by the kind of "
+                                    "their reason (reason_kind)", ["reason"], registry=r)
         self.windows = Counter("rumgate_windows_closed", "Window summaries published by stage 1", registry=r)
         self.verdicts = Counter("rumgate_verdicts", "Verdicts published", ["verdict", "dry_run"], registry=r)
         self.late_summaries = Counter("rumgate_late_summaries",
@@ -51,6 +101,20 @@ class Metrics:
             "rumgate_agent_crashes",
             "Exceptions that ended an agent's run; Faust's supervisor then restarts the agent on the same stream",
             ["agent"], registry=r)
+
+        self.ready = Gauge("rumgate_ready", "1 while /readyz answers 200, else 0 (its body says why)", registry=r)
+
+    def watch_ingest(self, counts: Mapping[str, int]) -> None:
+        """Serve the ingestion endpoint's counts (``Ingestor.counts``) as ``rumgate_ingest_items``."""
+        self.registry.register(_IngestCounts(counts))
+
+    def watch_readiness(self, problems: Callable[[], list[str]]) -> None:
+        """``rumgate_ready`` from what keeps the worker from being ready, read at each scrape."""
+        self.ready.set_function(lambda: 0.0 if problems() else 1.0)
+
+    def count_dead_letters(self, reasons) -> None:
+        for kind, n in Tally(map(reason_kind, reasons)).items():
+            self.dead_letters.labels(reason=kind).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

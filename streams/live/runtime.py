@@ -382,7 +382,7 @@ class Stage1:
         for key, value, headers in dead_letter_records(p, step.rejects):
             self.unconfirmed[p].append(await rt.dlq.send(key=key, value=value, partition=p, headers=headers))
         rt.stats["dead_letters"] += len(step.rejects)
-        rt.backend.metrics.dead_letters.inc(len(step.rejects))
+        rt.backend.metrics.count_dead_letters(d.reason for d in step.rejects)
         # Progress matters even without summaries (a window this partition had no beacons in).
         if step.closed or idle or agg.closed_before != self.reported.get(p):
             await self.send_windows(p, agg.closed_before, idle, step)

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from streams.http.backend import Backend
 
 from streams.http.api import make_api
-from streams.http.health import READINESS
+from streams.http.health import READINESS, not_ready
 from streams.ingest.endpoint import Ingestor, add_ingest_routes, ingest_config
 from streams.live.broker import broker_servers
 from streams.live.runtime import Runtime
@@ -63,7 +63,10 @@ async def serve_http(rt: Runtime, quiet: bool = False) -> None:
         return
     api = make_api(rt.backend, settings.api_token, settings.api_read_open, hook_token=settings.hook_token)
     api[READINESS] = rt.readiness
-    add_ingest_routes(api, Ingestor(ingest_config(settings), ingest_sink(rt), releases_of=releases_of(rt.backend)))
+    ingestor = Ingestor(ingest_config(settings), ingest_sink(rt), releases_of=releases_of(rt.backend))
+    add_ingest_routes(api, ingestor)
+    rt.backend.metrics.watch_ingest(ingestor.counts)
+    rt.backend.metrics.watch_readiness(lambda: not_ready(rt.backend, rt.readiness))
     runner = web.AppRunner(api, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, *address)

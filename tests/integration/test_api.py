@@ -332,6 +332,11 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
     assert "# TYPE rumgate_beacons_total counter" in metrics.body
     assert metric_value(metrics.body, "rumgate_beacons_total") is not None
     assert "# TYPE rumgate_verdicts_total counter" in metrics.body
+    # What the dashboard's health row reads: readiness as /readyz says it, the ingestion counts.
+    ready = call(d.api.http, "GET", "/readyz", token=None)
+    scraped = call(d.api.http, "GET", "/metrics", token=None).body
+    assert metric_value(scraped, "rumgate_ready") == (1.0 if ready.status == 200 else 0.0)
+    assert metric_value(scraped, 'rumgate_ingest_items_total{outcome="accepted"}') is not None
 
     served = call(d.api.http, "GET", "/v1/openapi.json", token=None)
     assert served.status == 200 and served.body == orjson.loads(orjson.dumps(OPENAPI))
@@ -339,7 +344,7 @@ def test_healthz_metrics_and_openapi_are_open(deployments):
     assert spec["openapi"] == "3.1.0" and spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
     routes, documented = api_routes(), documented_routes(spec)
-    assert len(routes) == 23, routes  # the API's 19 (tests/http/test_openapi.py) and ingestion's 4
+    assert len(routes) == 25, routes  # the API's 21 (tests/http/test_openapi.py) and ingestion's 4
     # Every route is described, and nothing else.
     assert routes - documented == set(), "routes missing from the OpenAPI description"
     assert documented - routes == set(), "OpenAPI describes routes that do not exist"
