@@ -172,6 +172,16 @@ class Rollout:
             share = changed
         return share
 
+    @property
+    def share_now(self) -> float | None:
+        """The expected share in force after the last change (the start's when none)."""
+        return self.share_changes[-1][1] if self.share_changes else self.expected_share
+
+    @property
+    def share_changed_at(self) -> int:
+        """When the share last changed (the start when it never did): a change may not precede it."""
+        return self.share_changes[-1][0] if self.share_changes else self.started_at
+
     def with_share(self, share: float | None, at: int) -> Rollout:
         """This rollout with the expected share ``share`` from ``at`` on."""
         return replace(self, share_changes=(*self.share_changes, (at, check_share(share))))

@@ -104,22 +104,21 @@ class _Active:
         deadline passed undecided, once in effect at ``end``: its window is judged (after
         the end, too), so the override reaches a verdict the deployment tool acts on. The
         deadline's code is the first of the gate's verdict, the second once overridden."""
+        return next((o for o in reversed(self._answers(track)) if o.active_at(end)), None)
+
+    def _answers(self, track: _Track) -> list[Override]:
+        """The promotes and rollbacks on record after the deadline's hold, not yet answered."""
         last = track.last
         if last is None or ReasonCode.DEADLINE not in last.reason_codes[:2] or track.gate.policy.dry_run:
-            return None
-        for o in reversed(self.overrides):
-            if o.action != VerdictKind.HOLD and o.at > last.at and o.active_at(end) and o is not track.answered:
-                return o
-        return None
+            return []
+        return [o for o in self.overrides
+                if o.action != VerdictKind.HOLD and o.at > last.at and o is not track.answered]
 
     def awaits_answer(self) -> bool:
         """Whether the enforcing gate, held at its deadline, has a person's answer on record
         that no window has reached yet (:meth:`answer_to_deadline`)."""
         track = self.tracks[0]
-        if not track.decided or track.last is None or ReasonCode.DEADLINE not in track.last.reason_codes[:2]:
-            return False
-        return any(o.action != VerdictKind.HOLD and o.at > track.last.at and o is not track.answered
-                   for o in self.overrides)
+        return track.decided and bool(self._answers(track))
 
 
 class Judge:

@@ -160,7 +160,7 @@ def rollout_share(broker, rollout_id, share, changed_at) -> None:
     if rollout.ended_at is not None:
         raise click.ClickException(f"rollout {rollout_id} has ended ({rollout.end_reason or 'by a person'})")
     at = parse_time(changed_at)
-    last = rollout.share_changes[-1][0] if rollout.share_changes else rollout.started_at
+    last = rollout.share_changed_at
     if at < last:
         raise click.BadParameter(f"{at} is before the share's last change ({last})", param_hint="--at")
     try:

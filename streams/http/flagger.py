@@ -171,7 +171,8 @@ def _one_running(backend: Backend, app_name: str, release: str | None,
         ended = _ended(backend, app_name, release)
         if ended and release:
             return ended[0]
-        for r in ended[:1]:
+        if ended:
+            r = ended[0]
             if checksum and (bound_revision(r.revision) or (None, None))[1] == checksum:
                 return r
             return error(404, f"no running rollout of {of}: {r.id!r} ended ({r.end_reason or 'by a person'}); "

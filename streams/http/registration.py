@@ -33,12 +33,11 @@ from detectors.rollout import Rollout, RolloutError, check_share
 from streams.http import auth
 from streams.http.backend import Backend, backend_of, now_ms
 from streams.http.replies import BadRequest, error, json, read_body, shown
-from streams.http.rollouts import MAX_IMAGE, image_tag, rollout_from_body, rollout_or_404, summary
+from streams.http.rollouts import _TS_MAX, MAX_IMAGE, image_tag, rollout_from_body, rollout_or_404, summary
 
 __all__ = ["ROUTES", "live_release", "supersede"]
 
 _PUT_FIELDS = {"app", "canary", "image", "baseline", "policy", "expected_share", "dry_run_policies", "supersede"}
-_TS_MAX = 9_999_999_999_999
 
 
 def live_release(backend: Backend, app: str) -> str | None:
@@ -113,10 +112,6 @@ def _conflict(existing: Rollout, wanted: Rollout, d: dict) -> str | None:
     return None
 
 
-def _share_in_force(rollout: Rollout) -> float | None:
-    return rollout.share_changes[-1][1] if rollout.share_changes else rollout.expected_share
-
-
 @auth.mutation
 async def register_rollout(request: web.Request) -> web.Response:
     rid = request.match_info["id"]
@@ -136,10 +131,9 @@ async def register_rollout(request: web.Request) -> web.Response:
     if problem:
         return error(409, problem)
     share = wanted.expected_share
-    if share is None or share == _share_in_force(existing) or existing.ended_at is not None:
+    if share is None or share == existing.share_now or existing.ended_at is not None:
         return json({**summary(backend, existing), "registered": "existing", "superseded": []})
-    changed = existing.with_share(share, max(now, existing.share_changes[-1][0] if existing.share_changes
-                                             else existing.started_at))
+    changed = existing.with_share(share, max(now, existing.share_changed_at))
     await backend.publish_rollout(changed)
     backend.rollouts[rid] = changed
     return json({**summary(backend, changed), "registered": "share changed", "superseded": []})
@@ -158,7 +152,7 @@ async def change_share(request: web.Request) -> web.Response:
     at = d.get("at", now_ms(request))
     if isinstance(at, bool) or not isinstance(at, int) or not 0 < at <= _TS_MAX:
         raise BadRequest(f"at: must be epoch milliseconds, got {shown(at)}")
-    last = rollout.share_changes[-1][0] if rollout.share_changes else rollout.started_at
+    last = rollout.share_changed_at
     if at < last:
         raise BadRequest(f"at: {at} is before the last change of the share ({last}): shares change in time order")
     try:
