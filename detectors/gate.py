@@ -245,6 +245,7 @@ class Gate:
         self.windows: list[int] = []  # starts of windows that fed the tests
         self.page_views = {"canary": 0, "baseline": 0}
         self.late_beacons = 0
+        self.window_views = (0, 0)  # the last window's page views, canary and baseline
         self.last_canary_at: int | None = None
         self.last_expected: float | None = None
         self.incident: GlobalIncident | None = None
@@ -276,6 +277,7 @@ class Gate:
         if self.incident is not None and self.crowded is None:
             self.incident_now = self.incident.observe(end, *self._series(arms["all"].baseline))
         pv_c, pv_b = arms["all"].canary.page_views, arms["all"].baseline.page_views
+        self.window_views = (pv_c, pv_b)
         if pv_c:
             self.last_canary_at = end
         warming = start < self.started_at + self.policy.warmup_ms
@@ -421,6 +423,8 @@ class Gate:
                 "canary_share": round(self._share(), 5),
                 "expected_share": self.last_expected,
                 "late_beacons": self.late_beacons,
+                # This window's own (the other figures are cumulative), warm-up included.
+                "window_page_views": {"canary": self.window_views[0], "baseline": self.window_views[1]},
                 "partitions_complete": True,
                 "global_incident_windows": self.incident.flagged if self.incident is not None else 0,
                 # Only once there is something to say: verdicts of ordinary traffic stay as they were.

@@ -30,14 +30,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Band", "Chart", "Line", "LinearScale", "LogScale", "Rule", "esc", "render", "timeline_svg",
-           "VERDICT_COLOURS", "y_extent"]
+__all__ = ["Band", "Chart", "EVENT_COLOURS", "Line", "LinearScale", "LogScale", "Rule", "esc", "render",
+           "timeline_svg", "VERDICT_COLOURS", "y_extent"]
 
 WIDTH, HEIGHT = 640, 170
 LEFT, RIGHT, TOP, BOTTOM = 58, 12, 10, 22
 
 VERDICT_COLOURS = {"continue": "#adb5bd", "warmup": "#a5d8ff", "hold": "#f59f00", "promote": "#2f9e44",
                    "rollback": "#e03131"}
+#: The timeline's other markers (:func:`streams.http.series.markers`).
+EVENT_COLOURS = {"split": "#1c7ed6", "incident": "#ae3ec9", "silent": "#495057"}
 
 
 def esc(text: object) -> str:
@@ -274,9 +276,14 @@ def _kind(verdict: str | None, code: str | None) -> str:
     return verdict if verdict in VERDICT_COLOURS else "continue"
 
 
-def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, window_ms: int = 5000) -> str:
+def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, window_ms: int = 5000,
+                 events: Sequence[dict] = ()) -> str:
     """A strip of the verdicts over time: one rectangle per run of the same verdict, and a
-    marker at the first verdict of each run of hold, promote, rollback or an override."""
+    marker at the first verdict of each run of hold, promote, rollback or an override.
+
+    ``events`` (``{"at", "kind", "label"}``, kinds of :data:`EVENT_COLOURS`) are drawn as
+    circles above the strip: split changes, incidents, silent partitions.
+    """
     height = 34
     x = LinearScale(x0, max(x1, x0 + 1), LEFT, WIDTH - RIGHT)
     out = [f'<svg class="timeline" data-timeline="{esc(name)}" data-points="{len(tl["seq"])}" '
@@ -294,6 +301,10 @@ def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, w
         left, right = x(max(start, x0)), x(end)
         out.append(f'<rect class="run" data-kind="{kind}" x="{_f(left)}" y="8" width="{_f(max(right - left, 1.0))}" '
                    f'height="14" fill="{VERDICT_COLOURS[kind]}"/>')
+    for e in events:
+        colour = EVENT_COLOURS.get(e["kind"], "#868e96")
+        out.append(f'<g class="event" data-kind="{esc(e["kind"])}" data-at="{e["at"]}"><title>{esc(e["label"])}</title>'
+                   f'<circle cx="{_f(x(e["at"]))}" cy="4" r="3.5" fill="{colour}"/></g>')
     for kind, _start, end, i in runs:
         overridden = tl["override"][i]
         if kind not in ("hold", "promote", "rollback") and not overridden:

@@ -7,10 +7,13 @@ served as JSON at ``/v1/rollouts/{id}/series``):
 * the latest verdict with its explanation exactly as the event states it (reasons and
   their codes, overrides on record, the evidence per metric, data quality);
 * the verdict timeline of the enforcing policy and of each dry-run policy, with markers at
-  hold, promote, rollback and overrides, and the warm-up drawn apart;
+  hold, promote, rollback and overrides, and the warm-up drawn apart; above the enforcing
+  one, the split changes, the global incidents and the windows judged with silent partitions;
 * per (metric, segment): the rollback, "worse at all" and promote e-values against their
   thresholds on a log scale; the measured effect with the anytime-valid bracket as it
-  narrows, against the tolerances; the cumulative canary and baseline estimates;
+  narrows, against the tolerances; canary and baseline per window and cumulative;
+* data quality: the canary's share so far against the expected share (which steps at each
+  split change), and each window's page views per arm;
 * the policy (name, hash, the resolved policy as YAML) and links to the JSON of every chart.
 
 Charts are SVG written here (:mod:`streams.http.charts` says why). Nothing here needs the
@@ -47,7 +50,7 @@ from aiohttp import web
 from detectors.rollout import MAX_ID, Rollout, name_problem
 from streams.http import auth
 from streams.http.backend import Backend, backend_of
-from streams.http.charts import VERDICT_COLOURS, Band, Chart, Line, Rule, esc, render, timeline_svg
+from streams.http.charts import EVENT_COLOURS, VERDICT_COLOURS, Band, Chart, Line, Rule, esc, render, timeline_svg
 from streams.http.series import Series, build_series, dry_run_key, load
 
 __all__ = ["REFRESH_S", "ROUTES", "STYLE", "JsonLink", "api_json_link", "fragment_charts", "index_fragment",
@@ -95,6 +98,7 @@ figcaption{font-size:12px;color:#495057}svg{width:100%;height:auto}
 .key span{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
 .k-continue{background:#adb5bd}.k-warmup{background:#a5d8ff}.k-hold{background:#f59f00}
 .k-promote{background:#2f9e44}.k-rollback{background:#e03131}
+.k-split,.k-incident,.k-silent{border-radius:50%}.k-split{background:#1c7ed6}.k-incident{background:#ae3ec9}.k-silent{background:#495057}
 pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
 .strip{margin:6px 0 0;font-size:12px;color:#495057}
 """
@@ -156,6 +160,15 @@ def _fmt(v: Any, pct: bool = False) -> str:
     if pct:
         return f"{v:+.1%}"
     return f"{v:.4g}"
+
+
+def _quality_value(v: Any) -> str:
+    """A data-quality figure: a number, ``canary 98 / baseline 407``, or ``0, 2``."""
+    if isinstance(v, dict):
+        return " / ".join(f"{esc(k)} {_fmt(x)}" for k, x in v.items()) or "–"
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v) or "–"
+    return _fmt(v)
 
 
 # -- the list ---------------------------------------------------------------------------------
@@ -237,7 +250,7 @@ def _explanation(s: Series) -> str:
                f'<th>e promote / threshold</th><th>n canary / baseline</th></tr>{rows}</table>')
     dq = v.get("data_quality") if isinstance(v.get("data_quality"), dict) else {}
     if dq:
-        cells = "".join(f"<td>{esc(k)}: {_fmt(val)}</td>" for k, val in dq.items())
+        cells = "".join(f"<td>{esc(k)}: {_quality_value(val)}</td>" for k, val in dq.items())
         out.append(f'<table class="quality"><tr><th>data quality</th>{cells}</tr></table>')
     out.append("</section>")
     return "".join(out)
@@ -294,7 +307,10 @@ def _metric_charts(m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> 
                    lines=[Line("effect", "measured effect (canary / baseline − 1, cumulative)", m["effect"], "#212529")],
                    band=Band("bracket", "worse by at least … / not worse than … (proven, anytime-valid)",
                              m["worse_by_at_least"], m["not_worse_than"], "#1c7ed6"))
-    estimates = Chart(f"{m['name']}: cumulative estimates", xs, x0, marks=marks, name=f"{key}/estimates", lines=[
+    estimates = Chart(f"{m['name']}: canary and baseline, per window and cumulative", xs, x0, marks=marks,
+                      name=f"{key}/estimates", lines=[
+        Line("window_canary", "canary (this window alone)", m["window_canary"], "#ffc078", "2 2"),
+        Line("window_baseline", "baseline (this window alone)", m["window_baseline"], "#74c0fc", "2 2"),
         Line("canary", "canary (all windows so far)", m["canary"], "#f76707"),
         Line("baseline", "baseline (all windows so far)", m["baseline"], "#1c7ed6")])
     return evidence, effect, estimates
@@ -302,11 +318,18 @@ def _metric_charts(m: dict[str, Any], x0: int, marks: list[tuple[int, str]]) -> 
 
 def _share_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> Chart:
     q = s.quality
-    expected = next((v for v in reversed(q["expected_share"]) if v is not None), s.rollout.expected_share)
-    rules = [] if expected is None else [Rule("expected_share", f"expected share {expected:.1%}", expected, "#2f9e44")]
     return Chart("canary share of page views (all windows so far) against the expected share", q["at"], x0,
-                 lines=[Line("canary_share", "canary share of page views so far", q["canary_share"], "#f76707")],
-                 rules=rules, marks=marks, name="quality/canary_share")
+                 lines=[Line("canary_share", "canary share of page views so far", q["canary_share"], "#f76707"),
+                        Line("expected_share", "expected share (as the split had it at each window)",
+                             q["expected_share"], "#2f9e44", "5 3")],
+                 marks=marks, name="quality/canary_share")
+
+
+def _views_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> Chart:
+    q = s.quality
+    return Chart("page views per window, canary and baseline", q["at"], x0, marks=marks, name="quality/page_views",
+                 lines=[Line("views_canary", "canary page views (this window)", q["views_canary"], "#f76707"),
+                        Line("views_baseline", "baseline page views (this window)", q["views_baseline"], "#1c7ed6")])
 
 
 def fragment_charts(s: Series, x_range: tuple[int, int] | None = None) -> list[Chart]:
@@ -315,7 +338,7 @@ def fragment_charts(s: Series, x_range: tuple[int, int] | None = None) -> list[C
     x0, _ = x_range or _x_range(s)
     marks = _decisions(s.timeline)
     out = [c for m in s.metrics for c in _metric_charts(m, x0, marks)]
-    return out + ([_share_chart(s, x0, marks)] if s.events else [])
+    return out + ([_share_chart(s, x0, marks), _views_chart(s, x0, marks)] if s.events else [])
 
 
 def _fixed(c: Chart, x_end: int | None, y_ranges: Mapping[str, tuple[float, float]] | None) -> Chart:
@@ -333,16 +356,18 @@ def _metric_panel(m: dict[str, Any], charts: tuple[Chart, Chart, Chart], link: s
             f'<figure>{render(effect)}<figcaption>black: measured effect; blue band: the bracket (no lower edge: not '
             'proven worse at all; no upper edge: not yet proven within any tolerance); dashed: tolerances</figcaption>'
             '</figure>'
-            f'<figure>{render(estimates)}<figcaption>orange: canary, blue: baseline ({esc(m["statistic"] or "")} over '
-            'every window so far; per-window values are not in the verdict history)</figcaption></figure>'
+            f'<figure>{render(estimates)}<figcaption>orange: canary, blue: baseline; solid: {esc(m["statistic"] or "")} '
+            'over every window so far (what the gate tests), dotted: each window alone</figcaption></figure>'
             '</div></section>')
 
 
-def _share_panel(chart: Chart, link: str) -> str:
+def _quality_panel(share: Chart, views: Chart, link: str) -> str:
     return (f'<h3>Data quality <small>{link} (quality)</small></h3><div class="charts"><figure>'
-            f'{render(chart)}<figcaption>orange: the canary\'s share of page views so far; dashed: the expected '
-            'share (when the rollout names one); late beacons and the sample-ratio e-value are in the table above'
-            '</figcaption></figure></div>')
+            f'{render(share)}<figcaption>orange: the canary\'s share of page views so far; green dashed: the expected '
+            'share (when the rollout names one), stepping at each split change; late beacons and the sample-ratio '
+            'e-value are in the table above</figcaption></figure>'
+            f'<figure>{render(views)}<figcaption>page views of each window: orange canary, blue baseline (warm-up '
+            'included)</figcaption></figure></div>')
 
 
 def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool | None = None,
@@ -362,22 +387,26 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
     x_end = None if x_range is None else x1  # the live page's charts end at their last point
     marks = _decisions(s.timeline)
     strips = [f'<p class="strip">{esc(r.policy.name)} (enforcing)</p>'
-              + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1)]
+              + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1,
+                             events=[m for m in s.markers if x0 <= m["at"] <= x1])]
     strips += [f'<p class="strip">dry run: {esc(name)}</p>'
                + timeline_svg(f"dry-run:{name}", f"verdicts of dry run {name}", tl, x0, x1)
                for name, tl in s.dry_runs.items()]
-    key = "".join(f'<span class="k-{k}"></span>{k}' for k in VERDICT_COLOURS)
+    key = "".join(f'<span class="k-{k}"></span>{k}' for k in (*VERDICT_COLOURS, *EVENT_COLOURS))
     panels = "".join(
         _metric_panel(m, tuple(_fixed(c, x_end, y_ranges) for c in _metric_charts(m, x0, marks)),  # type: ignore[arg-type]
                       link(m["metric"], m["segment"]))
         for m in s.metrics)
-    share = _share_panel(_fixed(_share_chart(s, x0, marks), x_end, y_ranges), link(None, None)) if s.events else ""
+    share = (_quality_panel(_fixed(_share_chart(s, x0, marks), x_end, y_ranges),
+                            _fixed(_views_chart(s, x0, marks), x_end, y_ranges), link(None, None))
+             if s.events else "")
     seq = (s.latest or {}).get("seq", 0)
     live = s.live if live is None else live
     return (f'<div class="fragment" data-live="{1 if live else 0}" data-seq="{esc(seq)}" '
             f'data-windows="{len(s.events)}">{_explanation(s)}'
             f'<h3>Verdicts over time <small>({len(s.events)} windows judged)</small></h3>{"".join(strips)}'
-            f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined)</p>{share}'
+            f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined); ● above the '
+            f'strip: split changes, global incidents, silent partitions</p>{share}'
             f'{panels or "<p>No evidence yet: no window has been judged.</p>"}</div>')
 
 

@@ -11,12 +11,14 @@ per event, so one per judged window:
   bracket ``worse_by_at_least`` / ``not_worse_than``, the samples counted and the status;
 * the verdict timeline of the enforcing policy and of each dry-run policy: seq, time,
   verdict, severity, the first (deciding) reason code, and whether an override set it;
-* data quality: the canary's share of page views so far against the expected one, late
-  beacons, the sample-ratio e-value.
-
-What the history does not hold is not invented: the per-window canary and baseline
-summaries (a window's own p75, its page views per arm) live on ``rum.windows``, which only
-the judge reads; the HTTP side is not given them, so there is no per-window series yet.
+* per (metric, segment) too: the window's own canary and baseline values (its p75 or rate
+  alone, ``window_canary`` / ``window_baseline``), null for a window an arm had no sample in;
+* data quality: the canary's share of page views so far against the expected one, each
+  window's page views per arm, late beacons, the sample-ratio e-value, whether the window
+  was flagged as a global incident, and the source partitions it was judged without (idle:
+  no traffic);
+* markers: the rollout's split changes, and the first window of each run of incident
+  windows and of windows judged with silent partitions (:func:`markers`).
 
 Columns, not rows: each series is a list aligned with its ``at`` list (epoch ms of the
 window's end), ``null`` where the event had no value (no estimate yet, a bound not proven).
@@ -44,13 +46,15 @@ from streams.http.backend import Backend, backend_of
 from streams.http.replies import error, json, shown
 from streams.http.rollouts import rollout_or_404
 
-__all__ = ["METRIC_COLUMNS", "QUALITY_COLUMNS", "quality", "ROUTES", "Series", "build_series", "dry_run_key", "load", "metric_series",
-           "timeline", "series_json"]
+__all__ = ["METRIC_COLUMNS", "QUALITY_COLUMNS", "quality", "ROUTES", "Series", "build_series", "dry_run_key", "load",
+           "markers", "metric_series", "timeline", "series_json"]
 
 #: The per-(metric, segment) columns, each aligned with that series' ``at``.
 METRIC_COLUMNS = ("e_rollback", "e_worse", "e_promote", "canary", "baseline", "effect",
-                  "worse_by_at_least", "not_worse_than", "n_canary", "n_baseline", "status")
-_FLOATS = ("e_rollback", "e_worse", "e_promote", "canary", "baseline", "worse_by_at_least", "not_worse_than")
+                  "worse_by_at_least", "not_worse_than", "n_canary", "n_baseline", "status",
+                  "window_canary", "window_baseline")
+_FLOATS = ("e_rollback", "e_worse", "e_promote", "canary", "baseline", "worse_by_at_least", "not_worse_than",
+           "window_canary", "window_baseline")
 _CACHED = 32  # rollouts whose series are kept (each some 1 MB for a 2-hour rollout with 6 metrics)
 _MAX_QUERY = 64
 
@@ -101,8 +105,13 @@ def timeline(events: list[dict]) -> dict[str, list]:
     return out
 
 
-#: The data-quality columns of the verdict events (each cumulative since the rollout's start).
-QUALITY_COLUMNS = ("canary_share", "expected_share", "late_beacons", "srm_e")
+#: The data-quality columns of the verdict events: the share, late beacons and sample-ratio
+#: e-value cumulative since the rollout's start, the page views per arm the window's own,
+#: ``incident`` whether the window was flagged as a global incident, ``idle_partitions`` the
+#: sources the window was judged without (``[]`` for none).
+QUALITY_COLUMNS = ("canary_share", "expected_share", "late_beacons", "srm_e", "views_canary", "views_baseline",
+                   "incident", "idle_partitions")
+_CUMULATIVE = ("canary_share", "expected_share", "late_beacons", "srm_e")
 
 
 def quality(events: list[dict]) -> dict[str, list]:
@@ -110,10 +119,51 @@ def quality(events: list[dict]) -> dict[str, list]:
     out: dict[str, list] = {"at": [], **{c: [] for c in QUALITY_COLUMNS}}
     for e in events:
         dq = e.get("data_quality") if isinstance(e.get("data_quality"), dict) else {}
+        views = dq.get("window_page_views") if isinstance(dq.get("window_page_views"), dict) else {}
+        detectors = e.get("detectors") if isinstance(e.get("detectors"), dict) else {}
+        idle = dq.get("idle_partitions", [])
         out["at"].append(_int(e.get("at")))
-        for c in QUALITY_COLUMNS:
+        for c in _CUMULATIVE:
             out[c].append(_num(dq.get(c)))
+        out["views_canary"].append(_int(views.get("canary")))
+        out["views_baseline"].append(_int(views.get("baseline")))
+        anomaly = detectors.get("global_anomaly")
+        out["incident"].append(anomaly if isinstance(anomaly, bool) else None)
+        out["idle_partitions"].append([p for p in idle if _int(p) is not None] if isinstance(idle, list) else None)
     return out
+
+
+def markers(rollout: Rollout, q: dict[str, list]) -> list[dict[str, Any]]:
+    """What the verdict timeline marks besides the verdicts, in time order: each of the
+    rollout's split changes (``split``), and the first window of each run of windows flagged
+    as a global incident (``incident``) or judged without some partitions (``silent``),
+    with how many windows the run lasted. Each is ``{"at", "kind", "label"}``.
+    """
+    out: list[dict[str, Any]] = [
+        {"at": at, "kind": "split", "label": "split change: the canary's expected share is now "
+                                            + ("unknown" if share is None else f"{share:.1%}")}
+        for at, share in rollout.share_changes]
+    for kind, flags in (("incident", [v is True for v in q["incident"]]),
+                        ("silent", [bool(v) for v in q["idle_partitions"]])):
+        run: dict[str, Any] | None = None
+        for at, flagged, idle in zip(q["at"], flags, q["idle_partitions"]):
+            if not flagged or at is None:
+                run = None
+                continue
+            if run is None:
+                run = {"at": at, "kind": kind, "windows": 0,
+                       "idle": sorted({p for p in idle}) if kind == "silent" else None}
+                out.append(run)
+            run["windows"] += 1
+    for m in out:
+        n = m.pop("windows", None)
+        idle = m.pop("idle", None)
+        if m["kind"] == "incident":
+            m["label"] = f"global incident: the baseline moved too, {n} window{'s' * (n != 1)} in a row"
+        elif m["kind"] == "silent":
+            m["label"] = (f"judged without partition{'s' * (len(idle) != 1)} {', '.join(map(str, idle))} "
+                          f"(no traffic), {n} window{'s' * (n != 1)} in a row")
+    return sorted(out, key=lambda m: (m["at"], m["kind"]))
 
 
 def metric_series(rollout: Rollout, events: list[dict]) -> list[dict[str, Any]]:
@@ -171,6 +221,7 @@ class Series:
     dry_runs: dict[str, dict[str, list]] = field(default_factory=dict)  # policy name → timeline
     latest: dict | None = None  # the latest verdict event (the backend's, else the history's last)
     quality: dict[str, list] = field(default_factory=dict)  # data quality columns (:func:`quality`)
+    markers: list[dict[str, Any]] = field(default_factory=list)  # split changes, incidents, silent partitions
 
     @property
     def live(self) -> bool:
@@ -187,9 +238,10 @@ def build_series(rollout: Rollout, history: list[dict], dry_runs: dict[str, list
     events = verdict_events(history)
     if latest is None or (events and _int(latest.get("seq")) is not None and latest["seq"] < events[-1]["seq"]):
         latest = events[-1] if events else latest
+    q = quality(events)
     return Series(rollout, events, metric_series(rollout, events), timeline(events),
                   {name: timeline(verdict_events(h)) for name, h in (dry_runs or {}).items()}, latest,
-                  quality(events))
+                  q, markers(rollout, q))
 
 
 def series_json(s: Series, metric: str | None = None, segment: str | None = None) -> dict[str, Any]:
@@ -199,9 +251,11 @@ def series_json(s: Series, metric: str | None = None, segment: str | None = None
                                                 and (segment is None or m["segment"] == segment)]
     return {"rollout": r.id, "app": r.app, "canary": r.canary, "baseline": r.baseline,
             "started_at": r.started_at, "ended_at": r.ended_at, "live": s.live,
+            "expected_share": r.expected_share, "share_changes": [list(c) for c in r.share_changes],
             "policy": {"name": r.policy.name, "hash": r.policy.hash, "dry_run": r.policy.dry_run},
             "latest_seq": _int((s.latest or {}).get("seq")), "windows": len(s.events),
-            "timeline": s.timeline, "dry_runs": s.dry_runs, "quality": s.quality, "metrics": metrics}
+            "timeline": s.timeline, "dry_runs": s.dry_runs, "quality": s.quality, "markers": s.markers,
+            "metrics": metrics}
 
 
 # -- reading, with a small cache --------------------------------------------------------------

@@ -56,17 +56,21 @@ def test_every_chart_has_one_point_per_verdict():
     events = history()
     doc = fragment(events)
     charts = doc.all("svg", **{"class": "chart"})
-    assert len(charts) == 3 * 4 + 1  # evidence, effect, estimates × (LCP, errors) × (all, mobile); canary share
-    (share,) = doc.all("polyline", data_series="canary_share")
-    assert int(share["data-points"]) == len(events)
+    assert len(charts) == 3 * 4 + 2  # evidence, effect, estimates × (LCP, errors) × (all, mobile); share, page views
+    for name in ("canary_share", "views_canary", "views_baseline"):
+        (line,) = doc.all("polyline", data_series=name)
+        assert int(line["data-points"]) == len(events), name
+    (expected,) = doc.all("polyline", data_series="expected_share")
+    assert expected["data-points"] == "0"  # the rollout names no share: nothing is drawn, nothing invented
     for line in doc.all("polyline"):
         pts = _pairs(line["points"])
         assert int(line["data-points"]) == len(pts)
         if line["data-series"] in ("e_rollback", "e_worse", "e_promote"):
             assert len(pts) == len(events), line["data-series"]
     lcp = build_series(ROLLOUT, events).metric("LCP", "all")
-    (canary,) = [a for t, a in doc.tags if t == "polyline" and a["data-series"] == "canary"][:1]
-    assert int(canary["data-points"]) == sum(v is not None for v in lcp["canary"])
+    for name in ("canary", "window_canary", "window_baseline"):
+        (first,) = [a for t, a in doc.tags if t == "polyline" and a["data-series"] == name][:1]
+        assert int(first["data-points"]) == sum(v is not None for v in lcp[name]) > 20, name
     for band in doc.all("polygon", **{"class": "band"}):
         assert int(band["data-points"]) == len(events) and len(_pairs(band["points"])) == 2 * len(events)
     # x grows with time along every series
@@ -84,7 +88,7 @@ def test_the_timeline_marks_the_rollback_at_its_time():
     assert [int(m["data-at"]) for m in rollbacks] == [events[-1]["at"]]
     assert [r["data-kind"] for r in doc.all("rect", **{"class": "run"})][:1] == ["warmup"]
     decisions = doc.all("line", **{"class": "decision"})
-    assert {int(d["data-at"]) for d in decisions} == {events[-1]["at"]} and len(decisions) == 13  # every chart
+    assert {int(d["data-at"]) for d in decisions} == {events[-1]["at"]} and len(decisions) == 14  # every chart
     (dry_strip,) = doc.all("svg", data_timeline=f"dry-run:{DRY.name}")
     assert int(dry_strip["data-points"]) == len(dry_history())
 
@@ -97,6 +101,8 @@ def test_the_explanation_is_the_latest_verdicts_own_words():
     text = "".join(doc.text)
     for reason in events[-1]["reasons"]:
         assert reason in text
+    views = events[-1]["data_quality"]["window_page_views"]
+    assert f"window_page_views: canary {views['canary']} / baseline {views['baseline']}" in text
     assert doc.all("div", **{"class": "fragment"})[0]["data-live"] == "0"  # decided: the page stops polling
 
 
@@ -143,7 +149,7 @@ def test_hostile_text_in_events_is_escaped():
     last["overrides"] = [{"action": "hold", "actor": HOSTILE, "reason": HOSTILE, "at": 1, "active": True}]
     last["metrics"] = [dict(m, name=HOSTILE, segment=HOSTILE, statistic=HOSTILE) for m in last["metrics"]]
     last["policy"] = {"name": HOSTILE, "hash": HOSTILE, "dry_run": False}
-    last["data_quality"] = {HOSTILE: HOSTILE}
+    last["data_quality"] = {HOSTILE: HOSTILE, "window_page_views": {HOSTILE: HOSTILE}, "idle_partitions": [HOSTILE]}
     html = pages.rollout_fragment(build_series(ROLLOUT, [*events[:-1], last]))
     assert "<script" not in html and "<img" not in html
     assert "&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -152,7 +158,7 @@ def test_hostile_text_in_events_is_escaped():
     assert not [name for _, attrs in doc.tags for name in attrs if name.startswith("on") or name == "src"]
     assert {t for t, _ in doc.tags} <= {"div", "section", "h2", "h3", "small", "code", "ol", "li", "table", "tr", "th",
                                         "td", "svg", "title", "rect", "line", "text", "polyline", "polygon", "g",
-                                        "path", "p", "span", "figure", "figcaption", "a"}
+                                        "path", "p", "span", "figure", "figcaption", "a", "circle"}
 
 
 def test_an_id_of_every_allowed_character_is_linked_percent_encoded():
@@ -234,6 +240,20 @@ def test_the_pages_follow_the_read_rules():
         assert api(b).call("GET", path, headers={}).status == 401
         assert api(b, token="").call("GET", path, headers={}).status == 403
         assert api(b, read_open=True).call("GET", path, headers={}).status == 200
+
+
+def test_the_timeline_marks_split_changes_incidents_and_silent_partitions():
+    from tests.http.test_series import _flagged
+
+    events = _flagged(history(), incident=range(10, 14), idle=range(20, 22))
+    rollout = ROLLOUT.with_share(0.25, events[5]["at"])
+    doc = Elements(pages.rollout_fragment(build_series(rollout, events, {DRY.name: dry_history()})))
+    got = [(int(g["data-at"]), g["data-kind"]) for g in doc.all("g", **{"class": "event"})]
+    assert got == [(events[5]["at"], "split"), (events[10]["at"], "incident"), (events[20]["at"], "silent")]
+    (enforcing,) = doc.all("svg", data_timeline="enforcing")
+    text = "".join(doc.text)
+    assert "split change: the canary's expected share is now 25.0%" in text
+    assert "judged without partitions 0, 2 (no traffic), 2 windows in a row" in text
 
 
 def test_a_timeline_with_an_override_marks_it():

@@ -59,11 +59,16 @@ def expected_points(events: list[dict]) -> dict[tuple[str, str, str], int]:
     out: dict[tuple[str, str, str], int] = {}
     for e in events:
         policy = e["policy"]["name"]
-        share = (policy, "quality/canary_share", "canary_share")
-        out[share] = out.get(share, 0) + (e["data_quality"].get("canary_share") is not None)
+        dq = e["data_quality"]
+        for chart, name, value in (("canary_share", "canary_share", dq.get("canary_share")),
+                                   ("canary_share", "expected_share", dq.get("expected_share")),
+                                   ("page_views", "views_canary", dq["window_page_views"]["canary"]),
+                                   ("page_views", "views_baseline", dq["window_page_views"]["baseline"])):
+            key = (policy, f"quality/{chart}", name)
+            out[key] = out.get(key, 0) + (value is not None)
         for m in e["metrics"]:
             for chart, names in (("evidence", ("e_rollback", "e_worse", "e_promote")), ("effect", ("effect",)),
-                                 ("estimates", ("canary", "baseline"))):
+                                 ("estimates", ("canary", "baseline", "window_canary", "window_baseline"))):
                 for name in names:
                     key = (policy, f"{m['metric']}/{m['segment']}/{chart}", name)
                     out[key] = out.get(key, 0) + (m.get(_FIELD.get(name, name)) is not None)

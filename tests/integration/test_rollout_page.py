@@ -57,7 +57,9 @@ DRAWN = """() => {
     declared: Number(p.dataset.points), drawn: p.points.numberOfItems}));
   const markers = [...document.querySelectorAll('#live svg.timeline[data-timeline="enforcing"] g.marker')].map(g => ({
     kind: g.dataset.kind, at: Number(g.dataset.at), width: g.getBoundingClientRect().width}));
-  return {windows: Number(f.dataset.windows), live: f.dataset.live, lines, markers,
+  const events = [...document.querySelectorAll('#live svg.timeline[data-timeline="enforcing"] g.event')].map(g => ({
+    kind: g.dataset.kind, at: Number(g.dataset.at), width: g.getBoundingClientRect().width}));
+  return {windows: Number(f.dataset.windows), live: f.dataset.live, lines, markers, events,
           timeline: Number(document.querySelector('#live svg.timeline').dataset.points),
           status: document.getElementById('live-status').textContent};
 }"""
@@ -67,10 +69,12 @@ def check_drawn(drawn: dict, series: dict) -> None:
     """Every polyline of the page has the points its series JSON says it has."""
     assert drawn["windows"] == series["windows"] == drawn["timeline"] == len(series["timeline"]["seq"])
     by_chart = {(m["metric"], m["segment"]): m for m in series["metrics"]}
-    assert len(drawn["lines"]) == 6 * len(by_chart) + 1  # 3 e-values, the effect, 2 estimates; the canary share
+    # 3 e-values, the effect, 2 estimates per window and 2 cumulative; the shares and the page views per arm
+    assert len(drawn["lines"]) == 8 * len(by_chart) + 4
     for line in drawn["lines"]:
-        if line["chart"] == "quality/canary_share":
-            assert line["drawn"] == line["declared"] == sum(v is not None for v in series["quality"]["canary_share"])
+        if line["chart"].startswith("quality/"):
+            values = series["quality"][line["series"]]
+            assert line["drawn"] == line["declared"] == sum(v is not None for v in values), line
             continue
         metric, segment, _chart = line["chart"].split("/")
         values = by_chart[(metric, segment)][line["series"]]
@@ -110,7 +114,8 @@ async def _browse_core(tmp: Path) -> dict:
 
     events, dry = history(), dry_history()
     backend = Backend()
-    backend.rollouts[ROLLOUT.id] = ROLLOUT
+    # The split changes at the 16th window: drawn once the page's time axis reaches it.
+    backend.rollouts[ROLLOUT.id] = ROLLOUT.with_share(0.3, events[15]["at"])
     feed = Feed(backend, events, dry)
     feed.release(10)
     app = make_api(backend, token=TOKEN)
@@ -183,6 +188,9 @@ def test_live_page_over_the_core_verdicts(tmp_path: Path) -> None:
         assert drawn["windows"] == windows, step
         check_drawn(drawn, series)
     assert out["first"][0]["live"] == "1" and out["first"][0]["markers"] == []
+    assert out["first"][0]["events"] == []  # the split change is after the last verdict shown
+    (split,) = out["second"][0]["events"]
+    assert (split["kind"], split["at"]) == ("split", out["events"][15]["at"]) and split["width"] > 0
     # Polls while nothing changed are revalidated (304), the first and the changed ones sent (200).
     assert 304 in out["fragment_statuses"] and 200 in out["fragment_statuses"], out["fragment_statuses"]
     assert out["second"][0]["status"].startswith("updated ")  # swapped in by the page's script

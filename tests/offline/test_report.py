@@ -85,20 +85,23 @@ def test_one_chart_per_metric_and_segment_with_a_point_per_verdict(made):
     panels = doc.all("section", **{"class": "metric"})
     assert [p["data-metric"] for p in panels] == [f"{m}/{s}" for m, s in keys]
     charts = [a["data-chart"] for a in doc.all("svg", **{"class": "chart"})]
-    assert charts == ["quality/canary_share"] + [f"{m}/{s}/{kind}" for m, s in keys
+    assert charts == ["quality/canary_share", "quality/page_views"] + [f"{m}/{s}/{kind}" for m, s in keys
                                                  for kind in ("evidence", "effect", "estimates")]
     # Each polyline's points, against the values the verdicts hold (read in document order).
     want = []
     for metric, segment in keys:
         per = [next(m for m in e["metrics"] if (m["metric"], m["segment"]) == (metric, segment)) for e in events]
         present = {c: sum(m.get(c) is not None for m in per) for c in
-                   ("e_rollback", "e_worse", "e_promote", "ratio", "canary", "baseline")}
-        want += [present["e_rollback"], present["e_worse"], present["e_promote"], present["ratio"],
-                 present["canary"], present["baseline"]]
+                   ("e_rollback", "e_worse", "e_promote", "ratio", "window_canary", "window_baseline", "canary",
+                    "baseline")}
+        want += list(present.values())
     lines = doc.all("polyline", **{"class": "series"})
-    share = [int(a["data-points"]) for a in lines if a["data-series"] == "canary_share"]
-    assert share == [sum(e["data_quality"].get("canary_share") is not None for e in events)]
-    drawn = [int(a["data-points"]) for a in lines if a["data-series"] != "canary_share"]
+    quality = {"canary_share": lambda dq: dq.get("canary_share"), "expected_share": lambda dq: dq.get("expected_share"),
+               "views_canary": lambda dq: dq["window_page_views"]["canary"],
+               "views_baseline": lambda dq: dq["window_page_views"]["baseline"]}
+    shown = [(a["data-series"], int(a["data-points"])) for a in lines if a["data-series"] in quality]
+    assert shown == [(name, sum(get(e["data_quality"]) is not None for e in events)) for name, get in quality.items()]
+    drawn = [int(a["data-points"]) for a in lines if a["data-series"] not in quality]
     assert drawn == want
     assert all(len(a["points"].split()) == int(a["data-points"]) for a in lines)
     assert want[0] == len(events)  # an e-value in every verdict
