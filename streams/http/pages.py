@@ -329,7 +329,8 @@ def _views_chart(s: Series, x0: int, marks: list[tuple[int, str]]) -> Chart:
     q = s.quality
     return Chart("page views per window, canary and baseline", q["at"], x0, marks=marks, name="quality/page_views",
                  lines=[Line("views_canary", "canary page views (this window)", q["views_canary"], "#f76707"),
-                        Line("views_baseline", "baseline page views (this window)", q["views_baseline"], "#1c7ed6")])
+                        Line("views_baseline", "baseline page views (this window)", q["views_baseline"], "#1c7ed6"),
+                        Line("late_window", "late beacons (this window, both arms)", q["late_window"], "#868e96", "2 2")])
 
 
 def fragment_charts(s: Series, x_range: tuple[int, int] | None = None) -> list[Chart]:
@@ -367,7 +368,7 @@ def _quality_panel(share: Chart, views: Chart, link: str) -> str:
             'share (when the rollout names one), stepping at each split change; late beacons and the sample-ratio '
             'e-value are in the table above</figcaption></figure>'
             f'<figure>{render(views)}<figcaption>page views of each window: orange canary, blue baseline (warm-up '
-            'included)</figcaption></figure></div>')
+            'included); grey dotted: the late beacons each window added</figcaption></figure></div>')
 
 
 def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool | None = None,

@@ -106,11 +106,12 @@ def timeline(events: list[dict]) -> dict[str, list]:
 
 
 #: The data-quality columns of the verdict events: the share, late beacons and sample-ratio
-#: e-value cumulative since the rollout's start, the page views per arm the window's own,
+#: e-value cumulative since the rollout's start, the page views per arm the window's own
+#: (``late_window``: the late beacons the window added, from the cumulative count),
 #: ``incident`` whether the window was flagged as a global incident, ``idle_partitions`` the
 #: sources the window was judged without (``[]`` for none).
 QUALITY_COLUMNS = ("canary_share", "expected_share", "late_beacons", "srm_e", "views_canary", "views_baseline",
-                   "incident", "idle_partitions")
+                   "late_window", "incident", "idle_partitions")
 _CUMULATIVE = ("canary_share", "expected_share", "late_beacons", "srm_e")
 
 
@@ -127,6 +128,8 @@ def quality(events: list[dict]) -> dict[str, list]:
             out[c].append(_num(dq.get(c)))
         out["views_canary"].append(_int(views.get("canary")))
         out["views_baseline"].append(_int(views.get("baseline")))
+        late, before = out["late_beacons"][-1], out["late_beacons"][-2] if len(out["late_beacons"]) > 1 else 0.0
+        out["late_window"].append(None if late is None or before is None else max(late - before, 0.0))
         anomaly = detectors.get("global_anomaly")
         out["incident"].append(anomaly if isinstance(anomaly, bool) else None)
         out["idle_partitions"].append([p for p in idle if _int(p) is not None] if isinstance(idle, list) else None)

@@ -57,7 +57,7 @@ def test_every_chart_has_one_point_per_verdict():
     doc = fragment(events)
     charts = doc.all("svg", **{"class": "chart"})
     assert len(charts) == 3 * 4 + 2  # evidence, effect, estimates × (LCP, errors) × (all, mobile); share, page views
-    for name in ("canary_share", "views_canary", "views_baseline"):
+    for name in ("canary_share", "views_canary", "views_baseline", "late_window"):
         (line,) = doc.all("polyline", data_series=name)
         assert int(line["data-points"]) == len(events), name
     (expected,) = doc.all("polyline", data_series="expected_share")

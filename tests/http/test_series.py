@@ -105,6 +105,8 @@ def test_each_window_has_its_own_values_and_page_views_beside_the_cumulative_one
     views = [e["data_quality"]["window_page_views"] for e in events]
     assert s.quality["views_canary"] == [v["canary"] for v in views] and min(s.quality["views_canary"]) > 0
     assert s.quality["views_baseline"] == [v["baseline"] for v in views]
+    late = [e["data_quality"]["late_beacons"] for e in events]
+    assert s.quality["late_window"] == [float(b - a) for a, b in zip([0, *late], late)]
     assert s.quality["incident"] == [False] * len(events)  # the policy watches for incidents; none here
     assert s.quality["idle_partitions"] == [[]] * len(events) and s.markers == []
 

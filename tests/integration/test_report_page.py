@@ -63,7 +63,8 @@ def expected_points(events: list[dict]) -> dict[tuple[str, str, str], int]:
         for chart, name, value in (("canary_share", "canary_share", dq.get("canary_share")),
                                    ("canary_share", "expected_share", dq.get("expected_share")),
                                    ("page_views", "views_canary", dq["window_page_views"]["canary"]),
-                                   ("page_views", "views_baseline", dq["window_page_views"]["baseline"])):
+                                   ("page_views", "views_baseline", dq["window_page_views"]["baseline"]),
+                                   ("page_views", "late_window", dq["late_beacons"])):
             key = (policy, f"quality/{chart}", name)
             out[key] = out.get(key, 0) + (value is not None)
         for m in e["metrics"]:

@@ -69,8 +69,8 @@ def check_drawn(drawn: dict, series: dict) -> None:
     """Every polyline of the page has the points its series JSON says it has."""
     assert drawn["windows"] == series["windows"] == drawn["timeline"] == len(series["timeline"]["seq"])
     by_chart = {(m["metric"], m["segment"]): m for m in series["metrics"]}
-    # 3 e-values, the effect, 2 estimates per window and 2 cumulative; the shares and the page views per arm
-    assert len(drawn["lines"]) == 8 * len(by_chart) + 4
+    # 3 e-values, the effect, 2 estimates per window and 2 cumulative; the 2 shares, page views per arm, late beacons
+    assert len(drawn["lines"]) == 8 * len(by_chart) + 5
     for line in drawn["lines"]:
         if line["chart"].startswith("quality/"):
             values = series["quality"][line["series"]]

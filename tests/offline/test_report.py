@@ -98,7 +98,8 @@ def test_one_chart_per_metric_and_segment_with_a_point_per_verdict(made):
     lines = doc.all("polyline", **{"class": "series"})
     quality = {"canary_share": lambda dq: dq.get("canary_share"), "expected_share": lambda dq: dq.get("expected_share"),
                "views_canary": lambda dq: dq["window_page_views"]["canary"],
-               "views_baseline": lambda dq: dq["window_page_views"]["baseline"]}
+               "views_baseline": lambda dq: dq["window_page_views"]["baseline"],
+               "late_window": lambda dq: dq["late_beacons"]}
     shown = [(a["data-series"], int(a["data-points"])) for a in lines if a["data-series"] in quality]
     assert shown == [(name, sum(get(e["data_quality"]) is not None for e in events)) for name, get in quality.items()]
     drawn = [int(a["data-points"]) for a in lines if a["data-series"] not in quality]
