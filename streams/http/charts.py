@@ -4,10 +4,10 @@ Why SVG written by Python, not a charting library from npm: the page must come w
 and no download, and stay fast for the longest rollout, a 2-hour one: 1,440 windows × 6
 metrics × 2 arms. A chart's series is one ``<polyline>`` whose points are written with one
 decimal (about 12 bytes a point: some 17 KB for 1,440 points, a few KB for a short
-rollout), drawn by the browser's own SVG renderer with no script at all. Measured for a
-2-hour rollout (1,440 windows, 6 metrics: 18 charts, 91 series): the live fragment is about
-840 KB, 240 KB gzipped, rendered in about 0.3 s on this project's two loaded cores; the
-series JSON a client-side library would need instead is about the same (1 MB, 200 KB
+rollout), drawn by the browser's own SVG renderer with no script at all. For a 2-hour
+rollout (1,440 windows, 6 metrics: 20 charts, 1,124 KB, 261 KB gzipped, written in about
+0.3 s on this project's two loaded cores; page load times in ``docs/benchmarks.md``), the
+series JSON a client-side library would need instead is about the same (1.05 MB, 200 KB
 gzipped), so bytes do not decide it. What decides it: no library to ship, pin and serve
 (uPlot is about 50 KB minified, Chart.js about 200 KB), no build step, no drawing in the
 browser on every update, and one escaping function between the topics' text and the page.
