@@ -102,28 +102,117 @@ class PageViews:
         part joins the latest page view its session started here within the horizon; a
         part with no such view never starts one, and counts what it carries once.
         """
-        table, mask, horizon = self._table, self._mask, self.horizon_ms
+        salts = {app: hash((app,)) for app in set(apps)}
+        salt = np.fromiter(map(salts.__getitem__, apps), np.int64, len(apps))
+        new, repeated, erroring = self.observe_arrays(salt, views, ts, seen, bits, errors, parts, sessions)
+        return new.tolist(), repeated.tolist(), erroring.tolist()
+
+    def observe_arrays(self, salt: np.ndarray, views: Sequence[str | None], ts: Sequence[int],
+                       seen: Sequence[int], bits: Sequence[int], errors: Sequence[bool],
+                       parts: Sequence[bool] | None = None, sessions: Sequence[str | None] | None = None,
+                       vectorise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`observe` with each beacon's app as its salt (``hash((app,))``) and numpy
+        arrays out, as stage 1 calls it. ``vectorise=False`` takes every beacon through the
+        sequential loop (what the vectorised path is tested against).
+
+        The outcome of a beacon depends only on the earlier beacons of its table bucket, so
+        buckets that one beacon of a batch falls in are taken all at once with numpy and
+        only the others beacon by beacon. Parts read another view's bucket through their
+        session (:meth:`_session_view`), so a batch with parts goes beacon by beacon.
+        """
         n = len(views)
-        parts = parts if parts is not None else [False] * n
-        sessions = sessions if sessions is not None else [None] * n
-        salts: dict[str, int] = {}
-        new, repeated, erroring = [], [], []
-        for app, view, t, wm, b, err, part, session in zip(apps, views, ts, seen, bits, errors, parts, sessions):
-            salt = salts.get(app)
-            if salt is None:
-                salt = salts[app] = hash((app,))
+        ts = np.asarray(ts, np.int64).reshape(n)
+        seen = np.asarray(seen, np.int64).reshape(n)
+        bits = np.asarray(bits, np.int64).reshape(n)
+        errors = np.asarray(errors, bool).reshape(n)
+        salt = np.asarray(salt, np.int64).reshape(n)
+        new, repeated, erroring = np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, bool)
+        if n == 0:
+            return new, repeated, erroring
+        part_list = None if parts is None else np.asarray(parts, bool).reshape(n)
+        sequential = (not vectorise or (part_list is not None and part_list.any())
+                      or any(v is None for v in views))
+        if sequential:
+            self._observe_loop(range(n), salt.tolist(), views, None, ts.tolist(), seen.tolist(), bits.tolist(),
+                               errors.tolist(), part_list, sessions, new, repeated, erroring, None)
+            return new, repeated, erroring
+        fingerprint = np.fromiter(map(hash, views), np.int64, n) ^ salt
+        fingerprint[fingerprint == 0] = 1
+        bucket = fingerprint & self._mask
+        _, inverse, counts = np.unique(bucket, return_inverse=True, return_counts=True)
+        alone = counts[inverse] == 1
+        latest: list[np.ndarray] = []  # rows that start a page view, for the session table
+        if not alone.all():
+            shared = np.flatnonzero(~alone)
+            started: list[int] = []
+            self._observe_loop(shared.tolist(), salt.tolist(), views, fingerprint.tolist(), ts.tolist(),
+                               seen.tolist(), bits.tolist(), errors.tolist(), None, None, new, repeated,
+                               erroring, started)
+            latest.append(np.array(started, np.int64))
+        rows = np.flatnonzero(alone)
+        if rows.size:
+            latest.append(self._observe_alone(rows, fingerprint[rows], bucket[rows], ts[rows], seen[rows],
+                                              bits[rows], errors[rows], new, repeated, erroring))
+        if sessions is not None and latest:
+            # Only parts read the session table, and this batch has none: its page views'
+            # sessions are noted after the views, in row order, as the loop would.
+            rows = np.sort(np.concatenate(latest))
+            named = [r for r in rows.tolist() if sessions[r] is not None]
+            if named:
+                idx = np.array(named, np.int64)
+                self._latest_many([sessions[r] for r in named], salt[idx], fingerprint[idx], ts[idx])
+        return new, repeated, erroring
+
+    def _observe_alone(self, rows: np.ndarray, fingerprint: np.ndarray, bucket: np.ndarray, t: np.ndarray,
+                       wm: np.ndarray, b: np.ndarray, err: np.ndarray, new: np.ndarray, repeated: np.ndarray,
+                       erroring: np.ndarray) -> np.ndarray:
+        """The loop's steps for beacons (no parts) that are each alone in their bucket in this
+        batch, with numpy; returns the rows that start a page view."""
+        words = self._words.reshape(-1, 2 * WAYS)
+        fps, states = words[bucket, :WAYS], words[bucket, WAYS:]
+        match = fps == fingerprint[:, None]
+        found = match.any(axis=1)
+        # first match as the loop's scan; else the empty or oldest slot (min's first minimum)
+        way = np.where(found, match.argmax(axis=1), states.argmin(axis=1))
+        state = states[np.arange(rows.size), way]
+        cut = wm - self.horizon_ms
+        fresh = ~found | ((state >> _FLAGS) < cut)
+        self.evicted_early += int(np.count_nonzero(~found & (state != 0) & ((state >> _FLAGS) >= cut)))
+        flags = state & 0xFF
+        capped = ~fresh & ((flags & _CAPPED) != 0)
+        err_bit = np.where(err, _ERRORED, 0)
+        state = np.where(fresh, t << _FLAGS | b | err_bit, state | b | err_bit)
+        write = ~capped
+        words[bucket[~found], way[~found]] = fingerprint[~found]
+        words[bucket[write], WAYS + way[write]] = state[write]
+        new[rows] = fresh
+        repeated[rows] = np.where(fresh, 0, np.where(capped, b, b & flags))
+        erroring[rows] = np.where(fresh, err, ~capped & err & ((flags & _ERRORED) == 0))
+        return rows[fresh]
+
+    def _observe_loop(self, order: Sequence[int], salts: list[int], views: Sequence[str | None],
+                      fingerprints: list[int] | None, ts: list[int], seen: list[int], bits: list[int],
+                      errors: list[bool], parts: np.ndarray | None, sessions: Sequence[str | None] | None,
+                      new: np.ndarray, repeated: np.ndarray, erroring: np.ndarray,
+                      started: list[int] | None) -> None:
+        """The beacons of ``order``, one at a time, into ``new``/``repeated``/``erroring``.
+        With ``started``, the rows that start a page view are listed there instead of being
+        noted in the session table (the caller notes them in row order)."""
+        table, mask, horizon = self._table, self._mask, self.horizon_ms
+        for r in order:
+            view, t, wm, b, err, salt = views[r], ts[r], seen[r], bits[r], errors[r], salts[r]
+            part = parts is not None and bool(parts[r])
+            session = None if sessions is None else sessions[r]
             slot = -1
             if part and session is not None:
                 slot = self._session_view(session, salt, wm)
             if slot >= 0:
                 fingerprint = table[slot]
             elif view is None:  # a part with no id that joined no page view: it counts once, as it is
-                new.append(False)
-                repeated.append(0)
-                erroring.append(bool(err))
+                erroring[r] = bool(err)
                 continue
             else:
-                fingerprint = (hash(view) ^ salt) or 1
+                fingerprint = fingerprints[r] if fingerprints is not None else (hash(view) ^ salt) or 1
                 base = (fingerprint & mask) << 3  # 2 * WAYS words a bucket
                 for s in range(base, base + WAYS):
                     if table[s] == fingerprint:
@@ -138,29 +227,52 @@ class PageViews:
                         self.evicted_early += 1
                     table[slot] = fingerprint
                 table[slot + WAYS] = int(t) << _FLAGS | b | (_ERRORED if err else 0)
-                if session is not None and not part:
-                    self._latest(session, salt, fingerprint, t)
-                new.append(not part)
-                repeated.append(0)
-                erroring.append(bool(err))
+                if not part:
+                    if started is not None:
+                        started.append(r)
+                    elif session is not None:
+                        self._latest(session, salt, fingerprint, t)
+                new[r] = not part
+                erroring[r] = bool(err)
                 continue
             flags = state & 0xFF
             if flags & _CAPPED:
-                new.append(False)
-                repeated.append(b)
-                erroring.append(False)
+                repeated[r] = b
                 continue
-            first_error = bool(err) and not flags & _ERRORED
             table[slot + WAYS] = state | b | (_ERRORED if err else 0)
-            new.append(False)
-            repeated.append(b & flags)
-            erroring.append(first_error)
-        return new, repeated, erroring
+            repeated[r] = b & flags
+            erroring[r] = bool(err) and not flags & _ERRORED
+
+    def _latest_many(self, sessions: list[str], salt: np.ndarray, view: np.ndarray, t: np.ndarray) -> None:
+        """:meth:`_latest` for each of ``sessions`` in order: with numpy for sessions alone in
+        their bucket among these, one at a time for the others."""
+        n = len(sessions)
+        fingerprint = np.fromiter(map(hash, sessions), np.int64, n) ^ salt
+        fingerprint[fingerprint == 0] = 1
+        bucket = fingerprint & self._mask
+        _, inverse, counts = np.unique(bucket, return_inverse=True, return_counts=True)
+        alone = counts[inverse] == 1
+        if not alone.all():
+            for r in np.flatnonzero(~alone).tolist():
+                self._latest_fingerprint(int(fingerprint[r]), int(view[r]), int(t[r]))
+        rows = np.flatnonzero(alone)
+        if rows.size == 0:
+            return
+        words = self._session_words.reshape(-1, 3 * WAYS)
+        b, fp = bucket[rows], fingerprint[rows]
+        match = words[b, :WAYS] == fp[:, None]
+        way = np.where(match.any(axis=1), match.argmax(axis=1), words[b, 2 * WAYS:].argmin(axis=1))
+        words[b, way] = fp
+        words[b, WAYS + way] = view[rows]
+        words[b, 2 * WAYS + way] = np.maximum(t[rows], 1)
 
     def _latest(self, session: str, salt: int, view: int, t: int) -> None:
         """Note ``view`` (a fingerprint), started at ``t``, as the latest page view of ``session``."""
+        self._latest_fingerprint((hash(session) ^ salt) or 1, view, t)
+
+    def _latest_fingerprint(self, fingerprint: int, view: int, t: int) -> None:
+        """:meth:`_latest` for a session's fingerprint."""
         sessions = self._sessions
-        fingerprint = (hash(session) ^ salt) or 1
         base = (fingerprint & self._mask) * 3 * WAYS  # WAYS fingerprints, views, start times
         slot = next((s for s in range(base, base + WAYS) if sessions[s] == fingerprint), -1)
         if slot < 0:
@@ -202,11 +314,11 @@ class PageViews:
         return self._words.nbytes + self._session_words.nbytes
 
 
-def metric_bits(metrics: dict[str, np.ndarray], rows: np.ndarray) -> list[int]:
+def metric_bits(metrics: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """Each row's :data:`METRIC_BITS`: which metrics it carries (not NaN)."""
     bits = np.zeros(rows.size, np.int64)
     for m, values in metrics.items():
         bit = METRIC_BITS.get(m)
         if bit is not None:
             bits |= np.where(np.isnan(values[rows]), 0, bit)
-    return bits.tolist()
+    return bits

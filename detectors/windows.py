@@ -445,13 +445,15 @@ class TumblingWindows:
             return batch, None
         row_list = rows.tolist()
         bits = metric_bits(batch.metrics, rows)
-        parts = None if batch.part is None else batch.part[rows].tolist()
+        parts = None if batch.part is None else batch.part[rows]
         # every page view's session is noted, for the parts of later batches to join it
-        sessions = None if batch.session is None else [batch.session[r] for r in row_list]
-        new, repeated, erroring = self.views.observe(
-            [batch.keys[code].app for code in batch.key[rows].tolist()], [batch.view[r] for r in row_list],
-            batch.ts[rows].tolist(), seen[rows].tolist(), bits, (batch.errors[rows] > 0).tolist(),
-            parts, sessions)
+        every = rows.size == len(batch)
+        sessions = None if batch.session is None else batch.session if every else [batch.session[r] for r in row_list]
+        # an app's salt once per cohort key, not per beacon
+        salts = np.array([hash((k.app,)) for k in batch.keys], np.int64)
+        new, repeated, erroring = self.views.observe_arrays(
+            salts[batch.key[rows]], batch.view if every else [batch.view[r] for r in row_list], batch.ts[rows], seen[rows], bits,
+            batch.errors[rows] > 0, parts, sessions)
         starts = np.ones(len(batch), bool)
         starts[rows] = new
         error_view = batch.errors > 0
