@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from detectors.beacon import _TS_MAX  # epoch ms (the year 2286), as beacons
 from detectors.verdict import ReasonCode, Severity, Verdict, VerdictKind
 
 __all__ = ["ACTIONS", "Override", "OverrideError", "parse_override", "apply_overrides"]
@@ -27,7 +28,6 @@ __all__ = ["ACTIONS", "Override", "OverrideError", "parse_override", "apply_over
 ACTIONS = (VerdictKind.PROMOTE, VerdictKind.HOLD, VerdictKind.ROLLBACK)
 _MAX_TEXT = 1000
 _MAX_TTL_S = 366 * 86_400  # an override lasting over a year is a policy change, not an override
-_TS_MAX = 9_999_999_999_999  # epoch ms, as beacons
 
 
 class OverrideError(ValueError):

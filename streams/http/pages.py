@@ -47,6 +47,7 @@ import orjson
 import yaml
 from aiohttp import web
 
+from detectors.beacon import _TS_MAX
 from detectors.rollout import MAX_ID, Rollout, name_problem
 from streams.http import auth
 from streams.http.backend import Backend, backend_of
@@ -149,7 +150,7 @@ def _page(title: str, head: str, fragment: str, src: str, tail: str = "") -> web
 
 def when(ms: Any) -> str:
     """Epoch ms as a UTC time, ``–`` for anything else."""
-    if not isinstance(ms, int) or isinstance(ms, bool) or not 0 <= ms <= 9_999_999_999_999:
+    if not isinstance(ms, int) or isinstance(ms, bool) or not 0 <= ms <= _TS_MAX:
         return "–"
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from detectors.beacon import _TS_MAX  # epoch ms (the year 2286), as beacons and overrides
 from detectors.override import OverrideError, parse_override
 from detectors.policy import DEFAULT_POLICY, PolicyError, parse_policy
 from detectors.rollout import MAX_DRY_RUN_POLICIES, MAX_ID, Rollout, RolloutError, name_problem
@@ -40,7 +41,6 @@ from streams.http.replies import BadRequest, error, json, read_body, shown
 
 __all__ = ["MAX_IMAGE", "ROUTES", "image_tag", "rollout_or_404", "summary"]
 
-_TS_MAX = 9_999_999_999_999  # epoch ms (the year 2286), as beacons and overrides
 _START_FIELDS = {"id", "app", "canary", "baseline", "policy", "expected_share", "started_at", "dry_run_policies"}
 
 
