@@ -180,13 +180,27 @@ def _session_hash(sid: object) -> int:
     """Session ids travel as 64-bit hashes: 8 bytes each, whatever the SDK's id looks like."""
     if isinstance(sid, int):
         return sid  # already hashed (a summary that came off the wire)
-    return int.from_bytes(hashlib.blake2b(str(sid).encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(_session_bytes(sid), "little")
+
+
+def _session_bytes(sid: object) -> bytes:
+    """:func:`_session_hash` as 8 little-endian bytes."""
+    if isinstance(sid, int):
+        return sid.to_bytes(8, "little")
+    return hashlib.blake2b(str(sid).encode(), digest_size=8).digest()
 
 
 def _pack_sessions(ids: set) -> str:
-    hashed = np.fromiter((_session_hash(s) for s in ids), np.uint64, len(ids))
+    # the digests joined and read as one array: no Python int per session
+    try:
+        raw = b"".join([_blake2b(s.encode(), digest_size=8).digest() for s in ids])  # stage 1's: all str
+    except AttributeError:  # hashes off the wire (ints) among them
+        raw = b"".join(map(_session_bytes, ids))
+    hashed = np.frombuffer(raw, "<u8").astype(np.uint64)
     return base64.b64encode(np.sort(hashed).tobytes()).decode()
 
+
+_blake2b = hashlib.blake2b
 
 def _unpack_sessions(text: str) -> set:
     raw = base64.b64decode(text)
@@ -314,7 +328,8 @@ def _by_start(starts: np.ndarray, sessions: list) -> list[tuple[int, list]]:
     distinct = np.unique(starts)
     if distinct.size == 1:
         return [(int(distinct[0]), sessions)]
-    return [(int(u), [sid for sid, keep in zip(sessions, (starts == u).tolist()) if keep]) for u in distinct]
+    column = np.array(sessions, object)  # select with numpy, not a Python loop per row
+    return [(int(u), column[starts == u].tolist()) for u in distinct]
 
 
 def _rows(batch: BeaconBatch, mask: np.ndarray) -> BeaconBatch:
@@ -560,7 +575,7 @@ class TumblingWindows:
             views.update(part)
             views.pop(None, None)  # a page view without a session is its own user
             # only this batch's sessions can put this batch's rows over the cap
-            over = over or max((views[sid] for sid in set(part) if sid is not None), default=0) > cap
+            over = over or max(map(views.__getitem__, set(part)), default=0) > cap  # None: 0, popped
         if over:
             self._recount(rows, row_starts, sessions, capped)
         return capped
