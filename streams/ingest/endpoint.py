@@ -227,6 +227,10 @@ class Ingestor:
             self.preflight["Access-Control-Allow-Headers"] = ", ".join(config.cors_headers)
         self.counts = {"accepted": 0, "rejected": 0, "duplicates": 0, "ignored": 0, "requests": 0,
                        "capped": 0, "unavailable": 0}
+        # the last request's Context and what it was made of: at load, the requests of one
+        # millisecond from one kind of sender have the same, and a (frozen) Context costs more
+        # to make (its checks, ~2 µs) than the rest of the request's own bookkeeping
+        self._last_ctx: tuple[tuple, Context | None] = ((), None)
 
     # -- the request path ---------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
@@ -259,10 +263,9 @@ class Ingestor:
             body, content_type = request.query_string.encode(), "application/x-www-form-urlencoded"
         device, browser = request_device_browser(headers.get("User-Agent"), headers.get("Sec-CH-UA-Mobile"),
                                                  headers.get("Sec-CH-UA"))
-        ctx = Context(received_at=self.now_ms(),
-                      app=headers.get("X-Rumgate-App") or query.get("app"),
-                      release=headers.get("X-Rumgate-Release") or query.get("release"),
-                      country=self._country(request), device=device, browser=browser)
+        ctx = self._context(self.now_ms(), headers.get("X-Rumgate-App") or query.get("app"),
+                            headers.get("X-Rumgate-Release") or query.get("release"), self._country(request),
+                            device, browser)
         canonical = canonical_items(body, content_type, ctx) if request.method == "POST" else None
         if canonical is not None and not self._room_for_apps(canonical):
             canonical = None  # the general path rejects the apps beyond the caps, with the reason
@@ -298,6 +301,17 @@ class Ingestor:
         if status == 400:
             result["error"] = "no valid beacon in the request: " + "; ".join(result["errors"][:3])
         return _json(result, status, cors)
+
+    def _context(self, received_at: int, app: str | None, release: str | None, country: str | None,
+                 device: str | None, browser: str | None) -> Context:
+        """``Context(...)`` of these fields: the last request's when they are the same (it is frozen)."""
+        key = (received_at, app, release, country, device, browser)
+        last_key, ctx = self._last_ctx
+        if key != last_key or ctx is None:
+            ctx = Context(received_at=received_at, app=app, release=release, country=country, device=device,
+                          browser=browser)
+            self._last_ctx = (key, ctx)
+        return ctx
 
     async def _body(self, request: web.Request, query: dict[str, str]) -> bytes:
         """The request's body, inflated, within ``max_body``; :class:`BodyError` when refused.
@@ -383,10 +397,9 @@ class Ingestor:
 
     def _room_for_apps(self, items: list[CanonicalItem]) -> bool:
         """Whether a fast-path request's apps are within ``max_apps`` and ``max_batch_apps``."""
-        first = items[0].app
-        if len(items) == 1 or all(item.app == first for item in items):  # the usual request
-            return first in self.batches or len(self.batches) < self.config.max_batch_apps
-        apps = set(map(_APP_OF, items))
+        apps = set(map(_APP_OF, items))  # one C pass: cheaper than comparing each to the first in Python
+        if len(apps) == 1:  # the usual request
+            return items[0].app in self.batches or len(self.batches) < self.config.max_batch_apps
         return len(apps) <= self.config.max_apps and len(self.batches) + len(apps - self.batches.keys()) \
             <= self.config.max_batch_apps
 
@@ -469,7 +482,8 @@ class Ingestor:
             if result is not None and index >= 0 and result[0][index]:
                 duplicates += result[0][index]
                 await self._first_copies_stored(result[1], result[2])
-        await self._first_copies_stored(first_copies, deadline)
+        if first_copies:  # (not a coroutine for nothing: most requests have no duplicates)
+            await self._first_copies_stored(first_copies, deadline)
         accepted = beacons - duplicates
         self.counts["accepted"] += accepted
         self.counts["duplicates"] += duplicates
@@ -812,9 +826,14 @@ def _dump(item) -> bytes:
         return orjson.dumps(f"<a {type(item).__name__} nested too deeply to quote>")
 
 
+_JSON_TYPE = {"Content-Type": "application/json"}
+
+
 def _json(data: dict, status: int, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
-                        headers=headers or {})
+    # the Content-Type as a header rather than ``content_type=``: the same header, without
+    # aiohttp's checks of the argument (about 0.8 µs of every answer)
+    return web.Response(body=orjson.dumps(data), status=status,
+                        headers={**headers, **_JSON_TYPE} if headers else _JSON_TYPE)
 
 
 def ingest_config(settings) -> IngestConfig:

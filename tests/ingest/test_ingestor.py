@@ -378,3 +378,37 @@ def test_a_relays_own_user_agent_describes_no_beacon() -> None:
         ("POST", body(bare), {"Content-Type": "application/x-ndjson", "User-Agent": "Go-http-client/1.1"})])
     [stored] = sink.beacons()
     assert status == 202 and "device" not in stored and "browser" not in stored
+
+
+def test_requests_of_one_millisecond_each_get_their_own_context() -> None:
+    """The handler reuses the last request's Context when its fields are the same: requests
+    of the same millisecond with other headers must still get their own app, release,
+    country, device and browser (and the same ones must give the same beacons)."""
+    sink = Recorder()
+    config = IngestConfig(linger_ms=1, country_header="CF-IPCountry")
+    bare = {k: v for k, v in beacon(0).items() if k not in ("app", "release", "device")}
+    variants = [{"X-Rumgate-App": "a1", "X-Rumgate-Release": "r1"},
+                {"X-Rumgate-App": "a1", "X-Rumgate-Release": "r1"},
+                {"X-Rumgate-App": "a2", "X-Rumgate-Release": "r1", "CF-IPCountry": "DE"},
+                {"X-Rumgate-App": "a2", "X-Rumgate-Release": "r2", "CF-IPCountry": "DE", **HEADLESS},
+                {"X-Rumgate-App": "a1", "X-Rumgate-Release": "r1"}]
+
+    async def go():
+        app = ingest_application()
+        add_ingest_routes(app, Ingestor(config, sink, now_ms=lambda: T))  # every request in one ms
+        async with TestClient(TestServer(app)) as client:
+            out = []
+            for i, headers in enumerate(variants):
+                raw = body({**bare, "id": f"pv-{i}"})
+                response = await client.post("/v1/beacons", data=raw,
+                                             headers={"Content-Type": "application/x-ndjson", **headers})
+                out.append((response.status, response.headers["Content-Type"], await response.json()))
+            return out
+
+    answers = asyncio.run(go())
+    assert [a[:2] for a in answers] == [(202, "application/json")] * len(variants)
+    got = {b["id"]: (b["ts"], b["app"], b["release"], b.get("country"), b.get("device"), b.get("browser"))
+           for b in sink.beacons()}
+    assert got == {"pv-0": (T, "a1", "r1", None, None, None), "pv-1": (T, "a1", "r1", None, None, None),
+                   "pv-2": (T, "a2", "r1", "DE", None, None), "pv-3": (T, "a2", "r2", "DE", "desktop", "Chromium"),
+                   "pv-4": (T, "a1", "r1", None, None, None)}

@@ -101,6 +101,12 @@ class CanonicalItem(Struct, kw_only=True, omit_defaults=True, gc=False):
 # every time, so the set only ever saves work and never changes an answer.
 _BARE_PAGES: set[str] = set()
 _BARE_PAGES_MAX = 10_000
+# The same for app and release names (one set: both get the same checks): a name in it is a
+# non-blank string that _name_ok accepts with MAX_NAME, so a beacon naming it needs neither
+# strip() nor _name_ok() again. A request's ten beacons name one app and one release, and
+# those checks were about a third of _stamp (0.2 µs a beacon). Bounded like _BARE_PAGES.
+_GOOD_NAMES: set[str] = set()
+_GOOD_NAMES_MAX = 10_000
 
 _ONE = msgspec.json.Decoder(CanonicalItem)
 _MANY = msgspec.json.Decoder(list[CanonicalItem])
@@ -165,21 +171,26 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
     item.client_ts = ts if type(ts) is int and _TS_MIN <= ts <= _TS_MAX else epoch_ms(ts)
     item.ts = ctx.received_at
     app = item.app
-    if app is None or not app.strip():  # not given: the request's
-        app = ctx.app
-        if not (type(app) is str and app.strip() and len(app) <= _MAX_STR):
-            return False
-        item.app = app
+    if app not in _GOOD_NAMES:
+        if app is None or not app.strip():  # not given: the request's
+            app = ctx.app
+            if not (type(app) is str and app.strip() and len(app) <= _MAX_STR):
+                return False
+            item.app = app
+        if not _good_name(app):
+            return False  # the general path refuses it, and says why
     release = item.release
-    if release is None or not release.strip():
-        release = ctx.release
-        if not (type(release) is str and release.strip() and len(release) <= _MAX_STR):
+    if release not in _GOOD_NAMES:
+        if release is None or not release.strip():
+            release = ctx.release
+            if not (type(release) is str and release.strip() and len(release) <= _MAX_STR):
+                return False
+            item.release = release
+        if not _good_name(release):
             return False
-        item.release = release
-    if not (_name_ok(item.app, MAX_NAME) and _name_ok(item.release, MAX_NAME)
-            and (item.cohort is None or _name_ok(item.cohort, MAX_COHORT))
+    if not ((item.cohort is None or _name_ok(item.cohort, MAX_COHORT))
             and (item.view is None or _name_ok(item.view, MAX_VIEW))):
-        return False  # the general path refuses it, and says why
+        return False
     page = item.page
     if type(page) is not str:
         item.page = page_path(page)
@@ -193,6 +204,15 @@ def _stamp(item: CanonicalItem, ctx: Context) -> bool:
             item.page = page_path(page)
     if ctx.country is not None:
         item.country = ctx.country
+    return True
+
+
+def _good_name(name: str) -> bool:
+    """:func:`_name_ok` for a non-blank app or release name, remembered in ``_GOOD_NAMES`` when true."""
+    if not _name_ok(name, MAX_NAME):
+        return False
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
     return True
 
 

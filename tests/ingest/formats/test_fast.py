@@ -192,6 +192,31 @@ def test_pages_seen_before_are_stamped_as_the_first_time(monkeypatch) -> None:
     assert not fast_module._BARE_PAGES
 
 
+NAME_EDGES = ["shop-web", "", " ", "x" * 128, "x" * 129, "a\x07b", "a\u0085b", "caf\u00e9", None, ...]
+
+
+def test_names_seen_before_are_stamped_as_the_first_time(monkeypatch) -> None:
+    """_stamp remembers the app and release names it found good; seeing one again, or a
+    full memory, changes no answer, and a blank or refused name is never remembered (nor is
+    a request's name taken in place of a blank one anything but good)."""
+    bodies = [orjson.dumps(valid_beacon(0, app=app, release=release)) for app in NAME_EDGES
+              for release in NAME_EDGES]
+    contexts = [CTX, Context(received_at=RECEIVED_AT), Context(received_at=RECEIVED_AT, app="a\x07b", release=" ")]
+    monkeypatch.setattr(fast_module, "_GOOD_NAMES", set())
+    first = [fast(body, "application/json", ctx) for ctx in contexts for body in bodies]
+    assert sum(answer is not None for answer in first) > 10
+    assert {"shop-web", "x" * 128, "caf\u00e9", "ctx-app", "ctx-release"} <= fast_module._GOOD_NAMES
+    assert not {"", " ", "x" * 129, "a\x07b", "a\u0085b", None} & fast_module._GOOD_NAMES
+    assert [fast(body, "application/json", ctx) for ctx in contexts for body in bodies] == first  # remembered
+    for ctx in contexts:
+        for body in bodies:
+            agree(body, "application/json", ctx)
+    monkeypatch.setattr(fast_module, "_GOOD_NAMES", set())
+    monkeypatch.setattr(fast_module, "_GOOD_NAMES_MAX", 0)  # full: nothing is remembered
+    assert [fast(body, "application/json", ctx) for ctx in contexts for body in bodies] == first
+    assert not fast_module._GOOD_NAMES
+
+
 @pytest.mark.parametrize("ts", TS_EDGES)
 def test_client_times_at_the_edges_of_the_shortcut_agree(ts) -> None:
     """Plausible epoch ms are kept without epoch_ms(); anything else must become what it makes."""
