@@ -131,7 +131,7 @@ class PageViews:
             return new, repeated, erroring
         part_list = None if parts is None else np.asarray(parts, bool).reshape(n)
         sequential = (not vectorise or (part_list is not None and part_list.any())
-                      or any(v is None for v in views))
+                      or None in views)
         if sequential:
             self._observe_loop(range(n), salt.tolist(), views, None, ts.tolist(), seen.tolist(), bits.tolist(),
                                errors.tolist(), part_list, sessions, new, repeated, erroring, None)

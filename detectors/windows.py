@@ -280,19 +280,27 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
 def _sessions(session: list | None, group: np.ndarray, n_groups: int,
               page_views: np.ndarray, starts: np.ndarray | None = None) -> tuple[list[set], np.ndarray]:
     """Per group: the set of session ids, and the page views that carry none (of the rows
-    that start a page view, with ``starts``)."""
+    that start a page view, with ``starts``).
+
+    The ids are sorted by group with numpy and each group's set built from one slice, so
+    the Python work is a set per group rather than a step per row.
+    """
     sets: list[set] = [set() for _ in range(n_groups)]
     if session is None:
         return sets, page_views
-    anonymous = np.zeros(n_groups, np.int64)
-    rows = zip(group.tolist(), session) if starts is None else (
-        (g, sid) for g, sid, first in zip(group.tolist(), session, starts.tolist()) if first)
-    for g, sid in rows:
-        if sid is None:
-            anonymous[g] += 1
-        else:
-            sets[g].add(sid)
-    return sets, anonymous
+    ids = np.array(session, object) if len(session) else np.empty(0, object)
+    if starts is not None:
+        ids, group = ids[starts], group[starts]
+    anonymous = np.equal(ids, None)
+    named = np.flatnonzero(~anonymous)
+    by_group = np.argsort(group[named], kind="stable")
+    order = named[by_group]
+    bounds = np.searchsorted(group[order], np.arange(n_groups + 1)).tolist()
+    ordered = ids[order].tolist()
+    for g in range(n_groups):
+        if bounds[g] < bounds[g + 1]:
+            sets[g] = set(ordered[bounds[g]:bounds[g + 1]])
+    return sets, np.bincount(group[anonymous], minlength=n_groups).astype(np.int64)
 
 
 @dataclass
@@ -452,7 +460,8 @@ class TumblingWindows:
     def _join(self, batch: BeaconBatch, seen: np.ndarray, keep: np.ndarray) -> tuple[BeaconBatch, _Joined | None]:
         """The batch with the metrics its page views have counted already left out (NaN),
         and which rows start a page view or make it erroring (:mod:`detectors.views`)."""
-        joins = np.fromiter((v is not None for v in batch.view), bool, len(batch))
+        joins = (np.ones(len(batch), bool) if None not in batch.view
+                 else np.fromiter((v is not None for v in batch.view), bool, len(batch)))
         if batch.part is not None:
             joins |= batch.part
         rows = np.flatnonzero(joins & keep)

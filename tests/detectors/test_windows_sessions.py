@@ -39,3 +39,34 @@ def test_packed_sessions_are_what_they_were(sessions):
 @given(ids)
 def test_packed_sessions_round_trip_to_their_hashes(sessions):
     assert len(_unpack_sessions(_pack_sessions(sessions))) == len({reference({s}) for s in sessions})
+
+
+def reference_sessions(session, group, n_groups, page_views, starts=None):
+    """The earlier row-by-row ``_sessions``."""
+    sets = [set() for _ in range(n_groups)]
+    if session is None:
+        return sets, page_views
+    anonymous = np.zeros(n_groups, np.int64)
+    rows = zip(group.tolist(), session) if starts is None else (
+        (g, sid) for g, sid, first in zip(group.tolist(), session, starts.tolist()) if first)
+    for g, sid in rows:
+        if sid is None:
+            anonymous[g] += 1
+        else:
+            sets[g].add(sid)
+    return sets, anonymous
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), st.sampled_from("abcdefg")), st.booleans()),
+                max_size=60), st.booleans())
+def test_sessions_per_group_are_what_the_row_loop_gave(rows, with_starts):
+    from detectors.windows import _sessions
+    n_groups = 1 + max((g for g, _, _ in rows), default=0)
+    group = np.array([g for g, _, _ in rows], np.int64)
+    session = [s for _, s, _ in rows]
+    starts = np.array([f for _, _, f in rows], bool) if with_starts else None
+    page_views = np.bincount(group, minlength=n_groups).astype(np.int64)
+    got, want = _sessions(session, group, n_groups, page_views, starts), \
+        reference_sessions(session, group, n_groups, page_views, starts)
+    assert got[0] == want[0] and got[1].tolist() == want[1].tolist() and got[1].dtype == want[1].dtype
