@@ -3,6 +3,8 @@ promotion rolls back (issue: online detectors in the gate)."""
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import orjson
@@ -95,23 +97,36 @@ def test_a_regression_after_promotion_rolls_back():
            [v.to_dict() for v in first.verdicts if v.at <= promoted.at]
 
 
+def _seeded_rollout(seed: int) -> tuple[list[int], list[str], list[str]]:
+    """One seed of :func:`test_incident_holds_over_seeded_rollouts`: the hold times (ms after
+    the start) and all verdicts with the incident, and the verdicts of the same clean traffic."""
+    sc = replace(SC, duration_s=50 * 60.0)
+    t0 = sc.start_ms
+    clean = list(generate_beacons(sc, seed=seed))
+    result = backtest(slowed(clean, t0 + 35 * MIN, t0 + 40 * MIN, 1.8), INCIDENT_POLICY)
+    held = [v.at - t0 for v in result.verdicts if v.verdict == "hold"]
+    quiet = backtest(clean, INCIDENT_POLICY)
+    return held, [v.verdict for v in result.verdicts], [v.verdict for v in quiet.verdicts]
+
+
 @pytest.mark.slow
 def test_incident_holds_over_seeded_rollouts():
     """Eight seeds: each 5-minute incident is held from its first window to at most a minute
     after it, never rolled back; the same clean traffic holds under 1 % of its windows
-    (a single slow window can open an incident, which then closes after three calm ones)."""
-    sc = replace(SC, duration_s=50 * 60.0)
-    t0 = sc.start_ms
+    (a single slow window can open an incident, which then closes after three calm ones).
+
+    The seeds are independent backtests (16 of 50 minutes each, the slowest test of the
+    suite): they run in parallel processes, and are checked here in seed order."""
+    seeds = range(1, 9)
+    # spawn, not fork: the test process may have threads (pytest-xdist's, aiokafka's).
+    with ProcessPoolExecutor(max_workers=min(4, len(seeds)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = list(pool.map(_seeded_rollout, seeds))
     false_windows = total_windows = 0
-    for seed in range(1, 9):
-        clean = list(generate_beacons(sc, seed=seed))
-        result = backtest(slowed(clean, t0 + 35 * MIN, t0 + 40 * MIN, 1.8), INCIDENT_POLICY)
-        held = [v.at - t0 for v in result.verdicts if v.verdict == "hold"]
+    for seed, (held, verdicts, quiet) in zip(seeds, runs):
         inside = [h for h in held if 35 * MIN < h <= 41 * MIN]
         assert inside and inside[0] <= 35 * MIN + 5_000, (seed, held[:3])
         assert len(inside) >= 60, (seed, len(inside))  # every window of the incident (5 min of 5-s windows)
-        assert not any(v.verdict == "rollback" for v in result.verdicts), seed
-        quiet = backtest(clean, INCIDENT_POLICY)
-        false_windows += sum(v.verdict == "hold" for v in quiet.verdicts)
-        total_windows += len(quiet.verdicts)
+        assert not any(v == "rollback" for v in verdicts), seed
+        false_windows += sum(v == "hold" for v in quiet)
+        total_windows += len(quiet)
     assert false_windows <= 0.01 * total_windows, (false_windows, total_windows)
