@@ -111,7 +111,11 @@ class WindowSummary:
         self.errors += int(counts.errors[g])
         self.late += int(counts.late[g])
         for m, (offset, buckets, zeros, over) in counts.metrics.items():
-            self.sketches[m].add_counts(offset, buckets[g], zeros[g])
+            if isinstance(buckets, _SparseBuckets):
+                offset, row = buckets.row(g)
+            else:
+                row = buckets[g]
+            self.sketches[m].add_counts(offset, row, zeros[g])
             self.over_good[m] += int(over[g])
 
     def to_dict(self) -> dict:
@@ -222,6 +226,34 @@ class _GroupCounts:
     metrics: dict[str, tuple[int, np.ndarray, np.ndarray, np.ndarray]]
 
 
+#: A batch's bucket counts are a dense (groups x buckets) table while it has at most this
+#: many cells per value (plus a few); past that, with thousands of cohorts in a batch, the
+#: table would be mostly zeros and cost memory and time per cell, so they are kept sparse.
+_DENSE_CELLS_PER_VALUE, _DENSE_CELLS = 8, 1 << 16
+
+
+class _SparseBuckets:
+    """One metric's bucket counts of a batch as sorted (group, bucket) pairs: each group's
+    row is built over its own bucket range only. A sketch holds the same counts either way
+    (a dense row only adds empty buckets at its ends, which no sketch answer sees)."""
+
+    def __init__(self, lo: int, span: int, n_groups: int, flat: np.ndarray) -> None:
+        cells, self.counts = np.unique(flat, return_counts=True)
+        group, self.bucket = np.divmod(cells, span)
+        self.lo = lo
+        self.bounds = np.searchsorted(group, np.arange(n_groups + 1)).tolist()
+
+    def row(self, g: int) -> tuple[int, np.ndarray]:
+        """``(offset, counts)`` of group ``g``, as :meth:`LogSketch.add_counts` takes them."""
+        a, b = self.bounds[g], self.bounds[g + 1]
+        if a == b:
+            return self.lo, np.zeros(0, np.int64)
+        first = int(self.bucket[a])
+        row = np.zeros(int(self.bucket[b - 1]) - first + 1, np.int64)
+        row[self.bucket[a:b] - first] = self.counts[a:b]
+        return self.lo + first, row
+
+
 def _group_rows(starts: np.ndarray, key: np.ndarray, n_keys: int) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Number the (window, cohort) pairs of a batch: ``[(start, key code)]`` and each row's group."""
     n = max(n_keys, 1)
@@ -253,7 +285,10 @@ def _count_groups(batch: BeaconBatch, group: np.ndarray, n_groups: int, late: np
         if idx.size:
             lo, span = int(idx.min()), int(idx.max() - idx.min() + 1)
             flat = group[positive] * span + (idx - lo)
-            buckets = np.bincount(flat, minlength=n_groups * span).reshape(n_groups, span)
+            if n_groups * span <= _DENSE_CELLS_PER_VALUE * idx.size + _DENSE_CELLS:
+                buckets = np.bincount(flat, minlength=n_groups * span).reshape(n_groups, span)
+            else:  # many cohorts: a dense groups x span table would be mostly zeros
+                buckets = _SparseBuckets(lo, span, n_groups, flat)
         else:
             lo, buckets = 0, np.zeros((n_groups, 0), np.int64)
         metrics[m] = (lo, buckets, zeros, over)

@@ -70,3 +70,26 @@ def test_sessions_per_group_are_what_the_row_loop_gave(rows, with_starts):
     got, want = _sessions(session, group, n_groups, page_views, starts), \
         reference_sessions(session, group, n_groups, page_views, starts)
     assert got[0] == want[0] and got[1].tolist() == want[1].tolist() and got[1].dtype == want[1].dtype
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.floats(0.0, 1e5)), min_size=1, max_size=200))
+def test_sparse_bucket_counts_give_the_sketches_dense_ones_give(rows):
+    """Many cohorts in one batch take the sparse path; the summaries must be the same."""
+    from detectors import windows
+    from detectors.beacon import BeaconBatch, CohortKey
+    keys = [CohortKey("shop-web", f"r{i}", None, "mobile") for i in range(301)]
+
+    def summaries(dense: bool):
+        saved = windows._DENSE_CELLS_PER_VALUE, windows._DENSE_CELLS
+        windows._DENSE_CELLS_PER_VALUE, windows._DENSE_CELLS = (10**9, 10**9) if dense else (0, 0)
+        try:
+            w = windows.TumblingWindows(5000, 0, max_cohorts=None)
+            w.add(BeaconBatch(ts=np.arange(len(rows), dtype=np.int64), key=np.array([k for k, _ in rows], np.int32),
+                              keys=keys, metrics={"LCP": np.array([v for _, v in rows], float)},
+                              errors=np.zeros(len(rows), np.int64)))
+            return [s.to_dict() for s in w.flush()]
+        finally:
+            windows._DENSE_CELLS_PER_VALUE, windows._DENSE_CELLS = saved
+
+    assert summaries(False) == summaries(True)
