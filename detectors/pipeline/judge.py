@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -164,8 +164,7 @@ class Judge:
         self.late_summaries = 0
         self._pending: dict[int, dict[tuple[int, Any], WindowSummary]] = defaultdict(dict)
         # app -> (start, size_ms, encoded summaries): decoded only for a rollout known late
-        # app -> (start, size_ms, encoded summaries, the sources idle when it was judged)
-        self._history: dict[str, deque[tuple[int, int, list[bytes], tuple[int, ...]]]] = {}
+        self._history: dict[str, deque[tuple[int, int, list[bytes]]]] = {}
         self.rollouts: dict[str, _Active] = {}
         self._early_overrides: dict[str, list[Override]] = {}
         self.auto_rollout_apps = auto_rollout_apps
@@ -190,9 +189,9 @@ class Judge:
         active = self.rollouts[rollout.id] = _Active(rollout)
         active.overrides.extend(self._early_overrides.pop(rollout.id, ()))
         out = []
-        for start, size_ms, encoded, idle in self._history.get(rollout.app, ()):
+        for start, size_ms, encoded in self._history.get(rollout.app, ()):
             summaries = [WindowSummary.from_dict(orjson.loads(e)) for e in encoded]
-            out += self._feed(active, start, size_ms, summaries, idle)
+            out += self._feed(active, start, size_ms, summaries)
         return out
 
     def awaits_answer(self, rollout_id: str) -> bool:
@@ -272,7 +271,6 @@ class Judge:
 
     def _dispatch(self, start: int, summaries: list[WindowSummary]) -> list[Verdict]:
         size_ms = summaries[0].size_ms
-        idle = tuple(sorted(self.idle))
         out: list[Verdict] = []
         by_app: dict[str, list[WindowSummary]] = defaultdict(list)
         for s in summaries:
@@ -284,17 +282,16 @@ class Judge:
                     views[s.key.release] += s.page_views
                 self.new_releases += self.release_watch.observe(app, start, views)
             kept = [_exact(orjson.dumps(s.to_dict())) for s in _merged_by_key(group)]
-            self._history.setdefault(app, deque()).append((start, size_ms, kept, idle))
+            self._history.setdefault(app, deque()).append((start, size_ms, kept))
             self._order.append(app)
             self._history_summaries += len(kept)
             self._history_bytes += sum(map(len, kept))
             for active in self.rollouts.values():
                 if active.rollout.app == app:
-                    out += self._feed(active, start, size_ms, group, idle)
+                    out += self._feed(active, start, size_ms, group)
         return out
 
-    def _feed(self, active: _Active, start: int, size_ms: int, summaries: Iterable[WindowSummary],
-              idle: tuple[int, ...] = ()) -> list[Verdict]:
+    def _feed(self, active: _Active, start: int, size_ms: int, summaries: Iterable[WindowSummary]) -> list[Verdict]:
         out = []
         for track in active.tracks:
             if not active.wants(track, start, size_ms):
@@ -302,8 +299,6 @@ class Judge:
             track.last_window = start
             track.answered = active.answer_to_deadline(track, start + size_ms) if track.decided else None
             verdict = track.gate.observe(start, size_ms, summaries, active.rollout.share_for(start, start + size_ms))
-            if idle:  # judged without waiting for these sources (no traffic): the page marks it
-                verdict = replace(verdict, data_quality={**verdict.data_quality, "idle_partitions": list(idle)})
             if not track.gate.policy.dry_run:
                 verdict = apply_overrides(verdict, active.overrides)
             if verdict.decided and self.stop_at_decision:

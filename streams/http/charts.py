@@ -39,7 +39,7 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 12, 10, 22
 VERDICT_COLOURS = {"continue": "#adb5bd", "warmup": "#a5d8ff", "hold": "#f59f00", "promote": "#2f9e44",
                    "rollback": "#e03131"}
 #: The timeline's other markers (:func:`streams.http.series.markers`).
-EVENT_COLOURS = {"split": "#1c7ed6", "incident": "#ae3ec9", "silent": "#495057"}
+EVENT_COLOURS = {"split": "#1c7ed6", "incident": "#ae3ec9"}
 
 
 def esc(text: object) -> str:
@@ -282,7 +282,7 @@ def timeline_svg(name: str, title: str, tl: dict[str, list], x0: int, x1: int, w
     marker at the first verdict of each run of hold, promote, rollback or an override.
 
     ``events`` (``{"at", "kind", "label"}``, kinds of :data:`EVENT_COLOURS`) are drawn as
-    circles above the strip: split changes, incidents, silent partitions.
+    circles above the strip: split changes and incidents.
     """
     height = 34
     x = LinearScale(x0, max(x1, x0 + 1), LEFT, WIDTH - RIGHT)

@@ -8,7 +8,7 @@ served as JSON at ``/v1/rollouts/{id}/series``):
   their codes, overrides on record, the evidence per metric, data quality);
 * the verdict timeline of the enforcing policy and of each dry-run policy, with markers at
   hold, promote, rollback and overrides, and the warm-up drawn apart; above the enforcing
-  one, the split changes, the global incidents and the windows judged with silent partitions;
+  one, the split changes and the global incidents;
 * per (metric, segment): the rollback, "worse at all" and promote e-values against their
   thresholds on a log scale; the measured effect with the anytime-valid bracket as it
   narrows, against the tolerances; canary and baseline per window and cumulative;
@@ -99,7 +99,7 @@ figcaption{font-size:12px;color:#495057}svg{width:100%;height:auto}
 .key span{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
 .k-continue{background:#adb5bd}.k-warmup{background:#a5d8ff}.k-hold{background:#f59f00}
 .k-promote{background:#2f9e44}.k-rollback{background:#e03131}
-.k-split,.k-incident,.k-silent{border-radius:50%}.k-split{background:#1c7ed6}.k-incident{background:#ae3ec9}.k-silent{background:#495057}
+.k-split,.k-incident{border-radius:50%}.k-split{background:#1c7ed6}.k-incident{background:#ae3ec9}
 pre{background:#f8f9fa;padding:8px;overflow:auto;max-height:300px}
 .strip{margin:6px 0 0;font-size:12px;color:#495057}
 """
@@ -408,7 +408,7 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
             f'data-windows="{len(s.events)}">{_explanation(s)}'
             f'<h3>Verdicts over time <small>({len(s.events)} windows judged)</small></h3>{"".join(strips)}'
             f'<p class="key muted">{key}; ▲ markers: hold, promote, rollback, overrides (outlined); ● above the '
-            f'strip: split changes, global incidents, silent partitions</p>{share}'
+            f'strip: split changes, global incidents</p>{share}'
             f'{panels or "<p>No evidence yet: no window has been judged.</p>"}</div>')
 
 

@@ -14,11 +14,14 @@ per event, so one per judged window:
 * per (metric, segment) too: the window's own canary and baseline values (its p75 or rate
   alone, ``window_canary`` / ``window_baseline``), null for a window an arm had no sample in;
 * data quality: the canary's share of page views so far against the expected one, each
-  window's page views per arm, late beacons, the sample-ratio e-value, whether the window
-  was flagged as a global incident, and the source partitions it was judged without (idle:
-  no traffic);
+  window's page views per arm, late beacons, the sample-ratio e-value, and whether the
+  window was flagged as a global incident;
 * markers: the rollout's split changes, and the first window of each run of incident
-  windows and of windows judged with silent partitions (:func:`markers`).
+  windows (:func:`markers`).
+
+Which stage-1 partitions were silent when a window was judged is not in the history: the
+judge learns it from the live heartbeat, on the wall clock, and a verdict must be the same
+live and replayed, so it is not written into verdicts.
 
 Columns, not rows: each series is a list aligned with its ``at`` list (epoch ms of the
 window's end), ``null`` where the event had no value (no estimate yet, a bound not proven).
@@ -108,10 +111,9 @@ def timeline(events: list[dict]) -> dict[str, list]:
 #: The data-quality columns of the verdict events: the share, late beacons and sample-ratio
 #: e-value cumulative since the rollout's start, the page views per arm the window's own
 #: (``late_window``: the late beacons the window added, from the cumulative count),
-#: ``incident`` whether the window was flagged as a global incident, ``idle_partitions`` the
-#: sources the window was judged without (``[]`` for none).
+#: ``incident`` whether the window was flagged as a global incident.
 QUALITY_COLUMNS = ("canary_share", "expected_share", "late_beacons", "srm_e", "views_canary", "views_baseline",
-                   "late_window", "incident", "idle_partitions")
+                   "late_window", "incident")
 _CUMULATIVE = ("canary_share", "expected_share", "late_beacons", "srm_e")
 
 
@@ -122,7 +124,6 @@ def quality(events: list[dict]) -> dict[str, list]:
         dq = e.get("data_quality") if isinstance(e.get("data_quality"), dict) else {}
         views = dq.get("window_page_views") if isinstance(dq.get("window_page_views"), dict) else {}
         detectors = e.get("detectors") if isinstance(e.get("detectors"), dict) else {}
-        idle = dq.get("idle_partitions", [])
         out["at"].append(_int(e.get("at")))
         for c in _CUMULATIVE:
             out[c].append(_num(dq.get(c)))
@@ -132,40 +133,31 @@ def quality(events: list[dict]) -> dict[str, list]:
         out["late_window"].append(None if late is None or before is None else max(late - before, 0.0))
         anomaly = detectors.get("global_anomaly")
         out["incident"].append(anomaly if isinstance(anomaly, bool) else None)
-        out["idle_partitions"].append([p for p in idle if _int(p) is not None] if isinstance(idle, list) else None)
     return out
 
 
 def markers(rollout: Rollout, q: dict[str, list]) -> list[dict[str, Any]]:
     """What the verdict timeline marks besides the verdicts, in time order: each of the
     rollout's split changes (``split``), and the first window of each run of windows flagged
-    as a global incident (``incident``) or judged without some partitions (``silent``),
-    with how many windows the run lasted. Each is ``{"at", "kind", "label"}``.
+    as a global incident (``incident``), with how many windows the run lasted. Each is
+    ``{"at", "kind", "label"}``.
     """
     out: list[dict[str, Any]] = [
         {"at": at, "kind": "split", "label": "split change: the canary's expected share is now "
                                             + ("unknown" if share is None else f"{share:.1%}")}
         for at, share in rollout.share_changes]
-    for kind, flags in (("incident", [v is True for v in q["incident"]]),
-                        ("silent", [bool(v) for v in q["idle_partitions"]])):
-        run: dict[str, Any] | None = None
-        for at, flagged, idle in zip(q["at"], flags, q["idle_partitions"]):
-            if not flagged or at is None:
-                run = None
-                continue
-            if run is None:
-                run = {"at": at, "kind": kind, "windows": 0,
-                       "idle": sorted({p for p in idle}) if kind == "silent" else None}
-                out.append(run)
-            run["windows"] += 1
-    for m in out:
-        n = m.pop("windows", None)
-        idle = m.pop("idle", None)
-        if m["kind"] == "incident":
-            m["label"] = f"global incident: the baseline moved too, {n} window{'s' * (n != 1)} in a row"
-        elif m["kind"] == "silent":
-            m["label"] = (f"judged without partition{'s' * (len(idle) != 1)} {', '.join(map(str, idle))} "
-                          f"(no traffic), {n} window{'s' * (n != 1)} in a row")
+    runs: list[list] = []  # [first window's end, windows]
+    previous = False
+    for at, flagged in zip(q["at"], q["incident"]):
+        flagged = flagged is True and at is not None
+        if flagged and previous:
+            runs[-1][1] += 1
+        elif flagged:
+            runs.append([at, 1])
+        previous = flagged
+    out += [{"at": at, "kind": "incident",
+             "label": f"global incident: the baseline moved too, {n} window{'s' * (n != 1)} in a row"}
+            for at, n in runs]
     return sorted(out, key=lambda m: (m["at"], m["kind"]))
 
 
@@ -224,7 +216,7 @@ class Series:
     dry_runs: dict[str, dict[str, list]] = field(default_factory=dict)  # policy name → timeline
     latest: dict | None = None  # the latest verdict event (the backend's, else the history's last)
     quality: dict[str, list] = field(default_factory=dict)  # data quality columns (:func:`quality`)
-    markers: list[dict[str, Any]] = field(default_factory=list)  # split changes, incidents, silent partitions
+    markers: list[dict[str, Any]] = field(default_factory=list)  # split changes and incidents
 
     @property
     def live(self) -> bool:

@@ -94,9 +94,9 @@ def _without_reason_codes(lines: list[bytes]) -> bytes:
     """The verdict NDJSON with each line's ``reason_codes`` taken out, as the CLI writes it.
 
     The fingerprints were recorded before verdicts carried reason codes, each metric its
-    window's own values, and the data quality the window's page views and idle sources;
-    without those keys, every other byte of every line must be as recorded. Each line must
-    carry one code per reason, every metric both window values, and the window's page views.
+    window's own values, and the data quality the window's page views; without those keys,
+    every other byte of every line must be as recorded. Each line must carry one code per
+    reason, every metric both window values, and the window's page views.
     """
     body = bytearray()
     for line in lines:
@@ -105,8 +105,6 @@ def _without_reason_codes(lines: list[bytes]) -> bytes:
         assert isinstance(codes, list) and len(codes) == len(d["reasons"]), (codes, d["reasons"])
         views = d["data_quality"].pop("window_page_views")
         assert set(views) == {"canary", "baseline"} and all(isinstance(n, int) for n in views.values()), views
-        idle = d["data_quality"].pop("idle_partitions", [])
-        assert all(isinstance(p, int) for p in idle), idle
         for m in d["metrics"]:
             values = m.pop("window_canary"), m.pop("window_baseline")
             assert all(v is None or isinstance(v, (int, float)) for v in values), values

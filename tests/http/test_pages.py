@@ -149,7 +149,7 @@ def test_hostile_text_in_events_is_escaped():
     last["overrides"] = [{"action": "hold", "actor": HOSTILE, "reason": HOSTILE, "at": 1, "active": True}]
     last["metrics"] = [dict(m, name=HOSTILE, segment=HOSTILE, statistic=HOSTILE) for m in last["metrics"]]
     last["policy"] = {"name": HOSTILE, "hash": HOSTILE, "dry_run": False}
-    last["data_quality"] = {HOSTILE: HOSTILE, "window_page_views": {HOSTILE: HOSTILE}, "idle_partitions": [HOSTILE]}
+    last["data_quality"] = {HOSTILE: HOSTILE, "window_page_views": {HOSTILE: HOSTILE}, "list": [HOSTILE]}
     html = pages.rollout_fragment(build_series(ROLLOUT, [*events[:-1], last]))
     assert "<script" not in html and "<img" not in html
     assert "&lt;/title&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -242,18 +242,18 @@ def test_the_pages_follow_the_read_rules():
         assert api(b, read_open=True).call("GET", path, headers={}).status == 200
 
 
-def test_the_timeline_marks_split_changes_incidents_and_silent_partitions():
+def test_the_timeline_marks_split_changes_and_incidents():
     from tests.http.test_series import _flagged
 
-    events = _flagged(history(), incident=range(10, 14), idle=range(20, 22))
+    events = _flagged(history(), incident={10, 11, 12, 13})
     rollout = ROLLOUT.with_share(0.25, events[5]["at"])
     doc = Elements(pages.rollout_fragment(build_series(rollout, events, {DRY.name: dry_history()})))
     got = [(int(g["data-at"]), g["data-kind"]) for g in doc.all("g", **{"class": "event"})]
-    assert got == [(events[5]["at"], "split"), (events[10]["at"], "incident"), (events[20]["at"], "silent")]
+    assert got == [(events[5]["at"], "split"), (events[10]["at"], "incident")]
     (enforcing,) = doc.all("svg", data_timeline="enforcing")
     text = "".join(doc.text)
     assert "split change: the canary's expected share is now 25.0%" in text
-    assert "judged without partitions 0, 2 (no traffic), 2 windows in a row" in text
+    assert "global incident: the baseline moved too, 4 windows in a row" in text
 
 
 def test_a_timeline_with_an_override_marks_it():

@@ -108,30 +108,28 @@ def test_each_window_has_its_own_values_and_page_views_beside_the_cumulative_one
     late = [e["data_quality"]["late_beacons"] for e in events]
     assert s.quality["late_window"] == [float(b - a) for a, b in zip([0, *late], late)]
     assert s.quality["incident"] == [False] * len(events)  # the policy watches for incidents; none here
-    assert s.quality["idle_partitions"] == [[]] * len(events) and s.markers == []
+    assert s.markers == []
 
 
-def _flagged(events: list[dict], incident: range = range(0), idle: range = range(0)) -> list[dict]:
+def _flagged(events: list[dict], incident: set[int] = frozenset()) -> list[dict]:
     out = []
     for i, e in enumerate(events):
         e = orjson.loads(orjson.dumps(e))
         e["detectors"]["global_anomaly"] = i in incident
-        if i in idle:
-            e["data_quality"]["idle_partitions"] = [2, 0]
         out.append(e)
     return out
 
 
-def test_markers_for_split_changes_incidents_and_silent_partitions():
-    events = _flagged(history(), incident=range(10, 14), idle=range(20, 22))
+def test_markers_for_split_changes_and_each_run_of_incident_windows():
+    events = _flagged(history(), incident={10, 11, 12, 13, 20})
     split_at = events[5]["at"] - 1000
     rollout = ROLLOUT.with_share(0.25, split_at)
     got = build_series(rollout, events).markers
     assert [(m["at"], m["kind"]) for m in got] == [(split_at, "split"), (events[10]["at"], "incident"),
-                                                  (events[20]["at"], "silent")]
+                                                  (events[20]["at"], "incident")]
     assert got[0]["label"] == "split change: the canary's expected share is now 25.0%"
-    assert "4 windows in a row" in got[1]["label"]
-    assert got[2]["label"] == "judged without partitions 0, 2 (no traffic), 2 windows in a row"
+    assert got[1]["label"] == "global incident: the baseline moved too, 4 windows in a row"
+    assert got[2]["label"] == "global incident: the baseline moved too, 1 window in a row"
     out = series_json(build_series(rollout, events))
     assert out["markers"] == got and out["share_changes"] == [[split_at, 0.25]]
 
@@ -139,10 +137,9 @@ def test_markers_for_split_changes_incidents_and_silent_partitions():
 def test_markers_of_odd_quality_fields_are_skipped_not_trusted():
     events = _flagged(history())
     events[3]["detectors"]["global_anomaly"] = "yes"
-    events[4]["data_quality"]["idle_partitions"] = "0"
     events[5]["data_quality"]["window_page_views"] = [1, 2]
     s = build_series(ROLLOUT, events)
-    assert s.quality["incident"][3] is None and s.quality["idle_partitions"][4] is None
+    assert s.quality["incident"][3] is None
     assert s.quality["views_canary"][5] is None and s.markers == []
 
 
