@@ -286,23 +286,26 @@ def windows_records(source: int, closed_before: int | None, closed: Sequence[Win
         end = start + summaries[0].size_ms
         last = end if closed_before is None else min(end, closed_before)
         parts = _parts(summaries, max_bytes)
-        for i, part in enumerate(parts):
+        for i, (part, encoded) in enumerate(parts):
             held = last if i == len(parts) - 1 else min(start, last)
-            records.append(WindowsRecord(source, held, False, part))
+            records.append(WindowsRecord(source, held, False, part, encoded))
     records.append(WindowsRecord(source, closed_before, idle, []))
     return records
 
 
-def _parts(summaries: list[WindowSummary], max_bytes: int) -> list[list[WindowSummary]]:
-    """``summaries`` in consecutive groups whose estimated encoded size stays within ``max_bytes``."""
-    parts: list[list[WindowSummary]] = [[]]
+def _parts(summaries: list[WindowSummary], max_bytes: int) -> list[tuple[list[WindowSummary], list[bytes]]]:
+    """``summaries`` in consecutive groups whose estimated encoded size stays within ``max_bytes``,
+    each with its summaries' encodings (made here to size them; the judge keeps them)."""
+    parts: list[tuple[list[WindowSummary], list[bytes]]] = [([], [])]
     size = _RECORD_OVERHEAD
     for s in summaries:
-        n = summary_bytes(s) + _RECORD_OVERHEAD
-        if parts[-1] and size + n > max_bytes:
-            parts.append([])
+        encoded = orjson.dumps(s.to_dict())
+        n = len(encoded) + _RECORD_OVERHEAD
+        if parts[-1][0] and size + n > max_bytes:
+            parts.append(([], []))
             size = _RECORD_OVERHEAD
-        parts[-1].append(s)
+        parts[-1][0].append(s)
+        parts[-1][1].append(encoded)
         size += n
     return parts
 

@@ -58,6 +58,10 @@ class WindowsRecord:
     closed_before: int | None
     idle: bool = False
     summaries: list[WindowSummary] = field(default_factory=list)
+    #: Each summary's JSON encoding, when the stage that made the record already has it
+    #: (:func:`~detectors.pipeline.aggregate.windows_records` encodes them to size the
+    #: records): the judge's history keeps these bytes rather than encoding again. Not sent.
+    encoded: list[bytes] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "closed_before": self.closed_before, "idle": self.idle,
@@ -163,6 +167,7 @@ class Judge:
         self.judged_before: int | None = None
         self.late_summaries = 0
         self._pending: dict[int, dict[tuple[int, Any], WindowSummary]] = defaultdict(dict)
+        self._encoded: dict[int, bytes] = {}  # id of a pending summary -> its encoding, where known
         # app -> (start, size_ms, encoded summaries): decoded only for a rollout known late
         self._history: dict[str, deque[tuple[int, int, list[bytes]]]] = {}
         self.rollouts: dict[str, _Active] = {}
@@ -203,11 +208,14 @@ class Judge:
     # -- windows ----------------------------------------------------------------------------
     def add(self, record: WindowsRecord) -> list[Verdict]:
         """Take one ``rum.windows`` record; return the verdicts of the windows it completed."""
-        for s in record.summaries:
+        encoded = record.encoded if record.encoded is not None and len(record.encoded) == len(record.summaries) \
+            else None
+        for i, s in enumerate(record.summaries):
             if self.judged_before is not None and s.start < self.judged_before:
                 self.late_summaries += 1  # judged already: a republication, or a straggler
                 continue
-            self._pending[s.start].setdefault((record.source, s.key), s)
+            if self._pending[s.start].setdefault((record.source, s.key), s) is s and encoded is not None:
+                self._encoded[id(s)] = encoded[i]
         if record.closed_before is not None:
             self.progress[record.source] = max(self.progress.get(record.source, record.closed_before),
                                                record.closed_before)
@@ -281,7 +289,7 @@ class Judge:
                 for s in group:
                     views[s.key.release] += s.page_views
                 self.new_releases += self.release_watch.observe(app, start, views)
-            kept = [_exact(orjson.dumps(s.to_dict())) for s in _merged_by_key(group)]
+            kept = [_exact(self._encoded.get(id(s)) or orjson.dumps(s.to_dict())) for s in _merged_by_key(group)]
             self._history.setdefault(app, deque()).append((start, size_ms, kept))
             self._order.append(app)
             self._history_summaries += len(kept)
@@ -289,6 +297,8 @@ class Judge:
             for active in self.rollouts.values():
                 if active.rollout.app == app:
                     out += self._feed(active, start, size_ms, group)
+        for s in summaries:
+            self._encoded.pop(id(s), None)
         return out
 
     def _feed(self, active: _Active, start: int, size_ms: int, summaries: Iterable[WindowSummary]) -> list[Verdict]:

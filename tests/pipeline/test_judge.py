@@ -286,3 +286,27 @@ def test_the_history_keeps_summaries_encoded_within_max_history_bytes():
     live = [v for i in range(15, 25) for v in known.add(WindowsRecord(0, t0 + (i + 1) * 5000, False,
                                                                        busy(t0 + i * 5000)))]
     assert [_core(v) for v in verdicts] == [_core(v) for v in live]
+
+
+def test_the_history_keeps_the_encodings_stage_1_made_and_they_are_the_summaries_own():
+    """Records from :func:`windows_records` carry their summaries' encodings (made to size
+    the records): the history keeps those bytes, equal to encoding the summaries again; a
+    cohort that several partitions sent is merged and encoded anew; a record without
+    encodings (off the wire) is encoded by the judge."""
+    from detectors.pipeline.aggregate import windows_records
+    from detectors.windows import WindowSummary
+
+    t0 = SC.start_ms
+    judge = Judge(2, history_ms=60_000)
+    alone = _window("shop-web", t0, releases=2)
+    shared = _window("shop-web", t0, releases=2)[:1]
+    first = windows_records(0, t0 + 5000, alone)[0]
+    assert first.encoded == [orjson.dumps(s.to_dict()) for s in first.summaries]
+    judge.add(first)
+    judge.add(WindowsRecord(1, t0 + 5000, False, shared))  # no encodings: the judge makes them
+    (entry,) = judge._history["shop-web"]
+    merged = WindowSummary.empty(alone[0].key, t0, 5000)
+    merged.merge(alone[0])
+    merged.merge(shared[0])
+    assert sorted(entry[2]) == sorted([orjson.dumps(merged.to_dict()), orjson.dumps(alone[1].to_dict())])
+    assert judge._encoded == {}  # nothing kept for windows already judged
