@@ -206,6 +206,7 @@ def _pack_sessions(ids: set) -> str:
 
 _blake2b = hashlib.blake2b
 
+
 def _unpack_sessions(text: str) -> set:
     raw = base64.b64decode(text)
     if len(raw) % 8:

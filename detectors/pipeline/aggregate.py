@@ -49,7 +49,7 @@ from detectors.pipeline.judge import WindowsRecord
 from detectors.views import DEFAULT_VIEW_HORIZON_MS, DEFAULT_VIEW_SLOTS, PageViews
 from detectors.windows import DEFAULT_LATENESS_MS, DEFAULT_WINDOW_MS, TumblingWindows, WindowSummary, window_start
 
-__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records", "summary_bytes",
+__all__ = ["Checkpoint", "DeadLetter", "Step", "PartitionAggregator", "windows_records",
            "DEFAULT_MAX_RECORD_BYTES"]
 
 
@@ -308,8 +308,3 @@ def _parts(summaries: list[WindowSummary], max_bytes: int) -> list[tuple[list[Wi
         parts[-1][1].append(encoded)
         size += n
     return parts
-
-
-def summary_bytes(s: WindowSummary) -> int:
-    """A summary's size on ``rum.windows`` (its JSON form, as the stages encode it)."""
-    return len(orjson.dumps(s.to_dict()))
