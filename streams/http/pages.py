@@ -164,7 +164,7 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 
 def _quality_value(v: Any) -> str:
-    """A data-quality figure: a number, ``canary 98 / baseline 407``, or ``0, 2``."""
+    """A data-quality figure: a number, ``canary 98 / baseline 407``, or a list joined by commas."""
     if isinstance(v, dict):
         return " / ".join(f"{esc(k)} {_fmt(x)}" for k, x in v.items()) or "–"
     if isinstance(v, list):
@@ -387,7 +387,6 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
     link = json_link or api_json_link(r.id)
     x0, x1 = x_range or _x_range(s)
     x_end = None if x_range is None else x1  # the live page's charts end at their last point
-    marks = _decisions(s.timeline)
     strips = [f'<p class="strip">{esc(r.policy.name)} (enforcing)</p>'
               + timeline_svg("enforcing", f"verdicts of {r.policy.name}", s.timeline, x0, x1,
                              events=[m for m in s.markers if x0 <= m["at"] <= x1])]
@@ -395,13 +394,11 @@ def rollout_fragment(s: Series, *, json_link: JsonLink | None = None, live: bool
                + timeline_svg(f"dry-run:{name}", f"verdicts of dry run {name}", tl, x0, x1)
                for name, tl in s.dry_runs.items()]
     key = "".join(f'<span class="k-{k}"></span>{k}' for k in (*VERDICT_COLOURS, *EVENT_COLOURS))
-    panels = "".join(
-        _metric_panel(m, tuple(_fixed(c, x_end, y_ranges) for c in _metric_charts(m, x0, marks)),  # type: ignore[arg-type]
-                      link(m["metric"], m["segment"]))
-        for m in s.metrics)
-    share = (_quality_panel(_fixed(_share_chart(s, x0, marks), x_end, y_ranges),
-                            _fixed(_views_chart(s, x0, marks), x_end, y_ranges), link(None, None))
-             if s.events else "")
+    # fragment_charts' order: three charts per (metric, segment), then the two quality charts
+    charts = [_fixed(c, x_end, y_ranges) for c in fragment_charts(s, (x0, x1))]
+    panels = "".join(_metric_panel(m, tuple(charts[3 * i:3 * i + 3]), link(m["metric"], m["segment"]))  # type: ignore[arg-type]
+                     for i, m in enumerate(s.metrics))
+    share = _quality_panel(*charts[3 * len(s.metrics):], link(None, None)) if s.events else ""
     seq = (s.latest or {}).get("seq", 0)
     live = s.live if live is None else live
     return (f'<div class="fragment" data-live="{1 if live else 0}" data-seq="{esc(seq)}" '
